@@ -1,0 +1,24 @@
+//! The pure domain of sagaflow: every decision is a function of state, input and time.
+//!
+//! Nothing here does I/O: adapters in `functions/` implement [`store::EventStore`] over
+//! DynamoDB and carry [`event::StoredEvent`]s over Kafka; the core only decides.
+
+pub mod aggregate;
+pub mod domain;
+pub mod event;
+pub mod mediator;
+pub mod pipeline;
+pub mod repository;
+pub mod store;
+pub mod testing;
+pub mod upcast;
+
+pub use aggregate::Aggregate;
+pub use event::{
+    CommandMeta, DecodeError, DomainEvent, EventEnvelope, StoredEvent, StreamId, Timestamp,
+};
+pub use repository::{CommandOutcome, ConflictRetry, Loaded, Repository, RepositoryError};
+pub use store::{
+    AppendOutcome, AppendRequest, EventStore, InMemoryEventStore, Snapshot, StoreError,
+};
+pub use upcast::Upcasters;

@@ -1,0 +1,288 @@
+//! The event store contract, and the in-memory store that `make run` and the core tests use.
+//!
+//! Adapters (DynamoDB) implement the same [`EventStore`] trait and pass the same scenarios.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{StoredEvent, StreamId, Timestamp};
+
+/// A request to append events to one stream, atomically with recording an idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendRequest {
+    /// The stream to append to.
+    pub stream: StreamId,
+    /// The stream version the events were decided on (0 for a new stream).
+    pub expected_version: u64,
+    /// The events, numbered `expected_version + 1` onwards.
+    pub events: Vec<StoredEvent>,
+    /// Recorded with the events in one atomic write; if already recorded, nothing is appended.
+    pub idempotency_key: Option<String>,
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The events were appended; the stream is now at `version`.
+    Appended {
+        /// The stream version after the append.
+        version: u64,
+    },
+    /// The idempotency key was already recorded: this effect happened before, nothing was appended.
+    Duplicate,
+}
+
+/// A saved copy of an aggregate's state at a stream version, so loading need not replay from 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The stream the state belongs to.
+    pub stream: StreamId,
+    /// The stream version the state includes.
+    pub version: u64,
+    /// The aggregate's state schema version ([`crate::Aggregate::SNAPSHOT_VERSION`]).
+    pub state_version: u32,
+    /// The serialized state.
+    pub state: Value,
+    /// When the snapshot was taken.
+    pub taken_at: Timestamp,
+}
+
+/// Why the store refused or failed a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Someone appended to the stream since it was loaded: reload, decide again, retry.
+    #[error(
+        "concurrency conflict on {stream}: expected version {expected}, stream is at {actual}"
+    )]
+    Conflict {
+        /// The contended stream.
+        stream: StreamId,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version found (may be unknown to some stores, then equal to `expected + 1`).
+        actual: u64,
+    },
+    /// The request itself is malformed (sequence gaps, wrong stream, too large).
+    #[error("invalid append to {stream}: {reason}")]
+    InvalidAppend {
+        /// The stream.
+        stream: StreamId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend failed; `transient` says whether retrying may succeed.
+    #[error("event store unavailable ({}): {reason}", if *.transient { "transient" } else { "permanent" })]
+    Unavailable {
+        /// The backend's complaint.
+        reason: String,
+        /// Whether a retry may succeed (throttling, timeouts).
+        transient: bool,
+    },
+    /// Stored data could not be read back.
+    #[error("corrupt data in {stream}: {reason}")]
+    Corrupt {
+        /// The stream.
+        stream: StreamId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the operation may succeed if tried again (conflicts and transient faults).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict { .. }
+                | StoreError::Unavailable {
+                    transient: true,
+                    ..
+                }
+        )
+    }
+}
+
+/// Checks an append request's own shape: events numbered on from the expected version, one stream.
+pub fn validate_append(request: &AppendRequest) -> Result<(), StoreError> {
+    for (i, event) in request.events.iter().enumerate() {
+        let wanted = request.expected_version + 1 + i as u64;
+        let invalid = |reason: String| StoreError::InvalidAppend {
+            stream: request.stream.clone(),
+            reason,
+        };
+        if event.sequence != wanted {
+            return Err(invalid(format!(
+                "event {} has sequence {}, expected {wanted}",
+                event.event_id, event.sequence
+            )));
+        }
+        if event.aggregate_type != request.stream.aggregate_type
+            || event.aggregate_id != request.stream.aggregate_id
+        {
+            return Err(invalid(format!(
+                "event {} belongs to {}",
+                event.event_id,
+                event.stream_id()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where events live: append with an expected version, load a stream from a version.
+pub trait EventStore: Send + Sync {
+    /// Appends the events atomically if the stream is at the expected version and the
+    /// idempotency key (if any) was never recorded; records the key in the same write.
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// The events of `stream` with a sequence greater than `after_version`, in order.
+    fn load(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// Whether an effect with this idempotency key was recorded.
+    fn is_processed(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The latest snapshot of `stream`, if any.
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Saves a snapshot, replacing an older one of the same stream.
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[derive(Default)]
+struct MemoryState {
+    streams: HashMap<StreamId, Vec<StoredEvent>>,
+    log: Vec<StoredEvent>,
+    processed: HashSet<String>,
+    snapshots: HashMap<StreamId, Snapshot>,
+}
+
+/// An event store in process memory, with the same guarantees as the DynamoDB one.
+#[derive(Default)]
+pub struct InMemoryEventStore {
+    state: Mutex<MemoryState>,
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        // A panic while holding the lock cannot leave a half-applied append (appends are
+        // built fully before they are pushed), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every event in the order it was committed: the source for replaying read models.
+    pub fn all_events(&self) -> Vec<StoredEvent> {
+        self.lock().log.clone()
+    }
+
+    /// The number of events committed so far.
+    pub fn event_count(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// The ids of every stream, sorted.
+    pub fn stream_ids(&self) -> Vec<StreamId> {
+        let mut ids: Vec<_> = self.lock().streams.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The number of recorded idempotency keys.
+    pub fn processed_count(&self) -> usize {
+        self.lock().processed.len()
+    }
+}
+
+impl EventStore for InMemoryEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        validate_append(&request)?;
+        let mut state = self.lock();
+        if let Some(key) = &request.idempotency_key {
+            if state.processed.contains(key) {
+                return Ok(AppendOutcome::Duplicate);
+            }
+        }
+        let actual = state
+            .streams
+            .get(&request.stream)
+            .map_or(0, |events| events.len() as u64);
+        if actual != request.expected_version {
+            return Err(StoreError::Conflict {
+                stream: request.stream,
+                expected: request.expected_version,
+                actual,
+            });
+        }
+        if let Some(key) = request.idempotency_key {
+            state.processed.insert(key);
+        }
+        let version = actual + request.events.len() as u64;
+        state.log.extend(request.events.iter().cloned());
+        state
+            .streams
+            .entry(request.stream)
+            .or_default()
+            .extend(request.events);
+        Ok(AppendOutcome::Appended { version })
+    }
+
+    async fn load(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .streams
+            .get(stream)
+            .map(|events| {
+                events
+                    .iter()
+                    .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn is_processed(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().processed.contains(key))
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(stream).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let newer = state
+            .snapshots
+            .get(&snapshot.stream)
+            .is_none_or(|old| old.version < snapshot.version);
+        if newer {
+            state.snapshots.insert(snapshot.stream.clone(), snapshot);
+        }
+        Ok(())
+    }
+}

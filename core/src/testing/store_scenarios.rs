@@ -1,0 +1,232 @@
+//! Event store behaviour every backend must show; call each scenario with a fresh store.
+//!
+//! Each scenario takes a `prefix` so that backends shared between tests (a DynamoDB table) can
+//! keep scenarios apart by stream id.
+
+use serde_json::json;
+
+use crate::event::{event_id_for, EventEnvelope, StoredEvent, StreamId, Timestamp};
+use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError};
+
+fn event(stream: &StreamId, sequence: u64, n: u64) -> StoredEvent {
+    EventEnvelope {
+        event_id: event_id_for(stream, sequence),
+        aggregate_type: stream.aggregate_type.clone(),
+        aggregate_id: stream.aggregate_id.clone(),
+        sequence,
+        event_type: "scenario.happened".into(),
+        schema_version: 1,
+        occurred_at: Timestamp(1_000 + sequence as i64),
+        correlation_id: format!("corr-{}", stream.aggregate_id),
+        causation_id: format!("cause-{n}"),
+        payload: json!({ "n": n, "text": "ünïcode ✓" }),
+    }
+}
+
+fn events(stream: &StreamId, after: u64, count: u64) -> Vec<StoredEvent> {
+    (1..=count)
+        .map(|i| event(stream, after + i, after + i))
+        .collect()
+}
+
+fn request(stream: &StreamId, expected: u64, count: u64, key: Option<&str>) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected_version: expected,
+        events: events(stream, expected, count),
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+/// Appended events load back equal, in order, and from any version.
+pub async fn appends_and_loads_in_order<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-order"));
+    let first = store.append(request(&stream, 0, 3, None)).await;
+    assert_eq!(first, Ok(AppendOutcome::Appended { version: 3 }));
+    let second = store.append(request(&stream, 3, 2, None)).await;
+    assert_eq!(second, Ok(AppendOutcome::Appended { version: 5 }));
+    let all = store.load(&stream, 0).await.expect("load");
+    assert_eq!(all, events(&stream, 0, 5));
+    let tail = store.load(&stream, 3).await.expect("load tail");
+    assert_eq!(tail, events(&stream, 3, 2));
+    let none = store.load(&stream, 5).await.expect("load past end");
+    assert!(none.is_empty());
+    let missing = StreamId::new("scenario", format!("{prefix}-missing"));
+    assert!(store
+        .load(&missing, 0)
+        .await
+        .expect("load missing")
+        .is_empty());
+}
+
+/// A writer with a stale expected version gets a conflict, and nothing of its batch lands.
+pub async fn stale_writer_gets_a_conflict<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-conflict"));
+    store
+        .append(request(&stream, 0, 2, None))
+        .await
+        .expect("first append");
+    let stale = store.append(request(&stream, 1, 3, None)).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { expected: 1, .. })),
+        "{stale:?}"
+    );
+    let from_zero = store.append(request(&stream, 0, 1, None)).await;
+    assert!(
+        matches!(from_zero, Err(StoreError::Conflict { expected: 0, .. })),
+        "{from_zero:?}"
+    );
+    assert_eq!(store.load(&stream, 0).await.expect("load").len(), 2);
+}
+
+/// Of two writers racing from the same version, exactly one wins.
+pub async fn racing_writers_one_wins<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-race"));
+    let (a, b) = futures_join(
+        store.append(request(&stream, 0, 2, None)),
+        store.append(request(&stream, 0, 3, None)),
+    )
+    .await;
+    let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "a: {a:?}, b: {b:?}");
+    let loaded = store.load(&stream, 0).await.expect("load");
+    assert!(loaded.len() == 2 || loaded.len() == 3);
+}
+
+/// A recorded idempotency key makes a second append a duplicate that appends nothing.
+pub async fn idempotency_key_is_recorded_once<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-idem"));
+    let key = format!("{prefix}-msg-1");
+    assert_eq!(store.is_processed(&key).await, Ok(false));
+    let first = store.append(request(&stream, 0, 1, Some(&key))).await;
+    assert_eq!(first, Ok(AppendOutcome::Appended { version: 1 }));
+    assert_eq!(store.is_processed(&key).await, Ok(true));
+    let again = store.append(request(&stream, 1, 1, Some(&key))).await;
+    assert_eq!(again, Ok(AppendOutcome::Duplicate));
+    assert_eq!(store.load(&stream, 0).await.expect("load").len(), 1);
+    let other = store
+        .append(request(&stream, 1, 1, Some(&format!("{prefix}-msg-2"))))
+        .await;
+    assert_eq!(other, Ok(AppendOutcome::Appended { version: 2 }));
+}
+
+/// A conflicting append does not record its idempotency key, so its retry can still land.
+pub async fn conflict_does_not_record_the_key<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-idem-conflict"));
+    let key = format!("{prefix}-msg-conflict");
+    store
+        .append(request(&stream, 0, 1, None))
+        .await
+        .expect("first append");
+    let stale = store.append(request(&stream, 0, 1, Some(&key))).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(store.is_processed(&key).await, Ok(false));
+    let retried = store.append(request(&stream, 1, 1, Some(&key))).await;
+    assert_eq!(retried, Ok(AppendOutcome::Appended { version: 2 }));
+}
+
+/// Requests with sequence gaps or events of another stream are refused before any write.
+pub async fn malformed_appends_are_refused<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-malformed"));
+    let mut gap = request(&stream, 0, 2, None);
+    gap.events[1].sequence = 5;
+    assert!(matches!(
+        store.append(gap).await,
+        Err(StoreError::InvalidAppend { .. })
+    ));
+    let other = StreamId::new("scenario", format!("{prefix}-other"));
+    let mut foreign = request(&stream, 0, 1, None);
+    foreign.events = events(&other, 0, 1);
+    assert!(matches!(
+        store.append(foreign).await,
+        Err(StoreError::InvalidAppend { .. })
+    ));
+    assert!(store.load(&stream, 0).await.expect("load").is_empty());
+}
+
+/// Snapshots save, load back, and an older snapshot never replaces a newer one.
+pub async fn snapshots_keep_the_latest<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-snap"));
+    assert_eq!(store.load_snapshot(&stream).await, Ok(None));
+    let snap = |version: u64| Snapshot {
+        stream: stream.clone(),
+        version,
+        state_version: 1,
+        state: json!({ "total": version * 10 }),
+        taken_at: Timestamp(5),
+    };
+    store.save_snapshot(snap(10)).await.expect("save 10");
+    store.save_snapshot(snap(20)).await.expect("save 20");
+    store.save_snapshot(snap(15)).await.expect("save 15");
+    assert_eq!(store.load_snapshot(&stream).await, Ok(Some(snap(20))));
+}
+
+/// Long streams load completely (backends that page must follow every page).
+pub async fn long_streams_load_completely<S: EventStore>(store: &S, prefix: &str, length: u64) {
+    let stream = StreamId::new("scenario", format!("{prefix}-long"));
+    let mut version = 0;
+    while version < length {
+        let count = (length - version).min(25);
+        store
+            .append(request(&stream, version, count, None))
+            .await
+            .expect("append chunk");
+        version += count;
+    }
+    let loaded = store.load(&stream, 0).await.expect("load");
+    assert_eq!(loaded.len() as u64, length);
+    assert!(loaded
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.sequence == i as u64 + 1));
+}
+
+/// Runs every scenario against one store, with `prefix` keeping their streams apart.
+pub async fn run_all<S: EventStore>(store: &S, prefix: &str) {
+    appends_and_loads_in_order(store, prefix).await;
+    stale_writer_gets_a_conflict(store, prefix).await;
+    racing_writers_one_wins(store, prefix).await;
+    idempotency_key_is_recorded_once(store, prefix).await;
+    conflict_does_not_record_the_key(store, prefix).await;
+    malformed_appends_are_refused(store, prefix).await;
+    snapshots_keep_the_latest(store, prefix).await;
+    long_streams_load_completely(store, prefix, 260).await;
+}
+
+/// Polls two futures together on the current task, so the race needs no runtime of its own.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    use std::pin::pin;
+    use std::task::Poll;
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    let mut out_a = None;
+    let mut out_b = None;
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        if out_a.is_some() && out_b.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    match (out_a, out_b) {
+        (Some(a), Some(b)) => (a, b),
+        _ => unreachable!("poll_fn returns Ready only when both outputs are set"),
+    }
+}
