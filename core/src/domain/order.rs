@@ -408,7 +408,8 @@ mod tests {
 
     #[test]
     fn invalid_fields_are_refused_naming_the_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut CreateOrder)>)> = vec![
+        type Breaker = Box<dyn Fn(&mut CreateOrder)>;
+        let cases: Vec<(&str, Breaker)> = vec![
             ("lines", Box::new(|c| c.lines.clear())),
             ("lines[0].quantity", Box::new(|c| c.lines[0].quantity = 0)),
             (

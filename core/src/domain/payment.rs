@@ -8,7 +8,7 @@ use crate::aggregate::Aggregate;
 use crate::event::DomainEvent;
 
 /// The largest single charge the demo's payment provider accepts, in minor units.
-pub const CHARGE_LIMIT_MINOR: i64 = 1_000_000_00;
+pub const CHARGE_LIMIT_MINOR: i64 = 100_000_000;
 
 /// The payment method token the demo's provider always declines.
 pub const DECLINED_METHOD: &str = "card-declined";
