@@ -4,11 +4,16 @@
 //! DynamoDB and carry [`event::StoredEvent`]s over Kafka; the core only decides.
 
 pub mod aggregate;
+pub mod bus;
+pub mod command;
 pub mod domain;
 pub mod event;
+pub mod flow;
 pub mod mediator;
 pub mod pipeline;
+pub mod projection;
 pub mod repository;
+pub mod saga;
 pub mod store;
 pub mod testing;
 pub mod upcast;

@@ -1,0 +1,37 @@
+# Every command a sagaflow user runs. `make help` lists them.
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: help run test test-unit test-demo lint fmt check-core-purity clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+run: ## run the whole order flow in one process on embedded defaults (flags: make run ARGS="--help")
+	$(CARGO) run --quiet -p sagaflow-demo -- $(ARGS)
+
+test: lint check-core-purity test-unit test-demo ## everything CI runs: lint, core purity, all tests, the demo's invariants
+
+test-unit: ## the unit, scenario and flow tests of every crate
+	$(CARGO) test --workspace
+
+test-demo: ## a larger seeded demo run that must hold every invariant (exit 1 otherwise)
+	@mkdir -p target
+	@$(CARGO) run --quiet -p sagaflow-demo -- --orders 240 --seed 7 --lost-commits 25 --rows 0 > target/demo-check.txt \
+		|| { cat target/demo-check.txt; echo "make run broke an invariant (output above)"; exit 1; }
+	@grep -A20 '^Invariants' target/demo-check.txt
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+check-core-purity: ## the core depends on no AWS, Kafka, Lambda or HTTP crate
+	@if $(CARGO) tree -p sagaflow-core -e normal --prefix none | grep -E '^(aws-|rdkafka|lambda_runtime|hyper)'; then \
+		echo "sagaflow-core must not depend on I/O crates"; exit 1; \
+	else echo "sagaflow-core: no aws-*, rdkafka, lambda_runtime or hyper in its dependencies"; fi
+
+clean: ## remove build output
+	$(CARGO) clean

@@ -1,0 +1,478 @@
+//! The order flow's sagas, and the glue that runs them: durably (a saga instance per order,
+//! advanced by reply events) or in process (the executor calling the services directly).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::command::CommandEnvelope;
+use crate::domain::inventory::DEFAULT_WAREHOUSE;
+use crate::domain::{CancelReason, RefundStatus, StockLine};
+use crate::event::{CommandMeta, DecodeError, StoredEvent, Timestamp};
+use crate::flow::clock::SimClock;
+use crate::flow::services::FlowServices;
+use crate::repository::{Repository, RepositoryError};
+use crate::saga::{
+    commands_in, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, DispatchOutcome,
+    Reply, SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError, SagaEvent,
+    SagaInput, SagaInstance, SagaStep, SagaTrigger, Sleeper,
+};
+use crate::store::EventStore;
+
+/// The type name of the order-processing saga.
+pub const ORDER_SAGA: &str = "order-processing";
+/// The type name of the shipping saga.
+pub const SHIPPING_SAGA: &str = "shipping";
+/// How long a step may wait for its reply before it counts as failed.
+pub const STEP_TIMEOUT_MS: i64 = 30_000;
+
+fn text(data: &SagaData, field: &str) -> Result<String, String> {
+    data.input
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("saga input has no text field `{field}`"))
+}
+
+fn input(data: &SagaData, field: &str) -> Result<Value, String> {
+    data.input
+        .get(field)
+        .cloned()
+        .ok_or_else(|| format!("saga input has no field `{field}`"))
+}
+
+fn stock_lines(data: &SagaData) -> Result<Vec<StockLine>, String> {
+    serde_json::from_value(input(data, "lines")?).map_err(|e| format!("saga input `lines`: {e}"))
+}
+
+/// Why the saga is being compensated, as a cancel reason with a stable code.
+fn cancel_reason(data: &SagaData) -> CancelReason {
+    match &data.failure {
+        Some(failure) if failure.timed_out => CancelReason::new(
+            "timeout",
+            format!("{} did not answer in time", failure.step),
+        ),
+        Some(failure) => {
+            let code = match failure.step.as_str() {
+                "process_payment" => "payment_declined",
+                "reserve_inventory" => "out_of_stock",
+                "schedule_shipment" | "create_shipment" | "confirm_shipment" => "shipment_failed",
+                _ => "saga_failed",
+            };
+            CancelReason::new(code, failure.reason.clone())
+        }
+        None => CancelReason::new("saga_failed", "no failure recorded"),
+    }
+}
+
+/// The order-processing saga: create order, process payment, reserve inventory, schedule
+/// shipment; on success complete the order and ship the stock. Its input is a `CreateOrder`.
+pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
+    SagaDefinition::new(ORDER_SAGA)
+        .step(
+            SagaStep::new("create_order", |d: &SagaData| {
+                Ok(SagaCommand::new("order.create", text(d, "order_id")?, d.input.clone()))
+            })
+            .succeeds_on(&["order.created"])
+            .compensate_with(
+                |d: &SagaData| {
+                    // The refund's reply says whether money went back: only a refund has an amount.
+                    let refunded = d
+                        .compensation_replies
+                        .get("process_payment")
+                        .is_some_and(|reply| reply.get("amount").is_some());
+                    let refund_status = if refunded {
+                        RefundStatus::Refunded
+                    } else {
+                        RefundStatus::NotCharged
+                    };
+                    Ok(SagaCommand::new(
+                        "order.cancel",
+                        text(d, "order_id")?,
+                        json!({ "reason": cancel_reason(d), "refund_status": refund_status }),
+                    ))
+                },
+                &["order.cancelled"],
+            )
+            .timeout_ms(STEP_TIMEOUT_MS),
+        )
+        .step(
+            SagaStep::new("process_payment", |d: &SagaData| {
+                let order_id = text(d, "order_id")?;
+                let total = d
+                    .reply("create_order")
+                    .and_then(|reply| reply.get("total"))
+                    .cloned()
+                    .ok_or("the order's reply has no total")?;
+                Ok(SagaCommand::new(
+                    "payment.charge",
+                    order_id.clone(),
+                    json!({ "order_id": order_id, "amount": total, "method": input(d, "payment_method")? }),
+                ))
+            })
+            .succeeds_on(&["payment.processed"])
+            .fails_on(&["payment.declined"])
+            .compensate_with(
+                |d: &SagaData| {
+                    let order_id = text(d, "order_id")?;
+                    Ok(SagaCommand::new(
+                        "payment.refund",
+                        order_id.clone(),
+                        json!({ "order_id": order_id, "reason": cancel_reason(d).to_string() }),
+                    ))
+                },
+                &["payment.refunded", "payment.voided"],
+            )
+            .timeout_ms(STEP_TIMEOUT_MS),
+        )
+        .step(reserve_inventory_step())
+        .step(
+            SagaStep::new("schedule_shipment", |d: &SagaData| {
+                let order_id = text(d, "order_id")?;
+                Ok(SagaCommand::new(
+                    "shipment.schedule",
+                    order_id.clone(),
+                    json!({ "order_id": order_id, "address": input(d, "shipping_address")? }),
+                ))
+            })
+            .succeeds_on(&["shipment.scheduled"])
+            .fails_on(&["shipment.failed"])
+            .compensate_with(cancel_shipment, &["shipment.cancelled"])
+            .timeout_ms(STEP_TIMEOUT_MS),
+        )
+        .on_completed(|d: &SagaData| {
+            let order_id = text(d, "order_id")?;
+            Ok(vec![
+                SagaCommand::new("order.complete", order_id.clone(), json!({})),
+                SagaCommand::new(
+                    "inventory.ship",
+                    DEFAULT_WAREHOUSE,
+                    json!({ "order_id": order_id }),
+                ),
+            ])
+        })
+        .build()
+}
+
+fn reserve_inventory_step() -> SagaStep {
+    SagaStep::new("reserve_inventory", |d: &SagaData| {
+        let order_id = text(d, "order_id")?;
+        Ok(SagaCommand::new(
+            "inventory.reserve",
+            DEFAULT_WAREHOUSE,
+            json!({ "order_id": order_id, "lines": stock_lines(d)? }),
+        ))
+    })
+    .succeeds_on(&["inventory.reserved"])
+    .fails_on(&["inventory.reservation_failed"])
+    .compensate_with(
+        |d: &SagaData| {
+            Ok(SagaCommand::new(
+                "inventory.release",
+                DEFAULT_WAREHOUSE,
+                json!({ "order_id": text(d, "order_id")?, "reason": cancel_reason(d).to_string() }),
+            ))
+        },
+        &["inventory.released"],
+    )
+    .timeout_ms(STEP_TIMEOUT_MS)
+}
+
+fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
+    let order_id = text(d, "order_id")?;
+    Ok(SagaCommand::new(
+        "shipment.cancel",
+        order_id.clone(),
+        json!({ "order_id": order_id, "reason": cancel_reason(d).to_string() }),
+    ))
+}
+
+/// The shipping saga: reserve inventory, create the shipment, confirm it with the carrier; on
+/// success the stock ships. Its input has `order_id`, `lines` (SKU and quantity) and `shipping_address`.
+pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
+    SagaDefinition::new(SHIPPING_SAGA)
+        .step(reserve_inventory_step())
+        .step(
+            SagaStep::new("create_shipment", |d: &SagaData| {
+                let order_id = text(d, "order_id")?;
+                Ok(SagaCommand::new(
+                    "shipment.schedule",
+                    order_id.clone(),
+                    json!({ "order_id": order_id, "address": input(d, "shipping_address")? }),
+                ))
+            })
+            .succeeds_on(&["shipment.scheduled"])
+            .fails_on(&["shipment.failed"])
+            .compensate_with(cancel_shipment, &["shipment.cancelled"])
+            .timeout_ms(STEP_TIMEOUT_MS),
+        )
+        .step(
+            SagaStep::new("confirm_shipment", |d: &SagaData| {
+                let order_id = text(d, "order_id")?;
+                Ok(SagaCommand::new(
+                    "shipment.confirm",
+                    order_id.clone(),
+                    json!({ "order_id": order_id }),
+                ))
+            })
+            .succeeds_on(&["shipment.confirmed"])
+            .timeout_ms(STEP_TIMEOUT_MS),
+        )
+        .on_completed(|d: &SagaData| {
+            Ok(vec![SagaCommand::new(
+                "inventory.ship",
+                DEFAULT_WAREHOUSE,
+                json!({ "order_id": text(d, "order_id")? }),
+            )])
+        })
+        .build()
+}
+
+/// Why the orchestrator could not advance a saga.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SagaRunError {
+    /// No definition has this saga type.
+    #[error("unknown saga type `{0}`")]
+    UnknownSaga(String),
+    /// Loading, deciding or saving the saga failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError<SagaError>),
+}
+
+impl SagaRunError {
+    /// Whether retrying can never help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SagaRunError::UnknownSaga(_) => true,
+            SagaRunError::Repository(e) => !e.is_transient(),
+        }
+    }
+}
+
+/// The durable orchestrator: saga instances in an event store, advanced by reply events.
+pub struct SagaRunner<S> {
+    sagas: Repository<SagaInstance, S>,
+    definitions: Arc<BTreeMap<String, SagaDefinition>>,
+}
+
+impl<S> Clone for SagaRunner<S> {
+    fn clone(&self) -> Self {
+        Self {
+            sagas: self.sagas.clone(),
+            definitions: self.definitions.clone(),
+        }
+    }
+}
+
+impl<S: EventStore> SagaRunner<S> {
+    /// An orchestrator over `store` that knows `definitions`.
+    pub fn new(store: Arc<S>, definitions: Vec<SagaDefinition>) -> Self {
+        Self {
+            sagas: Repository::new(store),
+            definitions: Arc::new(
+                definitions
+                    .into_iter()
+                    .map(|d| (d.name().to_string(), d))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The saga repository, for reading instances.
+    pub fn repository(&self) -> &Repository<SagaInstance, S> {
+        &self.sagas
+    }
+
+    /// Starts saga `saga_type` as `saga_id`; starting it again changes nothing.
+    pub async fn start(
+        &self,
+        saga_type: &str,
+        saga_id: &str,
+        input: Value,
+        correlation_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<StoredEvent>, SagaRunError> {
+        let definition = self.definition(saga_type)?;
+        let trigger = SagaTrigger {
+            definition,
+            input: SagaInput::Start {
+                saga_id: saga_id.to_string(),
+                input,
+                correlation_id: correlation_id.to_string(),
+            },
+            now,
+        };
+        let meta = CommandMeta::new(correlation_id, format!("start:{saga_id}"), now)
+            .with_idempotency_key(format!("saga:{saga_id}:start"));
+        Ok(self.sagas.execute(saga_id, &trigger, &meta).await?.events)
+    }
+
+    /// Feeds a committed event to the saga of its correlation id, if there is one.
+    pub async fn on_event(
+        &self,
+        event: &StoredEvent,
+        now: Timestamp,
+    ) -> Result<Vec<StoredEvent>, SagaRunError> {
+        if event.aggregate_type == "saga" {
+            return Ok(vec![]);
+        }
+        let saga_id = &event.correlation_id;
+        let loaded = self.sagas.load(saga_id).await?;
+        // Orders of other flows have no saga: their events are none of the orchestrator's business.
+        if loaded.version == 0 {
+            return Ok(vec![]);
+        }
+        let trigger = SagaTrigger {
+            definition: self.definition(loaded.state.saga_type())?,
+            input: SagaInput::Reply {
+                event_id: event.event_id.clone(),
+                event_type: event.event_type.clone(),
+                payload: event.payload.clone(),
+            },
+            now,
+        };
+        let meta = CommandMeta::caused_by(event, now)
+            .with_idempotency_key(format!("saga:{saga_id}:{}", event.event_id));
+        Ok(self.sagas.execute(saga_id, &trigger, &meta).await?.events)
+    }
+
+    /// Lets saga `saga_id` act on deadlines that passed by `now`.
+    pub async fn tick(
+        &self,
+        saga_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<StoredEvent>, SagaRunError> {
+        let loaded = self.sagas.load(saga_id).await?;
+        if loaded.version == 0 {
+            return Ok(vec![]);
+        }
+        let trigger = SagaTrigger {
+            definition: self.definition(loaded.state.saga_type())?,
+            input: SagaInput::Tick,
+            now,
+        };
+        let meta = CommandMeta::new(saga_id, format!("tick:{saga_id}:{}", now.as_millis()), now);
+        Ok(self.sagas.execute(saga_id, &trigger, &meta).await?.events)
+    }
+
+    fn definition(&self, saga_type: &str) -> Result<SagaDefinition, SagaRunError> {
+        self.definitions
+            .get(saga_type)
+            .cloned()
+            .ok_or_else(|| SagaRunError::UnknownSaga(saga_type.to_string()))
+    }
+}
+
+/// The command envelope for a saga's command message, caused by the saga event that recorded it.
+pub fn envelope_for(
+    message: &CommandMessage,
+    cause: &str,
+    issued_at: Timestamp,
+) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: message.command_id.clone(),
+        command_type: message.command.command_type.clone(),
+        target_id: message.command.target_id.clone(),
+        payload: message.command.payload.clone(),
+        correlation_id: message.correlation_id.clone(),
+        causation_id: cause.to_string(),
+        issued_at,
+    }
+}
+
+/// The commands a stored saga event asks the relay to send (none for most saga events).
+pub fn commands_from_saga_event(
+    event: &StoredEvent,
+    upcasters: &crate::upcast::Upcasters,
+) -> Result<Vec<CommandEnvelope>, DecodeError> {
+    let decoded = event.decode::<SagaEvent>(upcasters)?;
+    Ok(commands_in(std::slice::from_ref(&decoded.payload))
+        .iter()
+        .map(|message| envelope_for(message, &event.event_id, event.occurred_at))
+        .collect())
+}
+
+/// How a saga event changes the deadline the saga waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadlineChange {
+    /// The saga now waits until this time.
+    Set(Timestamp),
+    /// The saga no longer waits.
+    Clear,
+    /// No change.
+    Keep,
+}
+
+/// What `event` does to its saga's deadline, for timers that fire ticks.
+pub fn deadline_change(event: &StoredEvent) -> DeadlineChange {
+    match event.event_type.as_str() {
+        "saga.step_requested" | "saga.compensation_requested" => event
+            .payload
+            .get("deadline")
+            .and_then(Value::as_i64)
+            .map_or(DeadlineChange::Keep, |at| {
+                DeadlineChange::Set(Timestamp(at))
+            }),
+        "saga.completed" | "saga.aborted" => DeadlineChange::Clear,
+        _ => DeadlineChange::Keep,
+    }
+}
+
+/// Sends in-process saga commands straight to the services.
+pub struct ServicesDispatcher<S> {
+    services: FlowServices<S>,
+    clock: SimClock,
+}
+
+impl<S> ServicesDispatcher<S> {
+    /// A dispatcher over `services`, stamping events with `clock`.
+    pub fn new(services: FlowServices<S>, clock: SimClock) -> Self {
+        Self { services, clock }
+    }
+}
+
+impl<S: EventStore + 'static> CommandDispatcher for ServicesDispatcher<S> {
+    fn dispatch(
+        &self,
+        message: CommandMessage,
+    ) -> BoxFuture<Result<DispatchOutcome, DispatchError>> {
+        let services = self.services.clone();
+        let now = self.clock.now();
+        Box::pin(async move {
+            let envelope = envelope_for(&message, &message.causation_id, now);
+            match services.handle(&envelope, now).await {
+                Ok(handled) => Ok(match handled.events.last() {
+                    Some(event) => DispatchOutcome::Reply(Reply {
+                        event_id: event.event_id.clone(),
+                        event_type: event.event_type.clone(),
+                        payload: event.payload.clone(),
+                    }),
+                    None => DispatchOutcome::NoChange,
+                }),
+                Err(e) if e.is_permanent() => Err(DispatchError::Permanent(e.to_string())),
+                Err(e) => Err(DispatchError::Transient(e.to_string())),
+            }
+        })
+    }
+}
+
+/// Waits by moving the simulated clock, so retries take simulated time and no real time.
+pub struct SimSleeper {
+    clock: SimClock,
+}
+
+impl SimSleeper {
+    /// A sleeper over `clock`.
+    pub fn new(clock: SimClock) -> Self {
+        Self { clock }
+    }
+}
+
+impl Sleeper for SimSleeper {
+    fn sleep(&self, millis: u64) -> BoxFuture<()> {
+        self.clock
+            .advance(i64::try_from(millis).unwrap_or(i64::MAX));
+        Box::pin(async {})
+    }
+}

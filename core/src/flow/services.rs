@@ -1,0 +1,209 @@
+//! The four services as one command handler: decode a command envelope into a typed aggregate
+//! command and run it through that aggregate's repository, recording its effect once.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::aggregate::Aggregate;
+use crate::command::CommandEnvelope;
+use crate::domain::order::order_upcasters;
+use crate::domain::{Inventory, Order, Payment, Shipment};
+use crate::event::{StoredEvent, Timestamp};
+use crate::repository::{Repository, RepositoryError};
+use crate::store::EventStore;
+
+/// Why a command could not be handled; `is_permanent` decides retry or dead letter.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// No service handles this command type.
+    #[error("unknown command type `{0}`")]
+    UnknownCommand(String),
+    /// The payload does not have the command's shape.
+    #[error("payload of `{command_type}` has the wrong shape: {reason}")]
+    InvalidPayload {
+        /// The command type.
+        command_type: String,
+        /// The deserializer's complaint.
+        reason: String,
+    },
+    /// The aggregate refused the command (invalid field, broken invariant).
+    #[error("`{command_type}` refused: {reason}")]
+    Rejected {
+        /// The command type.
+        command_type: String,
+        /// The aggregate's error.
+        reason: String,
+    },
+    /// The store failed or stayed contended; a retry may succeed.
+    #[error("`{command_type}` failed for now: {reason}")]
+    Transient {
+        /// The command type.
+        command_type: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Stored data could not be read.
+    #[error("`{command_type}` cannot read its aggregate: {reason}")]
+    Corrupt {
+        /// The command type.
+        command_type: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl ServiceError {
+    /// Whether retrying can never help, so the command belongs on the dead-letter path.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, ServiceError::Transient { .. })
+    }
+}
+
+/// What handling a command did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandledCommand {
+    /// Events appended (empty for a duplicate or a no-op).
+    pub events: Vec<StoredEvent>,
+    /// True when the command's effect had been recorded before.
+    pub duplicate: bool,
+}
+
+/// Order, payment, inventory and shipment services over one event store.
+pub struct FlowServices<S> {
+    orders: Repository<Order, S>,
+    payments: Repository<Payment, S>,
+    inventory: Repository<Inventory, S>,
+    shipments: Repository<Shipment, S>,
+}
+
+impl<S> Clone for FlowServices<S> {
+    fn clone(&self) -> Self {
+        Self {
+            orders: self.orders.clone(),
+            payments: self.payments.clone(),
+            inventory: self.inventory.clone(),
+            shipments: self.shipments.clone(),
+        }
+    }
+}
+
+impl<S: EventStore> FlowServices<S> {
+    /// Services over `store`; the hot warehouse stream is snapshotted every `snapshot_every` events.
+    pub fn new(store: Arc<S>, snapshot_every: u64) -> Self {
+        Self {
+            orders: Repository::new(store.clone()).with_upcasters(Arc::new(order_upcasters())),
+            payments: Repository::new(store.clone()),
+            inventory: Repository::new(store.clone()).with_snapshots_every(snapshot_every),
+            shipments: Repository::new(store),
+        }
+    }
+
+    /// The order repository, for reads such as choreography's order lookups.
+    pub fn orders(&self) -> &Repository<Order, S> {
+        &self.orders
+    }
+
+    /// The payment repository.
+    pub fn payments(&self) -> &Repository<Payment, S> {
+        &self.payments
+    }
+
+    /// The warehouse repository.
+    pub fn inventory(&self) -> &Repository<Inventory, S> {
+        &self.inventory
+    }
+
+    /// The shipment repository.
+    pub fn shipments(&self) -> &Repository<Shipment, S> {
+        &self.shipments
+    }
+
+    /// Handles one command: decodes it for its aggregate and executes it exactly once.
+    pub async fn handle(
+        &self,
+        command: &CommandEnvelope,
+        now: Timestamp,
+    ) -> Result<HandledCommand, ServiceError> {
+        match command.aggregate_type() {
+            "order" => execute(&self.orders, command, now).await,
+            "payment" => execute(&self.payments, command, now).await,
+            "inventory" => execute(&self.inventory, command, now).await,
+            "shipment" => execute(&self.shipments, command, now).await,
+            _ => Err(ServiceError::UnknownCommand(command.command_type.clone())),
+        }
+    }
+}
+
+/// Decodes a command payload into `A::Command`, whose serde tag `command` is the action name.
+pub fn decode_command<A>(command: &CommandEnvelope) -> Result<A::Command, ServiceError>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+{
+    let mut payload = match &command.payload {
+        Value::Object(map) => map.clone(),
+        Value::Null => serde_json::Map::new(),
+        other => {
+            return Err(ServiceError::InvalidPayload {
+                command_type: command.command_type.clone(),
+                reason: format!("expected an object, got {other}"),
+            })
+        }
+    };
+    payload.insert(
+        "command".into(),
+        Value::String(command.action().to_string()),
+    );
+    serde_json::from_value(Value::Object(payload)).map_err(|e| {
+        let reason = e.to_string();
+        if reason.starts_with("unknown variant") {
+            ServiceError::UnknownCommand(command.command_type.clone())
+        } else {
+            ServiceError::InvalidPayload {
+                command_type: command.command_type.clone(),
+                reason,
+            }
+        }
+    })
+}
+
+async fn execute<A, S>(
+    repository: &Repository<A, S>,
+    command: &CommandEnvelope,
+    now: Timestamp,
+) -> Result<HandledCommand, ServiceError>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+    S: EventStore,
+{
+    let typed = decode_command::<A>(command)?;
+    let command_type = command.command_type.clone();
+    match repository
+        .execute(&command.target_id, &typed, &command.meta(now))
+        .await
+    {
+        Ok(outcome) => Ok(HandledCommand {
+            events: outcome.events,
+            duplicate: outcome.duplicate,
+        }),
+        Err(RepositoryError::Domain(e)) => Err(ServiceError::Rejected {
+            command_type,
+            reason: e.to_string(),
+        }),
+        Err(e @ RepositoryError::Decode { .. }) => Err(ServiceError::Corrupt {
+            command_type,
+            reason: e.to_string(),
+        }),
+        Err(e) if e.is_transient() => Err(ServiceError::Transient {
+            command_type,
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(ServiceError::Corrupt {
+            command_type,
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,7 @@
+//! Read models built from events.
+
+pub mod analytics;
+
+pub use analytics::{
+    AnalyticsProjection, AnalyticsSummary, Applied, DurationStats, GetAnalyticsSummary,
+};

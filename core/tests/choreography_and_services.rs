@@ -1,0 +1,390 @@
+//! Choreography policies (given this event and order, then these commands) and the service
+//! layer's handling of bad commands.
+
+use std::sync::Arc;
+
+use sagaflow_core::command::CommandEnvelope;
+use sagaflow_core::domain::order::order_upcasters;
+use sagaflow_core::domain::{
+    Address, CreateOrder, Flow, InventoryEvent, Money, Order, OrderEvent, OrderLine, PaymentEvent,
+    ShipmentEvent, StockLine,
+};
+use sagaflow_core::event::envelope_events;
+use sagaflow_core::flow::choreography::{react, PolicyError};
+use sagaflow_core::flow::services::FlowServices;
+use sagaflow_core::{
+    Aggregate, CommandMeta, DomainEvent, InMemoryEventStore, StoredEvent, StreamId, Timestamp,
+};
+use serde_json::json;
+
+fn create(flow: Flow) -> CreateOrder {
+    CreateOrder {
+        order_id: "ord-7".into(),
+        customer_id: "cust-7".into(),
+        lines: vec![OrderLine {
+            sku: "MUG".into(),
+            quantity: 3,
+            unit_price: Money::eur(1_000),
+        }],
+        payment_method: "card-ok".into(),
+        shipping_address: Address {
+            name: "Ada".into(),
+            line1: "1 Loop Rd".into(),
+            city: "London".into(),
+            country: "GB".into(),
+        },
+        flow,
+    }
+}
+
+fn order(flow: Flow) -> Order {
+    let c = create(flow);
+    Order::from_events(&[OrderEvent::Created {
+        order_id: c.order_id.clone(),
+        customer_id: c.customer_id.clone(),
+        lines: c.lines.clone(),
+        total: Money::eur(3_000),
+        payment_method: c.payment_method.clone(),
+        shipping_address: c.shipping_address.clone(),
+        flow,
+    }])
+}
+
+fn stored<E: DomainEvent>(aggregate: &str, id: &str, event: E) -> StoredEvent {
+    let meta = CommandMeta::new("ord-7", "cause", Timestamp(5));
+    envelope_events(&StreamId::new(aggregate, id), 0, &[event], &meta).remove(0)
+}
+
+fn types(commands: &[CommandEnvelope]) -> Vec<(&str, &str)> {
+    commands
+        .iter()
+        .map(|c| (c.command_type.as_str(), c.target_id.as_str()))
+        .collect()
+}
+
+#[test]
+fn given_a_choreographed_order_created_then_payment_is_charged() {
+    let c = create(Flow::Choreographed);
+    let event = stored(
+        "order",
+        "ord-7",
+        OrderEvent::Created {
+            order_id: c.order_id.clone(),
+            customer_id: c.customer_id.clone(),
+            lines: c.lines.clone(),
+            total: Money::eur(3_000),
+            payment_method: "card-ok".into(),
+            shipping_address: c.shipping_address.clone(),
+            flow: Flow::Choreographed,
+        },
+    );
+    let commands = react(&event, None, &order_upcasters()).unwrap();
+    assert_eq!(types(&commands), vec![("payment.charge", "ord-7")]);
+    assert_eq!(
+        commands[0].payload["amount"],
+        json!({"amount_minor": 3000, "currency": "EUR"})
+    );
+    assert_eq!(commands[0].correlation_id, "ord-7");
+    assert_eq!(commands[0].causation_id, event.event_id);
+    let again = react(&event, None, &order_upcasters()).unwrap();
+    assert_eq!(
+        again[0].command_id, commands[0].command_id,
+        "a redelivered event issues the same command"
+    );
+}
+
+#[test]
+fn given_an_orchestrated_order_then_choreography_stays_out() {
+    let processed = stored(
+        "payment",
+        "ord-7",
+        PaymentEvent::Processed {
+            order_id: "ord-7".into(),
+            amount: Money::eur(3_000),
+        },
+    );
+    let commands = react(
+        &processed,
+        Some(&order(Flow::Orchestrated)),
+        &order_upcasters(),
+    )
+    .unwrap();
+    assert!(commands.is_empty());
+}
+
+#[test]
+fn given_each_reply_then_the_next_commands() {
+    let o = order(Flow::Choreographed);
+    let up = order_upcasters();
+    let cases: Vec<(StoredEvent, Vec<(&str, &str)>)> = vec![
+        (
+            stored(
+                "payment",
+                "ord-7",
+                PaymentEvent::Processed {
+                    order_id: "ord-7".into(),
+                    amount: Money::eur(3_000),
+                },
+            ),
+            vec![("inventory.reserve", "main")],
+        ),
+        (
+            stored(
+                "payment",
+                "ord-7",
+                PaymentEvent::Declined {
+                    order_id: "ord-7".into(),
+                    amount: Money::eur(3_000),
+                    reason: "no".into(),
+                },
+            ),
+            vec![("order.cancel", "ord-7")],
+        ),
+        (
+            stored(
+                "inventory",
+                "main",
+                InventoryEvent::Reserved {
+                    order_id: "ord-7".into(),
+                    lines: vec![],
+                },
+            ),
+            vec![("shipment.schedule", "ord-7")],
+        ),
+        (
+            stored(
+                "inventory",
+                "main",
+                InventoryEvent::ReservationFailed {
+                    order_id: "ord-7".into(),
+                    lines: vec![],
+                    reason: "short".into(),
+                },
+            ),
+            vec![("payment.refund", "ord-7")],
+        ),
+        (
+            stored(
+                "shipment",
+                "ord-7",
+                ShipmentEvent::Scheduled {
+                    order_id: "ord-7".into(),
+                    carrier: "c".into(),
+                    tracking_id: "t".into(),
+                },
+            ),
+            vec![("order.complete", "ord-7"), ("inventory.ship", "main")],
+        ),
+        (
+            stored(
+                "shipment",
+                "ord-7",
+                ShipmentEvent::Failed {
+                    order_id: "ord-7".into(),
+                    reason: "far".into(),
+                },
+            ),
+            vec![("inventory.release", "main"), ("payment.refund", "ord-7")],
+        ),
+        (
+            stored(
+                "payment",
+                "ord-7",
+                PaymentEvent::Refunded {
+                    order_id: "ord-7".into(),
+                    amount: Money::eur(3_000),
+                    reason: "out_of_stock: short".into(),
+                },
+            ),
+            vec![("order.cancel", "ord-7")],
+        ),
+        (
+            stored(
+                "inventory",
+                "main",
+                InventoryEvent::Released {
+                    order_id: "ord-7".into(),
+                    lines: vec![],
+                    reason: "x".into(),
+                },
+            ),
+            vec![],
+        ),
+    ];
+    for (event, expected) in cases {
+        let commands = react(&event, Some(&o), &up).unwrap();
+        assert_eq!(types(&commands), expected, "{}", event.event_type);
+    }
+    let reserve = react(
+        &stored(
+            "payment",
+            "ord-7",
+            PaymentEvent::Processed {
+                order_id: "ord-7".into(),
+                amount: Money::eur(3_000),
+            },
+        ),
+        Some(&o),
+        &up,
+    )
+    .unwrap();
+    let lines: Vec<StockLine> =
+        serde_json::from_value(reserve[0].payload["lines"].clone()).unwrap();
+    assert_eq!(
+        lines,
+        vec![StockLine {
+            sku: "MUG".into(),
+            quantity: 3
+        }]
+    );
+    let cancel = react(
+        &stored(
+            "payment",
+            "ord-7",
+            PaymentEvent::Refunded {
+                order_id: "ord-7".into(),
+                amount: Money::eur(3_000),
+                reason: "out_of_stock: short".into(),
+            },
+        ),
+        Some(&o),
+        &up,
+    )
+    .unwrap();
+    assert_eq!(
+        cancel[0].payload["reason"],
+        json!({"code": "out_of_stock", "detail": "short"})
+    );
+    assert_eq!(cancel[0].payload["refund_status"], "refunded");
+}
+
+#[test]
+fn a_service_event_without_its_order_is_a_typed_error() {
+    let processed = stored(
+        "payment",
+        "ord-7",
+        PaymentEvent::Processed {
+            order_id: "ord-7".into(),
+            amount: Money::eur(1),
+        },
+    );
+    assert_eq!(
+        react(&processed, None, &order_upcasters()),
+        Err(PolicyError::MissingOrder("ord-7".into()))
+    );
+    let mut garbled = processed.clone();
+    garbled.payload = json!({"order_id": 5});
+    assert!(matches!(
+        react(
+            &garbled,
+            Some(&order(Flow::Choreographed)),
+            &order_upcasters()
+        ),
+        Err(PolicyError::Decode(_))
+    ));
+}
+
+fn command(command_type: &str, target: &str, payload: serde_json::Value) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: format!("cmd-{command_type}-{target}"),
+        command_type: command_type.into(),
+        target_id: target.into(),
+        payload,
+        correlation_id: "ord-7".into(),
+        causation_id: "test".into(),
+        issued_at: Timestamp(1),
+    }
+}
+
+#[tokio::test]
+async fn services_refuse_bad_commands_with_typed_errors_and_write_nothing() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let services = FlowServices::new(store.clone(), 10);
+    let now = Timestamp(2);
+    let cases = vec![
+        (
+            command("teleport.now", "x", json!({})),
+            "unknown command type",
+        ),
+        (
+            command("payment.launder", "ord-7", json!({})),
+            "unknown command type",
+        ),
+        (
+            command("payment.charge", "ord-7", json!([1, 2])),
+            "expected an object",
+        ),
+        (
+            command("payment.charge", "ord-7", json!({"order_id": "ord-7"})),
+            "wrong shape",
+        ),
+        (
+            command(
+                "payment.charge",
+                "ord-7",
+                json!({"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": -5, "currency": "EUR"}}),
+            ),
+            "`amount`",
+        ),
+        (
+            command(
+                "payment.charge",
+                "ord-7",
+                json!({"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": 1.5, "currency": "EUR"}}),
+            ),
+            "wrong shape",
+        ),
+        (
+            command(
+                "payment.charge",
+                "ord-7",
+                serde_json::from_str(
+                    r#"{"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": 99999999999999999999, "currency": "EUR"}}"#,
+                )
+                .unwrap(),
+            ),
+            "wrong shape",
+        ),
+        (
+            command("order.complete", "ord-404", json!({})),
+            "does not exist",
+        ),
+        (
+            command(
+                "inventory.reserve",
+                "main",
+                json!({"order_id": "bad id", "lines": [{"sku": "MUG", "quantity": 1}]}),
+            ),
+            "`order_id`",
+        ),
+    ];
+    for (cmd, expected) in cases {
+        let err = services.handle(&cmd, now).await.unwrap_err();
+        assert!(
+            err.to_string().contains(expected),
+            "{}: {err}",
+            cmd.command_type
+        );
+        assert!(err.is_permanent(), "{err}");
+    }
+    assert_eq!(store.event_count(), 0);
+}
+
+#[tokio::test]
+async fn a_redelivered_command_is_a_duplicate_with_no_new_events() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let services = FlowServices::new(store.clone(), 10);
+    let charge = command(
+        "payment.charge",
+        "ord-7",
+        json!({"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": 500, "currency": "EUR"}}),
+    );
+    let first = services.handle(&charge, Timestamp(1)).await.unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].causation_id, charge.command_id);
+    assert_eq!(first.events[0].correlation_id, "ord-7");
+    let again = services.handle(&charge, Timestamp(2)).await.unwrap();
+    assert!(again.duplicate);
+    assert!(again.events.is_empty());
+    assert_eq!(store.event_count(), 1);
+}
