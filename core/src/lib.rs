@@ -3,6 +3,8 @@
 //! Nothing here does I/O: adapters in `functions/` implement [`store::EventStore`] over
 //! DynamoDB and carry [`event::StoredEvent`]s over Kafka; the core only decides.
 
+#![warn(missing_docs)]
+
 pub mod aggregate;
 pub mod bus;
 pub mod command;
