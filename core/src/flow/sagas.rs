@@ -127,20 +127,7 @@ pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
             .timeout_ms(STEP_TIMEOUT_MS),
         )
         .step(reserve_inventory_step())
-        .step(
-            SagaStep::new("schedule_shipment", |d: &SagaData| {
-                let order_id = text(d, "order_id")?;
-                Ok(SagaCommand::new(
-                    "shipment.schedule",
-                    order_id.clone(),
-                    json!({ "order_id": order_id, "address": input(d, "shipping_address")? }),
-                ))
-            })
-            .succeeds_on(&["shipment.scheduled"])
-            .fails_on(&["shipment.failed"])
-            .compensate_with(cancel_shipment, &["shipment.cancelled"])
-            .timeout_ms(STEP_TIMEOUT_MS),
-        )
+        .step(schedule_shipment_step("schedule_shipment"))
         .on_completed(|d: &SagaData| {
             let order_id = text(d, "order_id")?;
             Ok(vec![
@@ -179,6 +166,22 @@ fn reserve_inventory_step() -> SagaStep {
     .timeout_ms(STEP_TIMEOUT_MS)
 }
 
+/// Books a carrier for the order's address; cancelling the shipment undoes it.
+fn schedule_shipment_step(name: &str) -> SagaStep {
+    SagaStep::new(name, |d: &SagaData| {
+        let order_id = text(d, "order_id")?;
+        Ok(SagaCommand::new(
+            "shipment.schedule",
+            order_id.clone(),
+            json!({ "order_id": order_id, "address": input(d, "shipping_address")? }),
+        ))
+    })
+    .succeeds_on(&["shipment.scheduled"])
+    .fails_on(&["shipment.failed"])
+    .compensate_with(cancel_shipment, &["shipment.cancelled"])
+    .timeout_ms(STEP_TIMEOUT_MS)
+}
+
 fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
     let order_id = text(d, "order_id")?;
     Ok(SagaCommand::new(
@@ -193,20 +196,7 @@ fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
 pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
     SagaDefinition::new(SHIPPING_SAGA)
         .step(reserve_inventory_step())
-        .step(
-            SagaStep::new("create_shipment", |d: &SagaData| {
-                let order_id = text(d, "order_id")?;
-                Ok(SagaCommand::new(
-                    "shipment.schedule",
-                    order_id.clone(),
-                    json!({ "order_id": order_id, "address": input(d, "shipping_address")? }),
-                ))
-            })
-            .succeeds_on(&["shipment.scheduled"])
-            .fails_on(&["shipment.failed"])
-            .compensate_with(cancel_shipment, &["shipment.cancelled"])
-            .timeout_ms(STEP_TIMEOUT_MS),
-        )
+        .step(schedule_shipment_step("create_shipment"))
         .step(
             SagaStep::new("confirm_shipment", |d: &SagaData| {
                 let order_id = text(d, "order_id")?;
