@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: help run test test-unit test-demo lint fmt check-core-purity clean
+.PHONY: help run test test-unit test-demo lint fmt check-core-purity up down clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -12,8 +12,16 @@ run: ## run the whole order flow in one process on embedded defaults (flags: mak
 
 test: lint check-core-purity test-unit test-demo ## everything CI runs: lint, core purity, all tests, the demo's invariants
 
-test-unit: ## the unit, scenario and flow tests of every crate
-	$(CARGO) test --workspace
+test-unit: ## every crate's tests; starts the local servers (moto) for them and stops them after
+	@scripts/servers.sh up
+	@set -a; . .run/env; set +a; $(CARGO) test --workspace; status=$$?; scripts/servers.sh down; exit $$status
+
+up: ## install (once) and start the local servers on 127.0.0.1; writes .run/env
+	scripts/servers.sh up
+	@echo "servers up: 'set -a; . .run/env; set +a' points the AWS SDK at them"
+
+down: ## stop the servers that 'make up' started
+	scripts/servers.sh down
 
 test-demo: ## a larger seeded demo run that must hold every invariant (exit 1 otherwise)
 	@mkdir -p target

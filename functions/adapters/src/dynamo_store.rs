@@ -1,0 +1,401 @@
+//! The core's `EventStore` on DynamoDB: one item per event, appended in one conditional
+//! transaction together with the idempotency record of the command that produced them.
+//!
+//! Item layout of the events table (`pk` string, `sk` number):
+//!
+//! | item | `pk` | `sk` | other attributes |
+//! |---|---|---|---|
+//! | event | `<aggregate_type>#<aggregate_id>` | sequence | `kind`=`event`, `event_id`, `event_type`, `envelope` (the JSON form of the event) |
+//! | processed command | `processed#<idempotency key>` | 0 | `kind`=`processed`, `expires_at` (TTL, epoch seconds) |
+//! | snapshot | `snapshot#<aggregate_type>#<aggregate_id>` | 0 | `kind`=`snapshot`, `version`, `state_version`, `state`, `taken_at` |
+//!
+//! The table's stream (new images) feeds the outbox relay, which publishes `event` items only.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use sagaflow_core::store::{
+    validate_append, AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError,
+};
+use sagaflow_core::{StoredEvent, StreamId, Timestamp};
+
+/// DynamoDB allows at most this many items in one `TransactWriteItems` call.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// The largest envelope stored in one item; DynamoDB's item limit is 400 KB including names.
+pub const MAX_ENVELOPE_BYTES: usize = 350 * 1024;
+/// How long an idempotency record is kept: far longer than any redelivery window.
+pub const PROCESSED_TTL_SECONDS: i64 = 7 * 24 * 3600;
+
+/// An event store in one DynamoDB table.
+#[derive(Clone, Debug)]
+pub struct DynamoEventStore {
+    client: Client,
+    table: String,
+}
+
+/// The partition key of a stream's event items.
+pub fn stream_key(stream: &StreamId) -> String {
+    format!("{}#{}", stream.aggregate_type, stream.aggregate_id)
+}
+
+fn processed_key(key: &str) -> String {
+    format!("processed#{key}")
+}
+
+fn snapshot_key(stream: &StreamId) -> String {
+    format!("snapshot#{}", stream_key(stream))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Classifies an SDK error: throttling, timeouts and connection failures may pass on retry.
+fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    operation: &str,
+    error: &SdkError<E, R>,
+) -> StoreError {
+    let (transient, detail) = match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("unknown");
+            let transient = matches!(
+                code,
+                "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+                    | "ThrottlingException"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionInProgressException"
+                    | "TransactionConflictException"
+            );
+            let message = service.err().message().unwrap_or("");
+            (transient, format!("{code}: {message}"))
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, format!("{error:?}"))
+        }
+        _ => (false, format!("{error:?}")),
+    };
+    StoreError::Unavailable {
+        reason: format!("{operation}: {detail}"),
+        transient,
+    }
+}
+
+fn build_error(stream: &StreamId, error: impl std::fmt::Display) -> StoreError {
+    StoreError::InvalidAppend {
+        stream: stream.clone(),
+        reason: format!("cannot build the DynamoDB request: {error}"),
+    }
+}
+
+impl DynamoEventStore {
+    /// A store over `table` using `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The highest sequence of `stream` (0 when empty), read consistently.
+    pub async fn current_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(stream_key(stream)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &e))?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|item| get_n::<u64>(item, "sk"))
+            .unwrap_or(0))
+    }
+
+    fn event_item(&self, event: &StoredEvent) -> Result<TransactWriteItem, StoreError> {
+        let stream = event.stream_id();
+        let envelope = String::from_utf8(event.to_json()).map_err(|e| build_error(&stream, e))?;
+        if envelope.len() > MAX_ENVELOPE_BYTES {
+            return Err(StoreError::InvalidAppend {
+                stream,
+                reason: format!(
+                    "event {} is {} bytes, over the {MAX_ENVELOPE_BYTES}-byte item limit",
+                    event.event_id,
+                    envelope.len()
+                ),
+            });
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(stream_key(&stream)))
+            .item("sk", n(event.sequence))
+            .item("kind", s("event"))
+            .item("event_id", s(&event.event_id))
+            .item("event_type", s(&event.event_type))
+            .item("envelope", s(envelope))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| build_error(&stream, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn transaction(
+        &self,
+        request: &AppendRequest,
+        now: Timestamp,
+    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
+        let mut items = Vec::with_capacity(request.events.len() + 2);
+        // Without this check a writer that believes the stream is longer than it is could
+        // leave a gap; the conditional puts alone only catch writers that are behind.
+        if request.expected_version > 0 {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", s(stream_key(&request.stream)))
+                .key("sk", n(request.expected_version))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(|e| build_error(&request.stream, e))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        for event in &request.events {
+            items.push(self.event_item(event)?);
+        }
+        let processed_index = match &request.idempotency_key {
+            Some(key) => {
+                let expires = now.as_millis() / 1000 + PROCESSED_TTL_SECONDS;
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", s(processed_key(key)))
+                    .item("sk", n(0))
+                    .item("kind", s("processed"))
+                    .item("expires_at", n(expires))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| build_error(&request.stream, e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+                Some(items.len() - 1)
+            }
+            None => None,
+        };
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::InvalidAppend {
+                stream: request.stream.clone(),
+                reason: format!(
+                    "{} events need {} transaction items, DynamoDB allows {MAX_TRANSACTION_ITEMS}: one command must produce fewer events",
+                    request.events.len(),
+                    items.len()
+                ),
+            });
+        }
+        Ok((items, processed_index))
+    }
+
+    async fn conflict(&self, request: &AppendRequest) -> StoreError {
+        let actual = self
+            .current_version(&request.stream)
+            .await
+            .unwrap_or(request.expected_version + 1);
+        StoreError::Conflict {
+            stream: request.stream.clone(),
+            expected: request.expected_version,
+            actual,
+        }
+    }
+}
+
+impl EventStore for DynamoEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        validate_append(&request)?;
+        if request.events.is_empty() && request.idempotency_key.is_none() {
+            return Ok(AppendOutcome::Appended {
+                version: request.expected_version,
+            });
+        }
+        let now = request
+            .events
+            .first()
+            .map_or(Timestamp(0), |e| e.occurred_at);
+        let (items, processed_index) = self.transaction(&request, now)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(AppendOutcome::Appended {
+                version: request.expected_version + request.events.len() as u64,
+            }),
+            Err(SdkError::ServiceError(service)) => match service.err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    let reasons = cancelled.cancellation_reasons();
+                    let failed = |i: usize| {
+                        reasons
+                            .get(i)
+                            .and_then(|r| r.code())
+                            .is_some_and(|code| code == "ConditionalCheckFailed")
+                    };
+                    if processed_index.is_some_and(failed) {
+                        return Ok(AppendOutcome::Duplicate);
+                    }
+                    if (0..reasons.len()).any(failed) {
+                        return Err(self.conflict(&request).await);
+                    }
+                    // Cancelled for contention or throttling, not for a broken condition.
+                    let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
+                    Err(StoreError::Unavailable {
+                        reason: format!("TransactWriteItems cancelled: {codes:?}"),
+                        transient: true,
+                    })
+                }
+                _ => Err(unavailable(
+                    "TransactWriteItems",
+                    &SdkError::ServiceError(service),
+                )),
+            },
+            Err(other) => Err(unavailable("TransactWriteItems", &other)),
+        }
+    }
+
+    async fn load(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .expression_attribute_values(":pk", s(stream_key(stream)))
+                .expression_attribute_values(":after", n(after_version))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            for item in page.items() {
+                let envelope = get_s(item, "envelope").ok_or_else(|| StoreError::Corrupt {
+                    stream: stream.clone(),
+                    reason: format!("item {:?} has no envelope", item.get("sk")),
+                })?;
+                let event = StoredEvent::from_json(envelope.as_bytes()).map_err(|e| {
+                    StoreError::Corrupt {
+                        stream: stream.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                events.push(event);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(events)
+    }
+
+    async fn is_processed(&self, key: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(processed_key(key)))
+            .key("sk", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        Ok(out.item().is_some())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(snapshot_key(stream)))
+            .key("sk", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| StoreError::Corrupt {
+            stream: stream.clone(),
+            reason: format!("snapshot item has no valid `{what}`"),
+        };
+        let state = get_s(item, "state").ok_or_else(|| corrupt("state"))?;
+        Ok(Some(Snapshot {
+            stream: stream.clone(),
+            version: get_n(item, "version").ok_or_else(|| corrupt("version"))?,
+            state_version: get_n(item, "state_version").ok_or_else(|| corrupt("state_version"))?,
+            state: serde_json::from_str(state).map_err(|_| corrupt("state"))?,
+            taken_at: Timestamp(get_n(item, "taken_at").ok_or_else(|| corrupt("taken_at"))?),
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let state =
+            serde_json::to_string(&snapshot.state).map_err(|e| build_error(&snapshot.stream, e))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(snapshot_key(&snapshot.stream)))
+            .item("sk", n(0))
+            .item("kind", s("snapshot"))
+            .item("version", n(snapshot.version))
+            .item("state_version", n(snapshot.state_version))
+            .item("state", s(state))
+            .item("taken_at", n(snapshot.taken_at.as_millis()))
+            // An older snapshot written late must not replace a newer one.
+            .condition_expression("attribute_not_exists(pk) OR version < :version")
+            .expression_attribute_values(":version", n(snapshot.version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("PutItem", &e)),
+        }
+    }
+}

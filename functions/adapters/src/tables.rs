@@ -1,0 +1,78 @@
+//! Creating the tables the adapters use, for local endpoints and tests; `infra/` declares the
+//! same keys for AWS.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+/// Why a table could not be made ready.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create table {table}: {reason}")]
+pub struct TableError {
+    /// The table.
+    pub table: String,
+    /// What DynamoDB said.
+    pub reason: String,
+}
+
+/// Creates the events table (`pk` string, `sk` number, new-image stream, TTL on `expires_at`)
+/// unless it exists.
+pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), TableError> {
+    let err = |reason: String| TableError {
+        table: table.to_string(),
+        reason,
+    };
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .map_err(|e| err(e.to_string()))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| err(e.to_string()))
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("sk", ScalarAttributeType::N)?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(SdkError::ServiceError(e)) if e.err().is_resource_in_use_exception() => return Ok(()),
+        Err(e) => return Err(err(format!("{e:?}"))),
+    }
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| err(format!("{e:?}")))?;
+    Ok(())
+}

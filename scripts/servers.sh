@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Installs, starts and stops the local servers sagaflow's tests talk to, without Docker:
+#   moto_server  (DynamoDB and DynamoDB Streams) from PyPI, in a venv under ~/.cache/sagaflow
+# Everything binds to 127.0.0.1. `down` stops only the processes `up` started, by their PIDs.
+#
+#   scripts/servers.sh up      install what is missing, start, wait until ready, write .run/env
+#   scripts/servers.sh down    stop what `up` started
+#   scripts/servers.sh status  say what is running
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${SAGAFLOW_CACHE:-$HOME/.cache/sagaflow}
+RUN=$ROOT/.run
+MOTO_VERSION=5.2.5
+MOTO_PORT=${SAGAFLOW_MOTO_PORT:-4566}
+VENV=$CACHE/venv
+
+log() { printf 'servers: %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+  local name=$1 port=$2 pid=$3 tries=${4:-150}
+  for _ in $(seq "$tries"); do
+    if port_open "$port"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$name exited while starting; its log:"; tail -20 "$RUN/$name.log" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+  log "$name did not open port $port in time"; return 1
+}
+
+ensure_moto() {
+  if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  log "installing moto[server]==$MOTO_VERSION into $VENV (once per machine)"
+  mkdir -p "$CACHE"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+start_moto() {
+  if [ -f "$RUN/moto.pid" ] && kill -0 "$(cat "$RUN/moto.pid")" 2>/dev/null; then
+    log "moto already running (pid $(cat "$RUN/moto.pid"))"; return 0
+  fi
+  if port_open "$MOTO_PORT"; then
+    log "port $MOTO_PORT is taken by a process this script did not start; set SAGAFLOW_MOTO_PORT"; return 1
+  fi
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$RUN/moto.log" 2>&1 &
+  echo $! > "$RUN/moto.pid"
+  wait_for_port moto "$MOTO_PORT" "$(cat "$RUN/moto.pid")"
+  log "moto_server $MOTO_VERSION on 127.0.0.1:$MOTO_PORT (pid $(cat "$RUN/moto.pid"))"
+}
+
+write_env() {
+  cat > "$RUN/env" <<EOF
+AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+AWS_REGION=us-east-1
+AWS_DEFAULT_REGION=us-east-1
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_EC2_METADATA_DISABLED=true
+EOF
+}
+
+stop() {
+  local name=$1 file=$RUN/$1.pid
+  [ -f "$file" ] || return 0
+  local pid; pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$file"
+}
+
+case "${1:-}" in
+  up)
+    mkdir -p "$RUN"
+    ensure_moto
+    start_moto
+    write_env
+    ;;
+  down)
+    stop moto
+    rm -f "$RUN/env"
+    ;;
+  status)
+    for name in moto; do
+      if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+        echo "$name: running (pid $(cat "$RUN/$name.pid"))"
+      else
+        echo "$name: stopped"
+      fi
+    done
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
