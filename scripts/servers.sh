@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the local servers sagaflow's tests talk to, without Docker:
 #   moto_server  (DynamoDB and DynamoDB Streams) from PyPI, in a venv under ~/.cache/sagaflow
+#   tansu        (a Kafka-protocol broker, in-memory storage) built from crates.io once, kept
+#                under ~/.cache/sagaflow/tansu (a cold build takes 10 to 20 minutes on 2 cores)
 # Everything binds to 127.0.0.1. `down` stops only the processes `up` started, by their PIDs.
 #
 #   scripts/servers.sh up      install what is missing, start, wait until ready, write .run/env
@@ -14,6 +16,9 @@ RUN=$ROOT/.run
 MOTO_VERSION=5.2.5
 MOTO_PORT=${SAGAFLOW_MOTO_PORT:-4566}
 VENV=$CACHE/venv
+TANSU_VERSION=0.6.0
+TANSU=$CACHE/tansu/bin/tansu
+KAFKA_PORT=${SAGAFLOW_KAFKA_PORT:-9092}
 
 log() { printf 'servers: %s\n' "$*" >&2; }
 
@@ -55,6 +60,30 @@ start_moto() {
   log "moto_server $MOTO_VERSION on 127.0.0.1:$MOTO_PORT (pid $(cat "$RUN/moto.pid"))"
 }
 
+ensure_tansu() {
+  if [ -x "$TANSU" ]; then return 0; fi
+  log "building tansu $TANSU_VERSION into $CACHE/tansu (once per machine; 10 to 20 minutes cold)"
+  mkdir -p "$CACHE/logs"
+  cargo install tansu --version "$TANSU_VERSION" --locked --no-default-features --features dynostore \
+    --root "$CACHE/tansu" > "$CACHE/logs/tansu-build.log" 2>&1 \
+    || { tail -30 "$CACHE/logs/tansu-build.log" >&2; return 1; }
+}
+
+start_tansu() {
+  if [ -f "$RUN/tansu.pid" ] && kill -0 "$(cat "$RUN/tansu.pid")" 2>/dev/null; then
+    log "tansu already running (pid $(cat "$RUN/tansu.pid"))"; return 0
+  fi
+  if port_open "$KAFKA_PORT"; then
+    log "port $KAFKA_PORT is taken by a process this script did not start; set SAGAFLOW_KAFKA_PORT"; return 1
+  fi
+  "$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ > "$RUN/tansu.log" 2>&1 &
+  echo $! > "$RUN/tansu.pid"
+  wait_for_port tansu "$KAFKA_PORT" "$(cat "$RUN/tansu.pid")"
+  log "tansu $TANSU_VERSION on 127.0.0.1:$KAFKA_PORT (pid $(cat "$RUN/tansu.pid"))"
+}
+
 write_env() {
   cat > "$RUN/env" <<EOF
 AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
@@ -63,6 +92,7 @@ AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_EC2_METADATA_DISABLED=true
+SAGAFLOW_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 EOF
 }
 
@@ -83,15 +113,18 @@ case "${1:-}" in
   up)
     mkdir -p "$RUN"
     ensure_moto
+    ensure_tansu
     start_moto
+    start_tansu
     write_env
     ;;
   down)
+    stop tansu
     stop moto
     rm -f "$RUN/env"
     ;;
   status)
-    for name in moto; do
+    for name in moto tansu; do
       if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
         echo "$name: running (pid $(cat "$RUN/$name.pid"))"
       else

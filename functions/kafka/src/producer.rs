@@ -1,0 +1,117 @@
+//! The producer: idempotent, `acks=all`, records of one key sent in order.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::config::KafkaConfig;
+use crate::records::OutboundRecord;
+
+/// Why records could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The producer could not be created from the configuration.
+    #[error("cannot create the Kafka producer: {0}")]
+    Setup(KafkaError),
+    /// A record was not acknowledged; it and the ones after it must be sent again.
+    #[error("record {index} to {topic} (key {key}) not acknowledged: {error}")]
+    Delivery {
+        /// Position of the first failed record in the batch.
+        index: usize,
+        /// Its topic.
+        topic: String,
+        /// Its key.
+        key: String,
+        /// What the client said.
+        error: KafkaError,
+    },
+    /// The broker could not be reached while warming up.
+    #[error("cannot reach Kafka: {0}")]
+    Unreachable(KafkaError),
+}
+
+/// Publishes records and waits until the broker has them all.
+#[derive(Clone)]
+pub struct EventPublisher {
+    producer: FutureProducer,
+    delivery_timeout: Duration,
+}
+
+impl EventPublisher {
+    /// A publisher with `config`'s servers and properties.
+    pub fn new(config: &KafkaConfig) -> Result<Self, PublishError> {
+        let mut client = config.client_config();
+        client
+            .set("acks", "all")
+            .set(
+                "enable.idempotence",
+                if config.idempotent { "true" } else { "false" },
+            )
+            // With idempotence librdkafka keeps order per partition for up to 5 in flight;
+            // without it, one in flight is the only way to keep a key's records in order.
+            .set(
+                "max.in.flight.requests.per.connection",
+                if config.idempotent { "5" } else { "1" },
+            )
+            .set("message.timeout.ms", "30000")
+            .set("linger.ms", "5");
+        for (name, value) in &config.properties {
+            client.set(name, value);
+        }
+        let producer = client.create().map_err(PublishError::Setup)?;
+        Ok(Self {
+            producer,
+            delivery_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Opens the connections now (during a function's init) rather than on the first record.
+    pub async fn warm(&self) -> Result<(), PublishError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|_| ())
+        })
+        .await
+        .map_err(|_| PublishError::Unreachable(KafkaError::Canceled))?
+        .map_err(PublishError::Unreachable)
+    }
+
+    /// Sends every record, in order, and returns once all are acknowledged.
+    pub async fn publish(&self, records: &[OutboundRecord]) -> Result<(), PublishError> {
+        // Enqueue all first so they travel in few requests, then wait for every ack.
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+            let future = self.producer.send(
+                FutureRecord::to(&record.topic)
+                    .key(&record.key)
+                    .payload(&record.value)
+                    .headers(headers),
+                self.delivery_timeout,
+            );
+            pending.push(future);
+        }
+        for ((index, future), record) in pending.into_iter().enumerate().zip(records) {
+            if let Err((error, _)) = future.await {
+                return Err(PublishError::Delivery {
+                    index,
+                    topic: record.topic.clone(),
+                    key: record.key.clone(),
+                    error,
+                });
+            }
+        }
+        Ok(())
+    }
+}

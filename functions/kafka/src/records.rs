@@ -1,0 +1,136 @@
+//! The Kafka record of an event or a command: keyed by aggregate id so one aggregate's records
+//! stay in one partition, in order; the value is the JSON envelope; headers carry the ids a
+//! consumer or a tracer needs without parsing the value.
+
+use sagaflow_core::command::CommandEnvelope;
+use sagaflow_core::StoredEvent;
+use uuid::Uuid;
+
+use crate::topics::Topics;
+
+/// Header: the event type (`payment.processed`).
+pub const EVENT_TYPE_HEADER: &str = "event_type";
+/// Header: the schema version of the payload.
+pub const SCHEMA_VERSION_HEADER: &str = "schema_version";
+/// Header: the command type (`payment.charge`).
+pub const COMMAND_TYPE_HEADER: &str = "command_type";
+/// Header: the correlation id.
+pub const CORRELATION_ID_HEADER: &str = "correlation_id";
+/// Header: the causation id.
+pub const CAUSATION_ID_HEADER: &str = "causation_id";
+/// Header: the W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// A record to produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundRecord {
+    /// The topic.
+    pub topic: String,
+    /// The key: the aggregate id.
+    pub key: String,
+    /// The JSON envelope.
+    pub value: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+const TRACE_NAMESPACE: Uuid = Uuid::from_u128(0x7ace_0000_5a6a_4f10_8e2d_9c1b_3a4d_5e6f);
+
+/// A W3C `traceparent` whose trace id derives from the correlation id (one trace per order)
+/// and whose span id derives from the record's own id.
+pub fn traceparent(correlation_id: &str, span_of: &str) -> String {
+    let trace = Uuid::new_v5(&TRACE_NAMESPACE, correlation_id.as_bytes());
+    let span = Uuid::new_v5(&TRACE_NAMESPACE, span_of.as_bytes());
+    let span_hex = span.simple().to_string();
+    format!("00-{}-{}-01", trace.simple(), &span_hex[..16])
+}
+
+fn header(name: &str, value: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
+    (name.to_string(), value.into())
+}
+
+/// The record of a committed event, on its aggregate type's events topic.
+pub fn event_record(topics: &Topics, event: &StoredEvent) -> OutboundRecord {
+    OutboundRecord {
+        topic: topics.events(&event.aggregate_type),
+        key: event.aggregate_id.clone(),
+        value: event.to_json(),
+        headers: vec![
+            header(EVENT_TYPE_HEADER, event.event_type.as_str()),
+            header(SCHEMA_VERSION_HEADER, event.schema_version.to_string()),
+            header(CORRELATION_ID_HEADER, event.correlation_id.as_str()),
+            header(CAUSATION_ID_HEADER, event.causation_id.as_str()),
+            header(
+                TRACEPARENT_HEADER,
+                traceparent(&event.correlation_id, &event.event_id),
+            ),
+        ],
+    }
+}
+
+/// The record of a command, on its service's commands topic.
+pub fn command_record(topics: &Topics, command: &CommandEnvelope) -> OutboundRecord {
+    OutboundRecord {
+        topic: topics.commands(command.aggregate_type()),
+        key: command.target_id.clone(),
+        value: command.to_json(),
+        headers: vec![
+            header(COMMAND_TYPE_HEADER, command.command_type.as_str()),
+            header(CORRELATION_ID_HEADER, command.correlation_id.as_str()),
+            header(CAUSATION_ID_HEADER, command.causation_id.as_str()),
+            header(
+                TRACEPARENT_HEADER,
+                traceparent(&command.correlation_id, &command.command_id),
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sagaflow_core::domain::{Money, PaymentEvent};
+    use sagaflow_core::event::envelope_events;
+    use sagaflow_core::{CommandMeta, StreamId, Timestamp};
+
+    #[test]
+    fn an_event_record_is_keyed_by_aggregate_and_carries_its_ids_in_headers() {
+        let meta = CommandMeta::new("ord-1", "cmd-1", Timestamp(9));
+        let event = envelope_events(
+            &StreamId::new("payment", "ord-1"),
+            0,
+            &[PaymentEvent::Processed {
+                order_id: "ord-1".into(),
+                amount: Money::eur(5),
+            }],
+            &meta,
+        )
+        .remove(0);
+        let record = event_record(&Topics::default(), &event);
+        assert_eq!(record.topic, "sagaflow.events.payment");
+        assert_eq!(record.key, "ord-1");
+        assert_eq!(StoredEvent::from_json(&record.value).unwrap(), event);
+        let get = |name: &str| {
+            record
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        };
+        assert_eq!(get(EVENT_TYPE_HEADER).as_deref(), Some("payment.processed"));
+        assert_eq!(get(SCHEMA_VERSION_HEADER).as_deref(), Some("1"));
+        assert_eq!(get(CORRELATION_ID_HEADER).as_deref(), Some("ord-1"));
+        assert_eq!(get(CAUSATION_ID_HEADER).as_deref(), Some("cmd-1"));
+        let trace = get(TRACEPARENT_HEADER).unwrap();
+        let parts: Vec<&str> = trace.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2].len(), parts[3]),
+            ("00", 32, 16, "01")
+        );
+        assert!(
+            trace.starts_with(&traceparent("ord-1", "other")[..35]),
+            "one trace per order"
+        );
+    }
+}
