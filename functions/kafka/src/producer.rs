@@ -25,7 +25,7 @@ pub enum PublishError {
         /// Its key.
         key: String,
         /// What the client said.
-        error: KafkaError,
+        error: Box<KafkaError>,
     },
     /// The broker could not be reached while warming up.
     #[error("cannot reach Kafka: {0}")]
@@ -108,7 +108,7 @@ impl EventPublisher {
                     index,
                     topic: record.topic.clone(),
                     key: record.key.clone(),
-                    error,
+                    error: Box::new(error),
                 });
             }
         }
