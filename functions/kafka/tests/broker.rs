@@ -29,9 +29,13 @@ fn config(prefix: &str) -> KafkaConfig {
 async fn published_events_arrive_in_order_with_their_key_and_headers() {
     let config = config("it-publish");
     let topic = config.topics.events("payment");
-    ensure_topics(&config, &[topic.clone()], 1).await.unwrap();
+    ensure_topics(&config, std::slice::from_ref(&topic), 1)
+        .await
+        .unwrap();
     // Creating again is not an error.
-    ensure_topics(&config, &[topic.clone()], 1).await.unwrap();
+    ensure_topics(&config, std::slice::from_ref(&topic), 1)
+        .await
+        .unwrap();
 
     let publisher = EventPublisher::new(&config).unwrap();
     publisher.warm().await.unwrap();
