@@ -1,0 +1,73 @@
+//! A Kafka-triggered function as the Lambda runtime sees it: one batch in, the partial batch
+//! response out.
+
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use sagaflow_lambda_kafka::{
+    process_batch, BatchConfig, BatchResult, BoxFuture, DeadLetter, DeadLetterSink, RecordHandler,
+};
+
+use crate::clock;
+
+/// One record handler, the dead-letter path and the batch settings of a function.
+#[derive(Clone)]
+pub struct KafkaFunction {
+    handler: Arc<dyn RecordHandler>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    config: BatchConfig,
+}
+
+impl KafkaFunction {
+    /// A function running `handler` on every record, dead-lettering through `dead_letters`.
+    pub fn new(
+        handler: Arc<dyn RecordHandler>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+        config: BatchConfig,
+    ) -> Self {
+        Self {
+            handler,
+            dead_letters,
+            config,
+        }
+    }
+
+    /// Processes one invocation's batch.
+    pub async fn handle_batch(&self, event: &KafkaEvent) -> BatchResult {
+        process_batch(
+            event,
+            self.handler.clone(),
+            self.dead_letters.clone(),
+            &self.config,
+            clock::now().as_millis(),
+        )
+        .await
+    }
+}
+
+/// A dead-letter sink that keeps letters in memory, for handler tests that need no broker.
+#[derive(Clone, Default)]
+pub struct RecordedDeadLetters {
+    letters: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+impl RecordedDeadLetters {
+    /// The letters received so far.
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        self.letters
+            .lock()
+            .map(|letters| letters.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl DeadLetterSink for RecordedDeadLetters {
+    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), String>> {
+        let result = self
+            .letters
+            .lock()
+            .map(|mut letters| letters.push(letter))
+            .map_err(|e| e.to_string());
+        Box::pin(async move { result })
+    }
+}

@@ -1,0 +1,18 @@
+//! What each sagaflow Lambda function does with a record. The binaries under `functions/` are
+//! thin shells: build a [`context::FunctionContext`] at init, then hand each batch to one of
+//! these handlers.
+
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod context;
+pub mod dead_letter;
+pub mod function;
+pub mod orchestrator;
+pub mod relay;
+pub mod service;
+
+pub use context::{FunctionContext, InitError};
+pub use function::{KafkaFunction, RecordedDeadLetters};
+pub use orchestrator::OrchestratorHandler;
+pub use service::{ServiceHandler, SERVICE_NAMES};

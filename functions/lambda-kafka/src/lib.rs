@@ -1,0 +1,24 @@
+//! Kafka-triggered Lambda glue: decode `KafkaEvent` batches, process records in per-key
+//! order, dead-letter what can never succeed, and report partial batch failures.
+#![warn(missing_docs)]
+
+pub mod batch;
+mod groups;
+mod isolate;
+pub mod record;
+pub mod response;
+
+#[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
+mod test_support;
+
+pub use batch::{
+    process_batch, BatchConfig, BatchReport, BatchResult, BoxFuture, DeadLetter, DeadLetterSink,
+    RecordHandler, RecordOutcome,
+};
+pub use record::{
+    decode_batch, DecodedRecord, EncodedField, InboundRecord, RawRecord, RecordDecodeError,
+    RecordId,
+};
+pub use response::{KafkaBatchItemFailure, KafkaBatchResponse, KafkaItemIdentifier};
