@@ -15,4 +15,5 @@ pub mod service;
 pub use context::{FunctionContext, InitError};
 pub use function::{KafkaFunction, RecordedDeadLetters};
 pub use orchestrator::OrchestratorHandler;
+pub use sagaflow_lambda_kafka::KafkaBatchResponse;
 pub use service::{ServiceHandler, SERVICE_NAMES};

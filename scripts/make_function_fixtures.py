@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Writes the Kafka trigger payloads the function tests use, in the shape AWS sends them:
+an MSK event (aws:kafka) and a self-managed one (SelfManagedKafka), records grouped by
+"topic-partition", base64 keys and values, headers as byte arrays.
+
+    python3 scripts/make_function_fixtures.py   # rewrites functions/*/fixtures/*.json
+"""
+import base64, json, pathlib, uuid
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NS = uuid.UUID("0c0de5a9-4f1b-4e7e-8c2a-9d3f6b5e2a02")
+ADDRESS = {"name": "Ada Lovelace", "line1": "1 Loop Road", "city": "Paris", "country": "FR"}
+EUR = lambda cents: {"amount_minor": cents, "currency": "EUR"}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def command(command_type, target, payload, order):
+    return {
+        "command_id": str(uuid.uuid5(NS, f"fixture/{command_type}/{target}/{order}")),
+        "command_type": command_type, "target_id": target, "payload": payload,
+        "correlation_id": order, "causation_id": f"fixture-{order}", "issued_at": 1764547200000,
+    }
+
+
+def event(aggregate, agg_id, seq, event_type, payload, order):
+    return {
+        "event_id": str(uuid.uuid5(NS, f"{aggregate}#{agg_id}/{seq}")),
+        "aggregate_type": aggregate, "aggregate_id": agg_id, "sequence": seq,
+        "event_type": event_type, "schema_version": 2 if event_type == "order.created" else 1,
+        "occurred_at": 1764547200000, "correlation_id": order, "causation_id": f"fixture-{order}",
+        "payload": payload,
+    }
+
+
+def record(topic, partition, offset, key, value, headers=None, raw_value=None):
+    return {
+        "topic": topic, "partition": partition, "offset": offset,
+        "timestamp": 1764547200000 + offset, "timestampType": "CREATE_TIME",
+        "key": b64(key.encode()),
+        "value": raw_value if raw_value is not None else b64(json.dumps(value).encode()),
+        "headers": [{k: list(v.encode())} for k, v in (headers or {}).items()],
+    }
+
+
+def kafka_event(source, records):
+    grouped = {}
+    for r in records:
+        grouped.setdefault(f"{r['topic']}-{r['partition']}", []).append(r)
+    body = {"eventSource": source, "bootstrapServers": "b-1.sagaflow.kafka.example:9092,b-2.sagaflow.kafka.example:9092", "records": grouped}
+    if source == "aws:kafka":
+        body["eventSourceArn"] = "arn:aws:kafka:eu-west-1:123456789012:cluster/sagaflow/8a1c2b3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1"
+    return body
+
+
+def order_created(order, flow):
+    lines = [{"sku": "MUG", "quantity": 2, "unit_price": EUR(1250)}]
+    return event("order", order, 1, "order.created", {
+        "order_id": order, "customer_id": "cust-7", "lines": lines, "total": EUR(2500),
+        "payment_method": "card-ok", "shipping_address": ADDRESS, "flow": flow}, order)
+
+
+def payment_records():
+    charge = command("payment.charge", "ord-1001", {"order_id": "ord-1001", "amount": EUR(2500), "method": "card-ok"}, "ord-1001")
+    refund = command("payment.refund", "ord-1001", {"order_id": "ord-1001", "reason": "out_of_stock: LAMP"}, "ord-1001")
+    return [
+        record("sagaflow.commands.payment", 0, 10, "ord-1001", charge, {"command_type": "payment.charge"}),
+        record("sagaflow.commands.payment", 0, 11, "ord-1001", refund, {"command_type": "payment.refund"}),
+        record("sagaflow.events.order", 1, 5, "ord-1002", order_created("ord-1002", "choreographed"), {"event_type": "order.created"}),
+        record("sagaflow.commands.payment", 1, 3, "ord-1003", None, raw_value="not base64!!"),
+    ]
+
+
+def write(function, records):
+    folder = ROOT / "functions" / function / "fixtures"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in (("msk-event.json", "aws:kafka"), ("self-managed-event.json", "SelfManagedKafka")):
+        (folder / name).write_text(json.dumps(kafka_event(source, records), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    write("payment", payment_records())
