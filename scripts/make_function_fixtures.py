@@ -73,6 +73,54 @@ def payment_records():
     ]
 
 
+def order_records():
+    create = command("order.create", "ord-2001", {
+        "order_id": "ord-2001", "customer_id": "cust-7",
+        "lines": [{"sku": "MUG", "quantity": 2, "unit_price": EUR(1250)}],
+        "payment_method": "card-ok", "shipping_address": ADDRESS, "flow": "choreographed"}, "ord-2001")
+    complete = command("order.complete", "ord-2001", {}, "ord-2001")
+    teleport = command("order.teleport", "ord-2002", {"order_id": "ord-2002", "to": "the moon"}, "ord-2002")
+    return [
+        record("sagaflow.commands.order", 0, 20, "ord-2001", create, {"command_type": "order.create"}),
+        record("sagaflow.commands.order", 0, 21, "ord-2001", complete, {"command_type": "order.complete"}),
+        record("sagaflow.commands.order", 1, 4, "ord-2002", {"hello": 1}),
+        record("sagaflow.commands.order", 1, 5, "ord-2002", teleport, {"command_type": "order.teleport"}),
+    ]
+
+
+def inventory_records():
+    restock = command("inventory.restock", "main", {"sku": "MUG", "quantity": 10}, "restock-3001")
+    reserve = command("inventory.reserve", "main", {"order_id": "ord-3001", "lines": [{"sku": "MUG", "quantity": 2}]}, "ord-3001")
+    release = command("inventory.release", "main", {"order_id": "ord-3001", "reason": "payment_declined: card declined by issuer"}, "ord-3001")
+    misrouted = command("payment.charge", "ord-3002", {"order_id": "ord-3002", "amount": EUR(2500), "method": "card-ok"}, "ord-3002")
+    return [
+        record("sagaflow.commands.inventory", 0, 40, "main", restock, {"command_type": "inventory.restock"}),
+        record("sagaflow.commands.inventory", 0, 41, "main", reserve, {"command_type": "inventory.reserve"}),
+        record("sagaflow.commands.inventory", 0, 42, "main", release, {"command_type": "inventory.release"}),
+        record("sagaflow.commands.inventory", 1, 9, "ord-3002", misrouted, {"command_type": "payment.charge"}),
+    ]
+
+
+def shipping_records():
+    to = lambda country: {**ADDRESS, "country": country}
+    france = command("shipment.schedule", "ord-4001", {"order_id": "ord-4001", "address": to("FR")}, "ord-4001")
+    antarctica = command("shipment.schedule", "ord-4002", {"order_id": "ord-4002", "address": to("AQ")}, "ord-4002")
+    nowhere = command("shipment.schedule", "ord-4003", {"order_id": "ord-4003"}, "ord-4003")
+    return [
+        record("sagaflow.commands.shipment", 0, 50, "ord-4001", france, {"command_type": "shipment.schedule"}),
+        record("sagaflow.commands.shipment", 0, 51, "ord-4002", antarctica, {"command_type": "shipment.schedule"}),
+        record("sagaflow.commands.shipment", 1, 12, "ord-4003", nowhere, {"command_type": "shipment.schedule"}),
+    ]
+
+
+def orchestrator_records():
+    return [
+        record("sagaflow.events.order", 0, 30, "ord-5001", order_created("ord-5001", "orchestrated"), {"event_type": "order.created"}),
+        record("sagaflow.events.order", 0, 31, "ord-5002", order_created("ord-5002", "choreographed"), {"event_type": "order.created"}),
+        record("sagaflow.events.order", 1, 7, "ord-5003", None, raw_value=b64(b"not json {")),
+    ]
+
+
 def write(function, records):
     folder = ROOT / "functions" / function / "fixtures"
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,3 +130,7 @@ def write(function, records):
 
 if __name__ == "__main__":
     write("payment", payment_records())
+    write("order", order_records())
+    write("inventory", inventory_records())
+    write("shipping", shipping_records())
+    write("orchestrator", orchestrator_records())

@@ -54,10 +54,11 @@ start_moto() {
   if port_open "$MOTO_PORT"; then
     log "port $MOTO_PORT is taken by a process this script did not start; set SAGAFLOW_MOTO_PORT"; return 1
   fi
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$RUN/moto.log" 2>&1 &
+  # One request at a time: see scripts/moto_serialized.py for the moto race this avoids.
+  "$VENV/bin/python" "$ROOT/scripts/moto_serialized.py" 127.0.0.1 "$MOTO_PORT" > "$RUN/moto.log" 2>&1 &
   echo $! > "$RUN/moto.pid"
   wait_for_port moto "$MOTO_PORT" "$(cat "$RUN/moto.pid")"
-  log "moto_server $MOTO_VERSION on 127.0.0.1:$MOTO_PORT (pid $(cat "$RUN/moto.pid"))"
+  log "moto $MOTO_VERSION (serialized) on 127.0.0.1:$MOTO_PORT (pid $(cat "$RUN/moto.pid"))"
 }
 
 ensure_tansu() {

@@ -1,0 +1,412 @@
+//! A Kafka event source mapping, run locally: a consumer group per function, batches built as
+//! the same `KafkaEvent` payload AWS sends, offsets committed only after the invocation, and a
+//! partition rewound to its lowest failed offset so the failed records come again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sagaflow_handlers::KafkaFunction;
+use sagaflow_kafka::KafkaConfig;
+use serde_json::{json, Map, Value};
+
+/// Which AWS event source the payloads imitate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// Amazon MSK (`aws:kafka`).
+    Msk,
+    /// Self-managed Apache Kafka (`SelfManagedKafka`).
+    SelfManaged,
+}
+
+/// Batching of one mapping, as `BatchSize` and `MaximumBatchingWindowInSeconds` set it on AWS.
+#[derive(Clone, Debug)]
+pub struct TriggerConfig {
+    /// Most records in one invocation.
+    pub batch_size: usize,
+    /// How long to gather records after the first one arrives.
+    pub batching_window: Duration,
+    /// The payload flavour.
+    pub event_source: EventSource,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            batching_window: Duration::from_millis(100),
+            event_source: EventSource::SelfManaged,
+        }
+    }
+}
+
+/// Counters of one trigger.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TriggerStats {
+    /// Invocations made.
+    pub invocations: u64,
+    /// Records handed to the function, redeliveries included.
+    pub records: u64,
+    /// Partitions rewound after a partial failure.
+    pub rewinds: u64,
+}
+
+/// One record as it came off the broker, detached from the consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumedRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Broker or producer timestamp.
+    pub timestamp_ms: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ConsumedRecord {
+    fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+}
+
+/// The payload AWS sends for `records`: grouped by `topic-partition`, base64 key and value,
+/// headers as arrays of (signed) bytes.
+pub fn kafka_event(records: &[ConsumedRecord], source: EventSource, bootstrap: &str) -> Value {
+    let mut grouped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in records {
+        let headers: Vec<Value> = r
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let bytes: Vec<i8> = value.iter().map(|b| *b as i8).collect();
+                json!({ name: bytes })
+            })
+            .collect();
+        grouped
+            .entry(format!("{}-{}", r.topic, r.partition))
+            .or_default()
+            .push(json!({
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp": r.timestamp_ms,
+                "timestampType": "CREATE_TIME",
+                "key": r.key.as_ref().map(|k| STANDARD.encode(k)),
+                "value": r.value.as_ref().map(|v| STANDARD.encode(v)),
+                "headers": headers,
+            }));
+    }
+    let mut event = Map::new();
+    match source {
+        EventSource::Msk => {
+            event.insert("eventSource".into(), json!("aws:kafka"));
+            event.insert(
+                "eventSourceArn".into(),
+                json!("arn:aws:kafka:us-east-1:000000000000:cluster/sagaflow-local/local"),
+            );
+        }
+        EventSource::SelfManaged => {
+            event.insert("eventSource".into(), json!("SelfManagedKafka"));
+        }
+    }
+    event.insert("bootstrapServers".into(), json!(bootstrap));
+    event.insert("records".into(), json!(grouped));
+    Value::Object(event)
+}
+
+/// A running mapping from topics to one function.
+pub struct KafkaTrigger {
+    name: String,
+    topics: Vec<String>,
+    function: KafkaFunction,
+    kafka: KafkaConfig,
+    config: TriggerConfig,
+}
+
+/// A started trigger: stop it to get its counters back.
+pub struct RunningTrigger {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<Mutex<TriggerStats>>,
+    /// The function's name (its consumer group).
+    pub name: String,
+}
+
+impl RunningTrigger {
+    /// Counters so far.
+    pub fn stats(&self) -> TriggerStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Stops polling, leaves the group, and waits (at most `limit`) for the thread to end.
+    pub fn stop(mut self, limit: Duration) -> TriggerStats {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + limit;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // A consumer that hangs on close (a known rdkafka issue) is left behind rather
+            // than hanging the caller; the process ends it.
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        self.stats()
+    }
+}
+
+impl KafkaTrigger {
+    /// A mapping named `name` (also its consumer group id) from `topics` to `function`.
+    pub fn new(
+        name: &str,
+        topics: Vec<String>,
+        function: KafkaFunction,
+        kafka: KafkaConfig,
+        config: TriggerConfig,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            topics,
+            function,
+            kafka,
+            config,
+        }
+    }
+
+    /// Starts consuming on a thread of its own; invocations run on `runtime`.
+    pub fn start(self, runtime: tokio::runtime::Handle) -> Result<RunningTrigger, String> {
+        let consumer: BaseConsumer = self
+            .kafka
+            .client_config()
+            .set("group.id", &self.name)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()
+            .map_err(|e| format!("{}: cannot create consumer: {e}", self.name))?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("{}: cannot subscribe: {e}", self.name))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(TriggerStats::default()));
+        let name = self.name.clone();
+        let thread = {
+            let stop = stop.clone();
+            let stats = stats.clone();
+            std::thread::Builder::new()
+                .name(format!("trigger-{name}"))
+                .spawn(move || self.run(consumer, runtime, stop, stats))
+                .map_err(|e| e.to_string())?
+        };
+        Ok(RunningTrigger {
+            stop,
+            thread: Some(thread),
+            stats,
+            name,
+        })
+    }
+
+    fn gather(&self, consumer: &BaseConsumer, stop: &AtomicBool) -> Vec<ConsumedRecord> {
+        let mut batch = Vec::new();
+        let mut first_at: Option<Instant> = None;
+        while !stop.load(Ordering::SeqCst) && batch.len() < self.config.batch_size {
+            if let Some(started) = first_at {
+                if started.elapsed() >= self.config.batching_window {
+                    break;
+                }
+            }
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(message)) => {
+                    first_at.get_or_insert_with(Instant::now);
+                    batch.push(ConsumedRecord::from_message(&message));
+                }
+                // Transient client errors (rebalances, a broker restarting) are retried by
+                // polling again; records are never skipped because offsets are not committed.
+                Some(Err(_)) | None => {
+                    if first_at.is_none() && batch.is_empty() {
+                        return batch;
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    fn run(
+        self,
+        consumer: BaseConsumer,
+        runtime: tokio::runtime::Handle,
+        stop: Arc<AtomicBool>,
+        stats: Arc<Mutex<TriggerStats>>,
+    ) {
+        while !stop.load(Ordering::SeqCst) {
+            let batch = self.gather(&consumer, &stop);
+            if batch.is_empty() {
+                continue;
+            }
+            let payload = kafka_event(
+                &batch,
+                self.config.event_source,
+                &self.kafka.bootstrap_servers,
+            );
+            let Ok(event) = serde_json::from_value::<KafkaEvent>(payload) else {
+                // Cannot happen for records read from a broker; rewinding retries them.
+                rewind(&consumer, &batch, &HashMap::new());
+                continue;
+            };
+            let result = runtime.block_on(self.function.handle_batch(&event));
+            let failed: HashMap<String, i64> = result
+                .response
+                .batch_item_failures
+                .iter()
+                .map(|f| {
+                    (
+                        f.item_identifier.partition.clone(),
+                        f.item_identifier.offset,
+                    )
+                })
+                .collect();
+            if let Ok(mut s) = stats.lock() {
+                s.invocations += 1;
+                s.records += batch.len() as u64;
+                s.rewinds += failed.len() as u64;
+            }
+            commit(&consumer, &batch, &failed);
+            if !failed.is_empty() {
+                rewind(&consumer, &batch, &failed);
+                // AWS backs off before retrying a failed batch; so do we, briefly.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        consumer.unsubscribe();
+    }
+}
+
+/// Commits, per partition, up to the lowest failed offset (exclusive) or past the batch.
+fn commit(consumer: &BaseConsumer, batch: &[ConsumedRecord], failed: &HashMap<String, i64>) {
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for r in batch {
+        let entry = next
+            .entry((r.topic.clone(), r.partition))
+            .or_insert(r.offset + 1);
+        *entry = (*entry).max(r.offset + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), past_batch) in next {
+        let offset = failed
+            .get(&format!("{topic}-{partition}"))
+            .copied()
+            .unwrap_or(past_batch);
+        let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+    }
+    // A failed commit only means these records may come again, which consumers tolerate.
+    let _ = consumer.commit(&list, CommitMode::Sync);
+}
+
+/// Moves each failed partition (all of the batch's partitions when `failed` is empty) back
+/// so its records are fetched again.
+fn rewind(consumer: &BaseConsumer, batch: &[ConsumedRecord], failed: &HashMap<String, i64>) {
+    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for r in batch {
+        let entry = first
+            .entry((r.topic.clone(), r.partition))
+            .or_insert(r.offset);
+        *entry = (*entry).min(r.offset);
+    }
+    for ((topic, partition), first_offset) in first {
+        let to = if failed.is_empty() {
+            Some(first_offset)
+        } else {
+            failed.get(&format!("{topic}-{partition}")).copied()
+        };
+        if let Some(offset) = to {
+            let _ = consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(5),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_payload_aws_sends() {
+        let records = vec![
+            ConsumedRecord {
+                topic: "t".into(),
+                partition: 1,
+                offset: 7,
+                timestamp_ms: 1_764_547_200_000,
+                key: Some(b"ord-1".to_vec()),
+                value: Some(b"{}".to_vec()),
+                headers: vec![("event_type".into(), vec![0xff, b'a'])],
+            },
+            ConsumedRecord {
+                topic: "t".into(),
+                partition: 1,
+                offset: 8,
+                timestamp_ms: 1_764_547_200_001,
+                key: None,
+                value: None,
+                headers: vec![],
+            },
+        ];
+        let payload = kafka_event(&records, EventSource::Msk, "127.0.0.1:9092");
+        assert_eq!(payload["eventSource"], "aws:kafka");
+        assert_eq!(payload["records"]["t-1"][0]["key"], "b3JkLTE=");
+        assert_eq!(
+            payload["records"]["t-1"][0]["headers"][0]["event_type"],
+            json!([-1, 97])
+        );
+        let event: KafkaEvent = serde_json::from_value(payload).unwrap();
+        let decoded = sagaflow_lambda_kafka::decode_batch(&event);
+        assert_eq!(decoded.len(), 2);
+        let first = decoded[0].result.as_ref().unwrap();
+        assert_eq!(first.key_str(), Some("ord-1"));
+        assert_eq!(first.header("event_type"), Some(&[0xff, b'a'][..]));
+        assert_eq!(decoded[1].result.as_ref().unwrap().value, None);
+        let self_managed = kafka_event(&records, EventSource::SelfManaged, "b");
+        assert_eq!(self_managed["eventSource"], "SelfManagedKafka");
+        assert!(self_managed.get("eventSourceArn").is_none());
+    }
+}

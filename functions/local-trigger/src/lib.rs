@@ -1,0 +1,12 @@
+//! The local trigger: runs the Lambda handlers on local servers exactly as AWS event source
+//! mappings would feed them — Kafka consumer groups building `KafkaEvent` batches, and the
+//! events table's stream feeding the outbox relay. Only the trigger differs from AWS.
+
+#![warn(missing_docs)]
+
+pub mod kafka_source;
+pub mod stream_source;
+pub mod system;
+
+pub use kafka_source::{EventSource, KafkaTrigger, TriggerConfig, TriggerStats};
+pub use system::{LocalStats, LocalSystem, LocalSystemConfig};

@@ -1,0 +1,251 @@
+//! The whole flow on local servers: every function's handler behind its local trigger, the
+//! relay tailing the events table's stream, and a front door that places orders.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sagaflow_adapters::tables::ensure_events_table;
+use sagaflow_adapters::{dynamodb_client, DynamoEventStore};
+use sagaflow_core::command::{command_id_for, CommandEnvelope};
+use sagaflow_core::domain::inventory::{InventoryCommand, DEFAULT_WAREHOUSE};
+use sagaflow_core::domain::{CreateOrder, Flow, Order, OrderStatus};
+use sagaflow_core::flow::sagas::{SagaRunner, ORDER_SAGA};
+use sagaflow_core::flow::services::FlowServices;
+use sagaflow_core::CommandMeta;
+use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
+use sagaflow_handlers::{clock, KafkaFunction, OrchestratorHandler, ServiceHandler, SERVICE_NAMES};
+use sagaflow_kafka::admin::ensure_topics;
+use sagaflow_kafka::{command_record, EventPublisher, KafkaConfig, Topics};
+use sagaflow_lambda_kafka::BatchConfig;
+use tokio::task::JoinHandle;
+
+use crate::kafka_source::{KafkaTrigger, RunningTrigger, TriggerConfig, TriggerStats};
+use crate::stream_source::{StreamError, StreamTrigger};
+
+/// How the local system is laid out.
+#[derive(Clone, Debug)]
+pub struct LocalSystemConfig {
+    /// Names this deployment: topic prefix, consumer groups and the events table.
+    pub name: String,
+    /// Partitions per topic.
+    pub partitions: i32,
+    /// Batching of every Kafka trigger.
+    pub trigger: TriggerConfig,
+}
+
+/// The running local system.
+pub struct LocalSystem {
+    /// The event store (the same DynamoDB table the functions write).
+    pub store: Arc<DynamoEventStore>,
+    /// Services, for reading aggregates.
+    pub services: FlowServices<DynamoEventStore>,
+    /// The orchestrator's sagas, for starting and reading them.
+    pub sagas: SagaRunner<DynamoEventStore>,
+    /// Topic names.
+    pub topics: Topics,
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
+    publisher: EventPublisher,
+    triggers: Vec<RunningTrigger>,
+    relay_stop: Arc<AtomicBool>,
+    relay: JoinHandle<Result<u64, StreamError>>,
+}
+
+/// Counters of a stopped system.
+#[derive(Clone, Debug, Default)]
+pub struct LocalStats {
+    /// Per function: its trigger's counters.
+    pub triggers: Vec<(String, TriggerStats)>,
+    /// Records the relay published.
+    pub relayed: u64,
+}
+
+impl LocalSystem {
+    /// Creates the table and topics, then starts every trigger and the relay.
+    pub async fn start(config: LocalSystemConfig) -> Result<Self, String> {
+        let mut kafka = KafkaConfig::from_env().map_err(|e| e.to_string())?;
+        kafka.topics = Topics::new(config.name.clone());
+        let topics = kafka.topics.clone();
+        let table = format!("{}-events", config.name);
+        let client = dynamodb_client().await;
+        ensure_events_table(&client, &table)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure_topics(&kafka, &topics.all(), config.partitions)
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = Arc::new(DynamoEventStore::new(client.clone(), table.clone()));
+        let publisher = EventPublisher::new(&kafka).map_err(|e| e.to_string())?;
+        publisher.warm().await.map_err(|e| e.to_string())?;
+        let dead_letters = KafkaDeadLetterSink::new(publisher.clone(), topics.clone());
+        let runtime = tokio::runtime::Handle::current();
+
+        let mut triggers = Vec::new();
+        for service in SERVICE_NAMES {
+            let handler = ServiceHandler::new(service, store.clone(), topics.clone());
+            let subscriptions = handler.subscriptions();
+            let function = KafkaFunction::new(
+                Arc::new(handler),
+                Arc::new(dead_letters.clone()),
+                BatchConfig::default(),
+            );
+            let trigger = KafkaTrigger::new(
+                &format!("{}-{service}", config.name),
+                subscriptions,
+                function,
+                kafka.clone(),
+                config.trigger.clone(),
+            );
+            triggers.push(trigger.start(runtime.clone())?);
+        }
+        let orchestrator =
+            OrchestratorHandler::new(store.clone(), topics.clone()).map_err(|e| e.to_string())?;
+        let sagas = orchestrator.sagas().clone();
+        let subscriptions = orchestrator.subscriptions();
+        let function = KafkaFunction::new(
+            Arc::new(orchestrator),
+            Arc::new(dead_letters.clone()),
+            BatchConfig::default(),
+        );
+        triggers.push(
+            KafkaTrigger::new(
+                &format!("{}-orchestrator", config.name),
+                subscriptions,
+                function,
+                kafka.clone(),
+                config.trigger.clone(),
+            )
+            .start(runtime.clone())?,
+        );
+
+        let relay_stop = Arc::new(AtomicBool::new(false));
+        let stream = StreamTrigger {
+            table,
+            dynamodb: client,
+            streams: aws_sdk_dynamodbstreams::Client::new(
+                &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await,
+            ),
+            publisher: publisher.clone(),
+            dead_letters,
+            topics: topics.clone(),
+        };
+        let relay = {
+            let stop = relay_stop.clone();
+            tokio::spawn(async move { stream.run(stop).await })
+        };
+        Ok(Self {
+            services: FlowServices::new(store.clone(), 50),
+            sagas,
+            store,
+            topics,
+            kafka,
+            publisher,
+            triggers,
+            relay_stop,
+            relay,
+        })
+    }
+
+    /// Puts `quantity` units of `sku` into the warehouse.
+    pub async fn restock(&self, sku: &str, quantity: u32) -> Result<(), String> {
+        let meta = CommandMeta::new("restock", format!("restock-{sku}"), clock::now());
+        self.services
+            .inventory()
+            .execute(
+                DEFAULT_WAREHOUSE,
+                &InventoryCommand::Restock {
+                    sku: sku.to_string(),
+                    quantity,
+                },
+                &meta,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The front door: an orchestrated order starts its saga; a choreographed one is a
+    /// command to the order service, over Kafka like every other command.
+    pub async fn place_order(&self, create: &CreateOrder) -> Result<(), String> {
+        let now = clock::now();
+        let input = serde_json::to_value(create).map_err(|e| e.to_string())?;
+        match create.flow {
+            Flow::Orchestrated => self
+                .sagas
+                .start(ORDER_SAGA, &create.order_id, input, &create.order_id, now)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Flow::Choreographed | Flow::InProcess => {
+                let command = CommandEnvelope {
+                    command_id: command_id_for(&create.order_id, "order.create", "front-door"),
+                    command_type: "order.create".into(),
+                    target_id: create.order_id.clone(),
+                    payload: input,
+                    correlation_id: create.order_id.clone(),
+                    causation_id: format!("request-{}", create.order_id),
+                    issued_at: now,
+                };
+                self.publisher
+                    .publish(&[command_record(&self.topics, &command)])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Waits until `order_id` is completed or cancelled, or `limit` passes.
+    pub async fn wait_for_terminal(
+        &self,
+        order_id: &str,
+        limit: Duration,
+    ) -> Result<Order, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let order = self
+                .services
+                .orders()
+                .load(order_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .state;
+            if matches!(
+                order.status,
+                OrderStatus::Completed | OrderStatus::Cancelled
+            ) {
+                return Ok(order);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "order {order_id} is still {:?} after {limit:?}",
+                    order.status
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops every trigger and the relay.
+    pub async fn stop(self) -> LocalStats {
+        self.relay_stop.store(true, Ordering::SeqCst);
+        let relayed = match tokio::time::timeout(Duration::from_secs(10), self.relay).await {
+            Ok(Ok(Ok(published))) => published,
+            _ => 0,
+        };
+        let triggers = tokio::task::spawn_blocking(move || {
+            self.triggers
+                .into_iter()
+                .map(|t| {
+                    let name = t.name.clone();
+                    (name, t.stop(Duration::from_secs(10)))
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        LocalStats { triggers, relayed }
+    }
+}

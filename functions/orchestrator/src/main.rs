@@ -1,0 +1,156 @@
+//! The orchestrator function: reads every service's events (`sagaflow.events.*`) and feeds each
+//! to the order-processing saga of its order, which records the next command to send. Failed
+//! records are reported as partial batch failures; bad ones are dead-lettered.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use sagaflow_handlers::KafkaBatchResponse;
+use sagaflow_handlers::{FunctionContext, KafkaFunction, OrchestratorHandler};
+
+/// Handles one batch from the Kafka trigger.
+async fn handler(
+    function: &KafkaFunction,
+    event: LambdaEvent<KafkaEvent>,
+) -> Result<KafkaBatchResponse, Error> {
+    Ok(function.handle_batch(&event.payload).await.response)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let context = FunctionContext::from_env().await?;
+    let orchestrator =
+        OrchestratorHandler::new(context.store.clone(), context.kafka.topics.clone())?;
+    let function = KafkaFunction::new(
+        Arc::new(orchestrator),
+        Arc::new(context.dead_letters.clone()),
+        Default::default(),
+    );
+    run(service_fn(|event| handler(&function, event))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::Context;
+    use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine};
+    use sagaflow_core::flow::sagas::ORDER_SAGA;
+    use sagaflow_core::saga::{InstanceStatus, StepKind};
+    use sagaflow_core::{InMemoryEventStore, Timestamp};
+    use sagaflow_handlers::RecordedDeadLetters;
+    use sagaflow_kafka::Topics;
+
+    /// The order the fixture's `order.created` of ord-5001 records, as the front door starts it.
+    fn create_order(order_id: &str) -> serde_json::Value {
+        serde_json::to_value(CreateOrder {
+            order_id: order_id.into(),
+            customer_id: "cust-7".into(),
+            lines: vec![OrderLine {
+                sku: "MUG".into(),
+                quantity: 2,
+                unit_price: Money::eur(1_250),
+            }],
+            payment_method: "card-ok".into(),
+            shipping_address: Address {
+                name: "Ada Lovelace".into(),
+                line1: "1 Loop Road".into(),
+                city: "Paris".into(),
+                country: "FR".into(),
+            },
+            flow: Flow::Orchestrated,
+        })
+        .unwrap()
+    }
+
+    async fn run_fixture(name: &str) {
+        let payload: KafkaEvent =
+            serde_json::from_str(&std::fs::read_to_string(format!("fixtures/{name}")).unwrap())
+                .unwrap();
+        let store = Arc::new(InMemoryEventStore::new());
+        let orchestrator = OrchestratorHandler::new(store.clone(), Topics::default()).unwrap();
+        let started = orchestrator
+            .sagas()
+            .start(
+                ORDER_SAGA,
+                "ord-5001",
+                create_order("ord-5001"),
+                "ord-5001",
+                Timestamp(1_764_547_200_000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(started.len(), 2, "{name}: started, create_order requested");
+        let dead_letters = RecordedDeadLetters::default();
+        let function = KafkaFunction::new(
+            Arc::new(orchestrator.clone()),
+            Arc::new(dead_letters.clone()),
+            Default::default(),
+        );
+        let event = LambdaEvent {
+            payload: payload.clone(),
+            context: Context::default(),
+        };
+        let response = handler(&function, event).await.unwrap();
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{name}: {response:?}"
+        );
+
+        let sagas = orchestrator.sagas().repository();
+        let saga = sagas.load("ord-5001").await.unwrap().state;
+        assert_eq!(saga.status(), InstanceStatus::Running, "{name}");
+        assert_eq!(saga.completed_steps(), ["create_order"], "{name}");
+        let (step, kind, _) = saga.awaiting().expect("awaits the next step");
+        assert_eq!(
+            (step, kind),
+            ("process_payment", StepKind::Forward),
+            "{name}"
+        );
+        assert_eq!(
+            sagas.load("ord-5002").await.unwrap().version,
+            0,
+            "{name}: an order with no saga starts none"
+        );
+        let letters = dead_letters.letters();
+        assert_eq!(letters.len(), 1, "{name}");
+        assert_eq!(letters[0].source.offset, 7);
+        assert!(
+            letters[0].reason.contains("invalid event envelope"),
+            "{}",
+            letters[0].reason
+        );
+
+        // The trigger redelivers the same batch: nothing changes.
+        let before = store.event_count();
+        assert_eq!(
+            before, 4,
+            "{name}: the reply added step_succeeded and step_requested"
+        );
+        let again = handler(
+            &function,
+            LambdaEvent {
+                payload,
+                context: Context::default(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(again.batch_item_failures.is_empty());
+        assert_eq!(
+            store.event_count(),
+            before,
+            "{name}: a redelivered batch appends nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn handles_the_msk_payload() {
+        run_fixture("msk-event.json").await;
+    }
+
+    #[tokio::test]
+    async fn handles_the_self_managed_kafka_payload() {
+        run_fixture("self-managed-event.json").await;
+    }
+}

@@ -1,0 +1,119 @@
+//! The order function: creates, completes and cancels orders on `sagaflow.commands.order`, and
+//! in choreographed orders completes or cancels them as payment, stock and shipping report back.
+//! Failed records are reported as partial batch failures; bad ones are dead-lettered.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use sagaflow_handlers::KafkaBatchResponse;
+use sagaflow_handlers::{FunctionContext, KafkaFunction, ServiceHandler};
+
+/// The service this function runs.
+const SERVICE: &str = "order";
+
+/// Handles one batch from the Kafka trigger.
+async fn handler(
+    function: &KafkaFunction,
+    event: LambdaEvent<KafkaEvent>,
+) -> Result<KafkaBatchResponse, Error> {
+    Ok(function.handle_batch(&event.payload).await.response)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let context = FunctionContext::from_env().await?;
+    let service = ServiceHandler::new(SERVICE, context.store.clone(), context.kafka.topics.clone());
+    let function = KafkaFunction::new(
+        Arc::new(service),
+        Arc::new(context.dead_letters.clone()),
+        Default::default(),
+    );
+    run(service_fn(|event| handler(&function, event))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::Context;
+    use sagaflow_core::domain::OrderStatus;
+    use sagaflow_core::InMemoryEventStore;
+    use sagaflow_handlers::RecordedDeadLetters;
+    use sagaflow_kafka::Topics;
+
+    async fn run_fixture(name: &str) {
+        let payload: KafkaEvent =
+            serde_json::from_str(&std::fs::read_to_string(format!("fixtures/{name}")).unwrap())
+                .unwrap();
+        let store = Arc::new(InMemoryEventStore::new());
+        let service = ServiceHandler::new(SERVICE, store.clone(), Topics::default());
+        let dead_letters = RecordedDeadLetters::default();
+        let function = KafkaFunction::new(
+            Arc::new(service.clone()),
+            Arc::new(dead_letters.clone()),
+            Default::default(),
+        );
+        let event = LambdaEvent {
+            payload: payload.clone(),
+            context: Context::default(),
+        };
+        let response = handler(&function, event).await.unwrap();
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{name}: {response:?}"
+        );
+
+        let created_then_completed = service.services().orders().load("ord-2001").await.unwrap();
+        assert_eq!(
+            created_then_completed.state.status,
+            OrderStatus::Completed,
+            "{name}"
+        );
+        assert_eq!(created_then_completed.version, 2, "{name}");
+        let mut letters = dead_letters.letters();
+        letters.sort_by_key(|letter| letter.source.offset);
+        assert_eq!(letters.len(), 2, "{name}");
+        assert_eq!(letters[0].source.offset, 4);
+        assert!(
+            letters[0].reason.contains("not a command envelope"),
+            "{}",
+            letters[0].reason
+        );
+        assert_eq!(letters[1].source.offset, 5);
+        assert!(
+            letters[1]
+                .reason
+                .contains("unknown command type `order.teleport`"),
+            "{}",
+            letters[1].reason
+        );
+
+        // The trigger redelivers the same batch: nothing changes.
+        let before = store.event_count();
+        let again = handler(
+            &function,
+            LambdaEvent {
+                payload,
+                context: Context::default(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(again.batch_item_failures.is_empty());
+        assert_eq!(
+            store.event_count(),
+            before,
+            "{name}: a redelivered batch appends nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn handles_the_msk_payload() {
+        run_fixture("msk-event.json").await;
+    }
+
+    #[tokio::test]
+    async fn handles_the_self_managed_kafka_payload() {
+        run_fixture("self-managed-event.json").await;
+    }
+}

@@ -1,0 +1,340 @@
+//! The whole order flow on real local servers: DynamoDB (moto or LocalStack) and a Kafka
+//! broker (tansu or Redpanda), started by `make test`. Orders go through the local triggers,
+//! the same handlers the Lambda functions run, and the outbox relay tailing the table's stream.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sagaflow_core::domain::{
+    Address, CreateOrder, Flow, Money, OrderLine, OrderStatus, PaymentStatus, RefundStatus,
+};
+use sagaflow_kafka::{EventPublisher, OutboundRecord};
+use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig, TriggerConfig};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn order(id: &str, flow: Flow, country: &str, method: &str, lamps: u32) -> CreateOrder {
+    let mut lines = vec![OrderLine {
+        sku: "MUG".into(),
+        quantity: 2,
+        unit_price: Money::eur(1_250),
+    }];
+    if lamps > 0 {
+        lines.push(OrderLine {
+            sku: "LAMP".into(),
+            quantity: lamps,
+            unit_price: Money::eur(7_900),
+        });
+    }
+    CreateOrder {
+        order_id: id.into(),
+        customer_id: "cust-e2e".into(),
+        lines,
+        payment_method: method.into(),
+        shipping_address: Address {
+            name: "Ada Lovelace".into(),
+            line1: "1 Loop Road".into(),
+            city: "Paris".into(),
+            country: country.into(),
+        },
+        flow,
+    }
+}
+
+fn require_servers() {
+    for var in ["AWS_ENDPOINT_URL", "SAGAFLOW_KAFKA_BOOTSTRAP"] {
+        assert!(
+            std::env::var(var).is_ok_and(|v| !v.is_empty()),
+            "{var} is not set: start the local servers with `make up` (or run `make test`)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_flow_through_the_functions_on_local_servers() {
+    require_servers();
+    let name = format!("e2e{}", std::process::id());
+    let system = LocalSystem::start(LocalSystemConfig {
+        name: name.clone(),
+        partitions: 2,
+        trigger: TriggerConfig::default(),
+    })
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 100).await.unwrap();
+    system.restock("LAMP", 1).await.unwrap();
+
+    let cases = [
+        (
+            order("ord-o-ok", Flow::Orchestrated, "FR", "card-ok", 0),
+            OrderStatus::Completed,
+            None,
+        ),
+        (
+            order("ord-o-stock", Flow::Orchestrated, "FR", "card-ok", 3),
+            OrderStatus::Cancelled,
+            Some("out_of_stock"),
+        ),
+        (
+            order("ord-o-ship", Flow::Orchestrated, "AQ", "card-ok", 0),
+            OrderStatus::Cancelled,
+            Some("shipment_failed"),
+        ),
+        (
+            order("ord-c-ok", Flow::Choreographed, "FR", "card-ok", 0),
+            OrderStatus::Completed,
+            None,
+        ),
+        (
+            order(
+                "ord-c-declined",
+                Flow::Choreographed,
+                "FR",
+                "card-declined",
+                0,
+            ),
+            OrderStatus::Cancelled,
+            Some("payment_declined"),
+        ),
+        (
+            order("ord-c-ship", Flow::Choreographed, "AQ", "card-ok", 0),
+            OrderStatus::Cancelled,
+            Some("shipment_failed"),
+        ),
+    ];
+    for (create, _, _) in &cases {
+        system.place_order(create).await.unwrap();
+    }
+    for (create, status, reason) in &cases {
+        let id = &create.order_id;
+        let ended = match system.wait_for_terminal(id, WAIT).await {
+            Ok(order) => order,
+            Err(e) => {
+                let ids: Vec<&str> = cases.iter().map(|c| c.0.order_id.as_str()).collect();
+                explain_stall(system, &ids).await;
+                panic!("{e}");
+            }
+        };
+        assert_eq!(ended.status, *status, "{id}");
+        assert_eq!(
+            ended.cancel_reason.as_ref().map(|r| r.code.as_str()),
+            *reason,
+            "{id}"
+        );
+        let payment = system.services.payments().load(id).await.unwrap().state;
+        match (status, reason) {
+            (OrderStatus::Completed, _) => {
+                assert_eq!(payment.status, PaymentStatus::Captured, "{id}")
+            }
+            (_, Some("payment_declined")) => {
+                assert_eq!(payment.status, PaymentStatus::Declined, "{id}");
+                assert_eq!(ended.refund_status, Some(RefundStatus::NotCharged), "{id}");
+            }
+            _ => {
+                assert_eq!(
+                    payment.status,
+                    PaymentStatus::Refunded,
+                    "{id}: compensation refunded"
+                );
+                assert_eq!(ended.refund_status, Some(RefundStatus::Refunded), "{id}");
+            }
+        }
+    }
+    // Compensation gave every reserved unit back: only the completed orders' mugs left.
+    let stock = system
+        .services
+        .inventory()
+        .load("main")
+        .await
+        .unwrap()
+        .state;
+    assert_eq!(
+        stock.level("MUG").shipped,
+        4,
+        "two completed orders of two mugs"
+    );
+    assert_eq!(stock.level("MUG").reserved, 0);
+    assert_eq!(stock.level("MUG").available, 96);
+    assert_eq!(
+        stock.level("LAMP").available,
+        1,
+        "the failed lamp order took nothing"
+    );
+    for id in ["ord-o-ok", "ord-o-stock", "ord-o-ship"] {
+        let saga = system.sagas.repository().load(id).await.unwrap().state;
+        assert!(saga.is_finished(), "{id}: {saga:?}");
+    }
+
+    // A poison record goes to the dead-letter topic with its reason; the good record of the
+    // same batch still takes effect and the partition is not blocked.
+    let publisher = EventPublisher::new(&system.kafka).unwrap();
+    let topic = system.topics.commands("payment");
+    publisher
+        .publish(&[OutboundRecord {
+            topic: topic.clone(),
+            key: "ord-poison".into(),
+            value: b"{not json".to_vec(),
+            headers: vec![],
+        }])
+        .await
+        .unwrap();
+    system
+        .place_order(&order(
+            "ord-c-after",
+            Flow::Choreographed,
+            "FR",
+            "card-ok",
+            0,
+        ))
+        .await
+        .unwrap();
+    let after = system.wait_for_terminal("ord-c-after", WAIT).await.unwrap();
+    assert_eq!(after.status, OrderStatus::Completed);
+    let dead_letter_topic = system.topics.dead_letter();
+    let kafka = system.kafka.clone();
+    let letters = tokio::task::spawn_blocking(move || read_all(&kafka, &dead_letter_topic, 2))
+        .await
+        .unwrap();
+    let poison: Vec<_> = letters
+        .iter()
+        .filter(|(_, value)| value.contains("ord-poison") || value.contains("e25vdCBqc29u"))
+        .collect();
+    assert_eq!(poison.len(), 1, "{letters:?}");
+    assert!(
+        poison[0].0.contains("not a command envelope"),
+        "reason header: {}",
+        poison[0].0
+    );
+
+    let stats = system.stop().await;
+    assert!(stats.relayed > 0, "{stats:?}");
+}
+
+/// Prints what each order's saga did, each topic's end offsets and each group's committed
+/// offsets, so a stalled flow says where it stopped.
+async fn explain_stall(system: LocalSystem, order_ids: &[&str]) {
+    for id in order_ids {
+        let saga = sagaflow_core::EventStore::load(
+            &*system.store,
+            &sagaflow_core::StreamId::new("saga", *id),
+            0,
+        )
+        .await
+        .unwrap_or_default();
+        let status = system
+            .services
+            .orders()
+            .load(id)
+            .await
+            .map(|l| l.state.status);
+        eprintln!(
+            "stall: {id} {status:?} saga: {:?}",
+            saga.iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>()
+        );
+    }
+    let kafka = system.kafka.clone();
+    let topics = system.topics.all();
+    let groups: Vec<String> = ["order", "payment", "inventory", "shipment", "orchestrator"]
+        .iter()
+        .map(|g| {
+            format!(
+                "{}-{g}",
+                system.topics.dead_letter().trim_end_matches(".dead-letter")
+            )
+        })
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(probe) = kafka
+            .client_config()
+            .set("group.id", "stall-probe")
+            .create::<BaseConsumer>()
+        else {
+            return;
+        };
+        for t in &topics {
+            for p in 0..2 {
+                if let Ok((low, high)) = probe.fetch_watermarks(t, p, Duration::from_secs(5)) {
+                    if high > 0 {
+                        eprintln!("stall: {t}/{p} offsets {low}..{high}");
+                    }
+                }
+            }
+        }
+        for group in groups {
+            let Ok(consumer) = kafka
+                .client_config()
+                .set("group.id", &group)
+                .create::<BaseConsumer>()
+            else {
+                continue;
+            };
+            let mut wanted = TopicPartitionList::new();
+            for t in &topics {
+                for p in 0..2 {
+                    wanted.add_partition(t, p);
+                }
+            }
+            if let Ok(committed) = consumer.committed_offsets(wanted, Duration::from_secs(5)) {
+                let at: Vec<String> = committed
+                    .elements()
+                    .iter()
+                    .filter(|e| e.offset() != Offset::Invalid)
+                    .map(|e| format!("{}/{}={:?}", e.topic(), e.partition(), e.offset()))
+                    .collect();
+                eprintln!("stall: group {group} committed {at:?}");
+            }
+        }
+    })
+    .await;
+    eprintln!("stall: {:?}", system.stop().await);
+}
+
+/// Every (reason header, value) on `topic`, read from the beginning of each partition.
+fn read_all(
+    kafka: &sagaflow_kafka::KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(String, String)> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let reason = m
+                    .headers()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == "dead_letter_reason")
+                            .and_then(|h| h.value)
+                    })
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                out.push((
+                    reason,
+                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                ));
+            }
+            _ if !out.is_empty() => break,
+            _ => {}
+        }
+    }
+    out
+}
