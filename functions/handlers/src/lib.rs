@@ -16,4 +16,4 @@ pub use context::{FunctionContext, InitError};
 pub use function::{KafkaFunction, RecordedDeadLetters};
 pub use orchestrator::OrchestratorHandler;
 pub use sagaflow_lambda_kafka::KafkaBatchResponse;
-pub use service::{ServiceHandler, SERVICE_NAMES};
+pub use service::{ServiceHandler, UnknownService, SERVICE_NAMES};

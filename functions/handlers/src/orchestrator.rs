@@ -53,6 +53,12 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// Feeds one event to its saga.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
+        if !self.subscriptions().contains(&record.id.topic) {
+            return RecordOutcome::DeadLetter(format!(
+                "topic {} is not one the orchestrator reads",
+                record.id.topic
+            ));
+        }
         let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
             return RecordOutcome::DeadLetter("record has no value".into());
         };

@@ -38,16 +38,24 @@ impl<S> Clone for ServiceHandler<S> {
     }
 }
 
+/// A service name that is not one of [`SERVICE_NAMES`] (`shipping` is the function, `shipment` the service).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown service `{0}`; the services are order, payment, inventory and shipment")]
+pub struct UnknownService(pub String);
+
 impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The handler of `service` (one of [`SERVICE_NAMES`]) over `store`.
-    pub fn new(service: &str, store: Arc<S>, topics: Topics) -> Self {
-        Self {
+    pub fn new(service: &str, store: Arc<S>, topics: Topics) -> Result<Self, UnknownService> {
+        if !SERVICE_NAMES.contains(&service) {
+            return Err(UnknownService(service.to_string()));
+        }
+        Ok(Self {
             service: service.to_string(),
             services: FlowServices::new(store, 50),
             topics,
             upcasters: Arc::new(order_upcasters()),
             clock: clock::now,
-        }
+        })
     }
 
     /// The topics this function reads: its commands and the events it may react to.
@@ -144,5 +152,21 @@ impl<S: EventStore + 'static> RecordHandler for ServiceHandler<S> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sagaflow_core::InMemoryEventStore;
+
+    #[test]
+    fn only_the_four_services_have_handlers() {
+        let store = Arc::new(InMemoryEventStore::new());
+        assert!(ServiceHandler::new("shipment", store.clone(), Topics::default()).is_ok());
+        assert_eq!(
+            ServiceHandler::new("shipping", store, Topics::default()).err(),
+            Some(UnknownService("shipping".into()))
+        );
     }
 }

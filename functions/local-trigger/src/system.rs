@@ -83,7 +83,8 @@ impl LocalSystem {
 
         let mut triggers = Vec::new();
         for service in SERVICE_NAMES {
-            let handler = ServiceHandler::new(service, store.clone(), topics.clone());
+            let handler = ServiceHandler::new(service, store.clone(), topics.clone())
+                .map_err(|e| e.to_string())?;
             let subscriptions = handler.subscriptions();
             let function = KafkaFunction::new(
                 Arc::new(handler),

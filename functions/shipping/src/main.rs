@@ -23,7 +23,8 @@ async fn handler(
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let context = FunctionContext::from_env().await?;
-    let service = ServiceHandler::new(SERVICE, context.store.clone(), context.kafka.topics.clone());
+    let service =
+        ServiceHandler::new(SERVICE, context.store.clone(), context.kafka.topics.clone())?;
     let function = KafkaFunction::new(
         Arc::new(service),
         Arc::new(context.dead_letters.clone()),
@@ -46,7 +47,7 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(format!("fixtures/{name}")).unwrap())
                 .unwrap();
         let store = Arc::new(InMemoryEventStore::new());
-        let service = ServiceHandler::new(SERVICE, store.clone(), Topics::default());
+        let service = ServiceHandler::new(SERVICE, store.clone(), Topics::default()).unwrap();
         let dead_letters = RecordedDeadLetters::default();
         let function = KafkaFunction::new(
             Arc::new(service.clone()),
