@@ -307,6 +307,9 @@ impl KafkaTrigger {
                 s.rewinds += failed.len() as u64;
             }
             commit(&consumer, &batch, &failed);
+            for (id, reason) in &result.report.retried {
+                eprintln!("trigger {}: {id} will be retried: {reason}", self.name);
+            }
             if !failed.is_empty() {
                 rewind(&consumer, &batch, &failed);
                 // AWS backs off before retrying a failed batch; so do we, briefly.
