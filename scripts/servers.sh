@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs, starts and stops the local servers sagaflow's tests talk to, without Docker:
+# Installs, starts and stops the local servers sagaflow's tests talk to. With a Docker engine
+# (and SAGAFLOW_USE_DOCKER not 'never') it runs localstack/docker-compose.yml; without one:
 #   moto_server  (DynamoDB and DynamoDB Streams) from PyPI, in a venv under ~/.cache/sagaflow
 #   tansu        (a Kafka-protocol broker, in-memory storage) built from crates.io once, kept
 #                under ~/.cache/sagaflow/tansu (a cold build takes 10 to 20 minutes on 2 cores)
@@ -110,9 +111,22 @@ stop() {
   rm -f "$file"
 }
 
+docker_available() {
+  [ "${SAGAFLOW_USE_DOCKER:-auto}" != "never" ] && command -v docker > /dev/null 2>&1 \
+    && docker info > /dev/null 2>&1
+}
+
 case "${1:-}" in
   up)
     mkdir -p "$RUN"
+    if docker_available; then
+      log "Docker engine found: starting LocalStack and Redpanda from localstack/"
+      docker compose -f "$ROOT/localstack/docker-compose.yml" up -d --wait
+      touch "$RUN/docker"
+      write_env
+      "$ROOT/localstack/init.sh"
+      exit 0
+    fi
     ensure_moto
     ensure_tansu
     start_moto
@@ -120,6 +134,10 @@ case "${1:-}" in
     write_env
     ;;
   down)
+    if [ -f "$RUN/docker" ]; then
+      docker compose -f "$ROOT/localstack/docker-compose.yml" down
+      rm -f "$RUN/docker"
+    fi
     stop tansu
     stop moto
     rm -f "$RUN/env"
