@@ -2,7 +2,13 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: help run test test-unit test-e2e test-demo lint fmt check-core-purity up down clean
+# Runs a command with the local servers: uses those of 'make up' if they run, otherwise starts
+# them for this command only and stops them after, whatever the command's outcome.
+with_servers = if scripts/servers.sh running; then started=0; else scripts/servers.sh up || exit 1; started=1; fi; \
+	set -a; . ./.run/env; set +a; $(1); status=$$?; \
+	if [ $$started = 1 ]; then scripts/servers.sh down; fi; exit $$status
+
+.PHONY: help run test test-unit test-e2e test-demo run-local lint fmt check-core-purity up down clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -13,12 +19,13 @@ run: ## run the whole order flow in one process on embedded defaults (flags: mak
 test: lint check-core-purity test-unit test-demo ## everything CI runs: lint, core purity, all tests, the demo's invariants
 
 test-unit: ## every crate's tests; starts the local servers (moto) for them and stops them after
-	@scripts/servers.sh up
-	@set -a; . .run/env; set +a; $(CARGO) test --workspace --exclude sagaflow-e2e; status=$$?; scripts/servers.sh down; exit $$status
+	@$(call with_servers,$(CARGO) test --workspace --exclude sagaflow-e2e)
 
 test-e2e: ## the whole flow through the functions' local triggers on moto and tansu (not yet in 'make test': see RELIABILITY notes in the README)
-	@scripts/servers.sh up
-	@set -a; . .run/env; set +a; $(CARGO) test -p sagaflow-e2e; status=$$?; scripts/servers.sh down; exit $$status
+	@$(call with_servers,$(CARGO) test -p sagaflow-e2e)
+
+run-local: ## the order flow through the Lambda handlers and local triggers on the servers of 'make up' (uses running servers, or starts and stops its own)
+	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-local-trigger --bin local-demo -- $(ARGS))
 
 up: ## install (once) and start the local servers on 127.0.0.1; writes .run/env
 	scripts/servers.sh up

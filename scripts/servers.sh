@@ -8,6 +8,7 @@
 #
 #   scripts/servers.sh up      install what is missing, start, wait until ready, write .run/env
 #   scripts/servers.sh down    stop what `up` started
+#   scripts/servers.sh running exit 0 if the servers of an earlier `up` still run
 #   scripts/servers.sh status  say what is running
 set -euo pipefail
 
@@ -142,6 +143,14 @@ case "${1:-}" in
     stop moto
     rm -f "$RUN/env"
     ;;
+  running)
+    # Exit 0 when the servers of an earlier `up` are all still running.
+    [ -f "$RUN/env" ] || exit 1
+    [ -f "$RUN/docker" ] && exit 0
+    for name in moto tansu; do
+      [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || exit 1
+    done
+    ;;
   status)
     for name in moto tansu; do
       if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
@@ -152,5 +161,5 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    echo "usage: $0 up|down|running|status" >&2; exit 2 ;;
 esac
