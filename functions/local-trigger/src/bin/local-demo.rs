@@ -16,7 +16,7 @@ USAGE: local-demo [--orders N] [--timeout-secs N]   (make run-local ARGS=\"...\"
 Needs the servers of `make up` (AWS_ENDPOINT_URL and SAGAFLOW_KAFKA_BOOTSTRAP set).";
 
 fn order(i: usize) -> (CreateOrder, &'static str) {
-    let flow = if i % 2 == 0 {
+    let flow = if i.is_multiple_of(2) {
         Flow::Orchestrated
     } else {
         Flow::Choreographed
