@@ -338,3 +338,78 @@ fn read_all(
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_effects() {
+    require_servers();
+    let config = LocalSystemConfig {
+        name: format!("restart{}", std::process::id()),
+        partitions: 2,
+        trigger: TriggerConfig::default(),
+    };
+    let first = LocalSystem::start(config.clone())
+        .await
+        .expect("first system starts");
+    first.restock("MUG", 100).await.unwrap();
+    let orders = [
+        order("ord-r1", Flow::Orchestrated, "FR", "card-ok", 0),
+        order("ord-r2", Flow::Choreographed, "FR", "card-ok", 0),
+        order("ord-r3", Flow::Orchestrated, "AQ", "card-ok", 0),
+        order("ord-r4", Flow::Choreographed, "AQ", "card-ok", 0),
+    ];
+    for create in &orders {
+        first.place_order(create).await.unwrap();
+    }
+    // Stop in the middle of the flow: some records handled and committed, some not.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = first.stop().await;
+
+    // Same consumer groups, topics and table: the new triggers resume from committed offsets,
+    // and the relay, starting again from the stream's beginning, republishes everything.
+    let second = LocalSystem::start(config)
+        .await
+        .expect("second system starts");
+    for (create, completed) in orders.iter().zip([true, true, false, false]) {
+        let id = &create.order_id;
+        let ended = second.wait_for_terminal(id, WAIT).await.unwrap();
+        let want = if completed {
+            OrderStatus::Completed
+        } else {
+            OrderStatus::Cancelled
+        };
+        assert_eq!(ended.status, want, "{id}");
+        let payment = sagaflow_core::EventStore::load(
+            &*second.store,
+            &sagaflow_core::StreamId::new("payment", id.as_str()),
+            0,
+        )
+        .await
+        .unwrap();
+        let types: Vec<&str> = payment.iter().map(|e| e.event_type.as_str()).collect();
+        let expected: &[&str] = if completed {
+            &["payment.processed"]
+        } else {
+            &["payment.processed", "payment.refunded"]
+        };
+        assert_eq!(types, expected, "{id}: each payment effect exactly once");
+    }
+    let stock = second
+        .services
+        .inventory()
+        .load("main")
+        .await
+        .unwrap()
+        .state;
+    assert_eq!(
+        stock.level("MUG").shipped,
+        4,
+        "two completed orders of two mugs, shipped once"
+    );
+    assert_eq!(stock.level("MUG").reserved, 0);
+    assert_eq!(stock.level("MUG").total(), 100);
+    let after = second.stop().await;
+    assert!(
+        before.relayed > 0 && after.relayed >= before.relayed,
+        "{before:?} {after:?}"
+    );
+}
