@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use crate::aggregate::Aggregate;
 use crate::command::CommandEnvelope;
+use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::order::order_upcasters;
-use crate::domain::{Inventory, Order, Payment, Shipment};
-use crate::event::{StoredEvent, Timestamp};
+use crate::domain::{Inventory, InventoryCommand, InventoryError, Order, Payment, Shipment};
+use crate::event::{CommandMeta, StoredEvent, Timestamp};
 use crate::repository::{Repository, RepositoryError};
 use crate::store::EventStore;
 
@@ -118,6 +119,24 @@ impl<S: EventStore> FlowServices<S> {
     /// The shipment repository.
     pub fn shipments(&self) -> &Repository<Shipment, S> {
         &self.shipments
+    }
+
+    /// Puts `quantity` units of `sku` into the default warehouse.
+    pub async fn restock(
+        &self,
+        sku: &str,
+        quantity: u32,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError<InventoryError>> {
+        let meta = CommandMeta::new("restock", format!("restock-{sku}"), now);
+        let command = InventoryCommand::Restock {
+            sku: sku.to_string(),
+            quantity,
+        };
+        self.inventory
+            .execute(DEFAULT_WAREHOUSE, &command, &meta)
+            .await
+            .map(|_| ())
     }
 
     /// Handles one command: decodes it for its aggregate and executes it exactly once.

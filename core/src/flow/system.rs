@@ -14,8 +14,8 @@ use crate::bus::{BusMessage, Delivery, InMemoryBus};
 use crate::command::{command_id_for, CommandEnvelope};
 use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::order::order_upcasters;
-use crate::domain::{Flow, Inventory, InventoryCommand, StockLevel};
-use crate::event::{CommandMeta, StoredEvent, Timestamp};
+use crate::domain::{Flow, Inventory, StockLevel};
+use crate::event::{StoredEvent, Timestamp};
 use crate::flow::choreography;
 use crate::flow::clock::SimClock;
 use crate::flow::intake::{intake_pipeline, run_intake, Catalog, IntakeOrder, PlaceOrder};
@@ -253,19 +253,9 @@ impl InProcessSystem {
 
     /// Puts `quantity` units of `sku` into the warehouse.
     pub async fn restock(&self, sku: &str, quantity: u32) -> Result<(), String> {
-        let meta = CommandMeta::new("restock", format!("restock-{sku}"), self.clock.now());
         self.services
-            .inventory()
-            .execute(
-                DEFAULT_WAREHOUSE,
-                &InventoryCommand::Restock {
-                    sku: sku.to_string(),
-                    quantity,
-                },
-                &meta,
-            )
+            .restock(sku, quantity, self.clock.now())
             .await
-            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 

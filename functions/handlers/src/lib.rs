@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod context;
 pub mod dead_letter;
+pub mod fixture_run;
 pub mod function;
 pub mod orchestrator;
 pub mod relay;

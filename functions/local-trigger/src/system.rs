@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 use sagaflow_adapters::tables::ensure_events_table;
 use sagaflow_adapters::{dynamodb_client, DynamoEventStore};
 use sagaflow_core::command::{command_id_for, CommandEnvelope};
-use sagaflow_core::domain::inventory::{InventoryCommand, DEFAULT_WAREHOUSE};
 use sagaflow_core::domain::{CreateOrder, Flow, Order, OrderStatus};
 use sagaflow_core::flow::sagas::{SagaRunner, ORDER_SAGA};
 use sagaflow_core::flow::services::FlowServices;
-use sagaflow_core::CommandMeta;
 use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
 use sagaflow_handlers::{clock, KafkaFunction, OrchestratorHandler, ServiceHandler, SERVICE_NAMES};
 use sagaflow_kafka::admin::ensure_topics;
@@ -152,19 +150,9 @@ impl LocalSystem {
 
     /// Puts `quantity` units of `sku` into the warehouse.
     pub async fn restock(&self, sku: &str, quantity: u32) -> Result<(), String> {
-        let meta = CommandMeta::new("restock", format!("restock-{sku}"), clock::now());
         self.services
-            .inventory()
-            .execute(
-                DEFAULT_WAREHOUSE,
-                &InventoryCommand::Restock {
-                    sku: sku.to_string(),
-                    quantity,
-                },
-                &meta,
-            )
+            .restock(sku, quantity, clock::now())
             .await
-            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 

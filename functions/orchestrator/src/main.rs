@@ -37,9 +37,8 @@ mod tests {
     use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine};
     use sagaflow_core::flow::sagas::ORDER_SAGA;
     use sagaflow_core::saga::{InstanceStatus, StepKind};
-    use sagaflow_core::{InMemoryEventStore, Timestamp};
-    use sagaflow_handlers::RecordedDeadLetters;
-    use sagaflow_kafka::Topics;
+    use sagaflow_core::Timestamp;
+    use sagaflow_handlers::fixture_run::{load_kafka_fixture, MemoryFunction};
 
     /// The order the fixture's `order.created` of ord-5001 records, as the front door starts it.
     fn create_order(order_id: &str) -> serde_json::Value {
@@ -64,11 +63,8 @@ mod tests {
     }
 
     async fn run_fixture(name: &str) {
-        let payload: KafkaEvent =
-            serde_json::from_str(&std::fs::read_to_string(format!("fixtures/{name}")).unwrap())
-                .unwrap();
-        let store = Arc::new(InMemoryEventStore::new());
-        let orchestrator = OrchestratorHandler::new(store.clone(), Topics::default()).unwrap();
+        let f = MemoryFunction::orchestrator().unwrap();
+        let orchestrator = &f.handler;
         let started = orchestrator
             .sagas()
             .start(
@@ -81,20 +77,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(started.len(), 2, "{name}: started, create_order requested");
-        let dead_letters = RecordedDeadLetters::default();
-        let function = KafkaFunction::new(
-            Arc::new(orchestrator.clone()),
-            Arc::new(dead_letters.clone()),
-            Default::default(),
-        );
-        let event = LambdaEvent {
-            payload: payload.clone(),
-            context: Context::default(),
-        };
-        let response = handler(&function, event).await.unwrap();
-        assert!(
-            response.batch_item_failures.is_empty(),
-            "{name}: {response:?}"
+        let run = f
+            .deliver_twice(load_kafka_fixture(name).unwrap(), |payload| {
+                let function = &f.function;
+                async move {
+                    let event = LambdaEvent {
+                        payload,
+                        context: Context::default(),
+                    };
+                    handler(function, event).await.unwrap()
+                }
+            })
+            .await;
+        run.assert_clean(name);
+        assert_eq!(
+            run.events_after_first, 4,
+            "{name}: the reply added step_succeeded and step_requested"
         );
 
         let sagas = orchestrator.sagas().repository();
@@ -112,35 +110,13 @@ mod tests {
             0,
             "{name}: an order with no saga starts none"
         );
-        let letters = dead_letters.letters();
+        let letters = run.dead_letters.clone();
         assert_eq!(letters.len(), 1, "{name}");
         assert_eq!(letters[0].source.offset, 7);
         assert!(
             letters[0].reason.contains("invalid event envelope"),
             "{}",
             letters[0].reason
-        );
-
-        // The trigger redelivers the same batch: nothing changes.
-        let before = store.event_count();
-        assert_eq!(
-            before, 4,
-            "{name}: the reply added step_succeeded and step_requested"
-        );
-        let again = handler(
-            &function,
-            LambdaEvent {
-                payload,
-                context: Context::default(),
-            },
-        )
-        .await
-        .unwrap();
-        assert!(again.batch_item_failures.is_empty());
-        assert_eq!(
-            store.event_count(),
-            before,
-            "{name}: a redelivered batch appends nothing"
         );
     }
 

@@ -38,31 +38,24 @@ mod tests {
     use super::*;
     use lambda_runtime::Context;
     use sagaflow_core::domain::PaymentStatus;
-    use sagaflow_core::InMemoryEventStore;
-    use sagaflow_handlers::RecordedDeadLetters;
-    use sagaflow_kafka::Topics;
+    use sagaflow_handlers::fixture_run::{load_kafka_fixture, MemoryFunction};
 
     async fn run_fixture(name: &str) {
-        let payload: KafkaEvent =
-            serde_json::from_str(&std::fs::read_to_string(format!("fixtures/{name}")).unwrap())
-                .unwrap();
-        let store = Arc::new(InMemoryEventStore::new());
-        let service = ServiceHandler::new(SERVICE, store.clone(), Topics::default()).unwrap();
-        let dead_letters = RecordedDeadLetters::default();
-        let function = KafkaFunction::new(
-            Arc::new(service.clone()),
-            Arc::new(dead_letters.clone()),
-            Default::default(),
-        );
-        let event = LambdaEvent {
-            payload: payload.clone(),
-            context: Context::default(),
-        };
-        let response = handler(&function, event).await.unwrap();
-        assert!(
-            response.batch_item_failures.is_empty(),
-            "{name}: {response:?}"
-        );
+        let f = MemoryFunction::service(SERVICE).unwrap();
+        let run = f
+            .deliver_twice(load_kafka_fixture(name).unwrap(), |payload| {
+                let function = &f.function;
+                async move {
+                    let event = LambdaEvent {
+                        payload,
+                        context: Context::default(),
+                    };
+                    handler(function, event).await.unwrap()
+                }
+            })
+            .await;
+        run.assert_clean(name);
+        let service = &f.handler;
 
         let payments = service.services().payments();
         let charged_then_refunded = payments.load("ord-1001").await.unwrap().state;
@@ -77,31 +70,13 @@ mod tests {
             PaymentStatus::Captured,
             "{name}: reacted to order.created"
         );
-        let letters = dead_letters.letters();
+        let letters = run.dead_letters.clone();
         assert_eq!(letters.len(), 1, "{name}");
         assert_eq!(letters[0].source.offset, 3);
         assert!(
             letters[0].reason.contains("base64"),
             "{}",
             letters[0].reason
-        );
-
-        // The trigger redelivers the same batch: nothing changes.
-        let before = store.event_count();
-        let again = handler(
-            &function,
-            LambdaEvent {
-                payload,
-                context: Context::default(),
-            },
-        )
-        .await
-        .unwrap();
-        assert!(again.batch_item_failures.is_empty());
-        assert_eq!(
-            store.event_count(),
-            before,
-            "{name}: a redelivered batch appends nothing"
         );
     }
 
