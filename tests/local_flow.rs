@@ -60,6 +60,7 @@ async fn orders_flow_through_the_functions_on_local_servers() {
         name: name.clone(),
         partitions: 2,
         trigger: TriggerConfig::default(),
+        consumer_groups: None,
     })
     .await
     .expect("local system starts");
@@ -346,6 +347,7 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
         name: format!("restart{}", std::process::id()),
         partitions: 2,
         trigger: TriggerConfig::default(),
+        consumer_groups: None,
     };
     let first = LocalSystem::start(config.clone())
         .await

@@ -26,6 +26,9 @@ use crate::stream_source::{StreamError, StreamTrigger};
 pub struct LocalSystemConfig {
     /// Names this deployment: topic prefix, consumer groups and the events table.
     pub name: String,
+    /// Overrides the consumer groups' prefix (default: `name`): new groups on the same topics
+    /// read every record again from the beginning, as a full redelivery.
+    pub consumer_groups: Option<String>,
     /// Partitions per topic.
     pub partitions: i32,
     /// Batching of every Kafka trigger.
@@ -78,6 +81,10 @@ impl LocalSystem {
         publisher.warm().await.map_err(|e| e.to_string())?;
         let dead_letters = KafkaDeadLetterSink::new(publisher.clone(), topics.clone());
         let runtime = tokio::runtime::Handle::current();
+        let groups = config
+            .consumer_groups
+            .clone()
+            .unwrap_or_else(|| config.name.clone());
 
         let mut triggers = Vec::new();
         for service in SERVICE_NAMES {
@@ -90,7 +97,7 @@ impl LocalSystem {
                 BatchConfig::default(),
             );
             let trigger = KafkaTrigger::new(
-                &format!("{}-{service}", config.name),
+                &format!("{groups}-{service}"),
                 subscriptions,
                 function,
                 kafka.clone(),
@@ -109,7 +116,7 @@ impl LocalSystem {
         );
         triggers.push(
             KafkaTrigger::new(
-                &format!("{}-orchestrator", config.name),
+                &format!("{groups}-orchestrator"),
                 subscriptions,
                 function,
                 kafka.clone(),

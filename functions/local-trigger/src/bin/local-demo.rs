@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
         name,
         partitions: 3,
         trigger: TriggerConfig::default(),
+        consumer_groups: None,
     })
     .await
     {
