@@ -18,10 +18,10 @@ run: ## run the whole order flow in one process on embedded defaults (flags: mak
 
 test: lint check-core-purity test-unit test-demo ## everything CI runs: lint, core purity, all tests, the demo's invariants
 
-test-unit: ## every crate's tests; starts the local servers (moto) for them and stops them after
-	@$(call with_servers,$(CARGO) test --workspace --exclude sagaflow-e2e)
+test-unit: ## every crate's tests, the end-to-end ones included, against the local servers (moto, tansu)
+	@$(call with_servers,$(CARGO) test --workspace)
 
-test-e2e: ## the whole flow through the functions' local triggers on moto and tansu (not yet in 'make test': see RELIABILITY notes in the README)
+test-e2e: ## only the end-to-end tests: the whole flow through the functions' local triggers on moto and tansu
 	@$(call with_servers,$(CARGO) test -p sagaflow-e2e)
 
 run-local: ## the order flow through the Lambda handlers and local triggers on the servers of 'make up' (uses running servers, or starts and stops its own)
