@@ -8,6 +8,9 @@ use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
 
 use crate::dead_letter::KafkaDeadLetterSink;
+use crate::function::KafkaFunction;
+use crate::orchestrator::OrchestratorHandler;
+use crate::service::ServiceHandler;
 
 /// Why a function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,9 @@ pub enum InitError {
     /// Kafka could not be reached or configured.
     #[error(transparent)]
     Kafka(#[from] PublishError),
+    /// The function was built for something that does not exist (a service, a saga).
+    #[error("{0}")]
+    Definition(String),
     /// The events table could not be reached.
     #[error("cannot reach the events table {table}: {reason}")]
     Dynamo {
@@ -68,5 +74,30 @@ impl FunctionContext {
             adapters,
             kafka,
         })
+    }
+
+    /// The Kafka-triggered function of `service`, its handler over these clients.
+    pub fn service_function(&self, service: &str) -> Result<KafkaFunction, InitError> {
+        let handler = ServiceHandler::new(service, self.store.clone(), self.kafka.topics.clone())
+            .map_err(|e| InitError::Definition(e.to_string()))?;
+        Ok(self.kafka_function(Arc::new(handler)))
+    }
+
+    /// The Kafka-triggered saga orchestrator over these clients.
+    pub fn orchestrator_function(&self) -> Result<KafkaFunction, InitError> {
+        let handler = OrchestratorHandler::new(self.store.clone(), self.kafka.topics.clone())
+            .map_err(|e| InitError::Definition(e.to_string()))?;
+        Ok(self.kafka_function(Arc::new(handler)))
+    }
+
+    fn kafka_function(
+        &self,
+        handler: Arc<dyn sagaflow_lambda_kafka::RecordHandler>,
+    ) -> KafkaFunction {
+        KafkaFunction::new(
+            handler,
+            Arc::new(self.dead_letters.clone()),
+            sagaflow_lambda_kafka::BatchConfig::default(),
+        )
     }
 }

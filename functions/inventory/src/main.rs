@@ -3,12 +3,10 @@
 //! ships once the shipment is scheduled and releases when it fails. Failed records are reported
 //! as partial batch failures; bad ones are dead-lettered.
 
-use std::sync::Arc;
-
 use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use sagaflow_handlers::KafkaBatchResponse;
-use sagaflow_handlers::{FunctionContext, KafkaFunction, ServiceHandler};
+use sagaflow_handlers::{FunctionContext, KafkaFunction};
 
 /// The service this function runs.
 const SERVICE: &str = "inventory";
@@ -23,14 +21,9 @@ async fn handler(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let context = FunctionContext::from_env().await?;
-    let service =
-        ServiceHandler::new(SERVICE, context.store.clone(), context.kafka.topics.clone())?;
-    let function = KafkaFunction::new(
-        Arc::new(service),
-        Arc::new(context.dead_letters.clone()),
-        Default::default(),
-    );
+    let function = FunctionContext::from_env()
+        .await?
+        .service_function(SERVICE)?;
     run(service_fn(|event| handler(&function, event))).await
 }
 

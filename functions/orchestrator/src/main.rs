@@ -2,12 +2,10 @@
 //! to the order-processing saga of its order, which records the next command to send. Failed
 //! records are reported as partial batch failures; bad ones are dead-lettered.
 
-use std::sync::Arc;
-
 use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use sagaflow_handlers::KafkaBatchResponse;
-use sagaflow_handlers::{FunctionContext, KafkaFunction, OrchestratorHandler};
+use sagaflow_handlers::{FunctionContext, KafkaFunction};
 
 /// Handles one batch from the Kafka trigger.
 async fn handler(
@@ -19,14 +17,7 @@ async fn handler(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let context = FunctionContext::from_env().await?;
-    let orchestrator =
-        OrchestratorHandler::new(context.store.clone(), context.kafka.topics.clone())?;
-    let function = KafkaFunction::new(
-        Arc::new(orchestrator),
-        Arc::new(context.dead_letters.clone()),
-        Default::default(),
-    );
+    let function = FunctionContext::from_env().await?.orchestrator_function()?;
     run(service_fn(|event| handler(&function, event))).await
 }
 
