@@ -307,24 +307,14 @@ impl<S: EventStore> SagaRunner<S> {
         if event.aggregate_type == "saga" {
             return Ok(vec![]);
         }
-        let saga_id = &event.correlation_id;
-        let loaded = self.sagas.load(saga_id).await?;
-        // Orders of other flows have no saga: their events are none of the orchestrator's business.
-        if loaded.version == 0 {
-            return Ok(vec![]);
-        }
-        let trigger = SagaTrigger {
-            definition: self.definition(loaded.state.saga_type())?,
-            input: SagaInput::Reply {
-                event_id: event.event_id.clone(),
-                event_type: event.event_type.clone(),
-                payload: event.payload.clone(),
-            },
-            now,
+        let input = SagaInput::Reply {
+            event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            payload: event.payload.clone(),
         };
         let meta = CommandMeta::caused_by(event, now)
-            .with_idempotency_key(format!("saga:{saga_id}:{}", event.event_id));
-        Ok(self.sagas.execute(saga_id, &trigger, &meta).await?.events)
+            .with_idempotency_key(format!("saga:{}:{}", event.correlation_id, event.event_id));
+        self.advance(&event.correlation_id, input, &meta).await
     }
 
     /// Lets saga `saga_id` act on deadlines that passed by `now`.
@@ -333,17 +323,28 @@ impl<S: EventStore> SagaRunner<S> {
         saga_id: &str,
         now: Timestamp,
     ) -> Result<Vec<StoredEvent>, SagaRunError> {
+        let meta = CommandMeta::new(saga_id, format!("tick:{saga_id}:{}", now.as_millis()), now);
+        self.advance(saga_id, SagaInput::Tick, &meta).await
+    }
+
+    /// Feeds `input` to the existing saga `saga_id` under its own definition; a saga that was
+    /// never started (an order of another flow) is left alone.
+    async fn advance(
+        &self,
+        saga_id: &str,
+        input: SagaInput,
+        meta: &CommandMeta,
+    ) -> Result<Vec<StoredEvent>, SagaRunError> {
         let loaded = self.sagas.load(saga_id).await?;
         if loaded.version == 0 {
             return Ok(vec![]);
         }
         let trigger = SagaTrigger {
             definition: self.definition(loaded.state.saga_type())?,
-            input: SagaInput::Tick,
-            now,
+            input,
+            now: meta.now,
         };
-        let meta = CommandMeta::new(saga_id, format!("tick:{saga_id}:{}", now.as_millis()), now);
-        Ok(self.sagas.execute(saga_id, &trigger, &meta).await?.events)
+        Ok(self.sagas.execute(saga_id, &trigger, meta).await?.events)
     }
 
     fn definition(&self, saga_type: &str) -> Result<SagaDefinition, SagaRunError> {

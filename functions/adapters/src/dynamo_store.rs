@@ -143,6 +143,24 @@ impl DynamoEventStore {
             .unwrap_or(0))
     }
 
+    /// The item `pk` / `sk = 0` (idempotency records and snapshots), read consistently.
+    async fn get_single(
+        &self,
+        pk: String,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        Ok(out.item)
+    }
+
     fn event_item(&self, event: &StoredEvent) -> Result<TransactWriteItem, StoreError> {
         let stream = event.stream_id();
         let envelope = String::from_utf8(event.to_json()).map_err(|e| build_error(&stream, e))?;
@@ -330,33 +348,14 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn is_processed(&self, key: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(processed_key(key)))
-            .key("sk", n(0))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", &e))?;
-        Ok(out.item().is_some())
+        Ok(self.get_single(processed_key(key)).await?.is_some())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(snapshot_key(stream)))
-            .key("sk", n(0))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", &e))?;
-        let Some(item) = out.item() else {
+        let Some(item) = self.get_single(snapshot_key(stream)).await? else {
             return Ok(None);
         };
+        let item = &item;
         let corrupt = |what: &str| StoreError::Corrupt {
             stream: stream.clone(),
             reason: format!("snapshot item has no valid `{what}`"),
