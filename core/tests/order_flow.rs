@@ -270,7 +270,12 @@ async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay
         assert_eq!(inventory.level(sku).total(), 50, "{sku}");
         assert_eq!(inventory.level(sku).reserved, 0, "{sku}");
     }
-    let live = system.mediator().query(GetAnalyticsSummary).await.unwrap();
+    let live = system
+        .mediator()
+        .query(GetAnalyticsSummary)
+        .await
+        .unwrap()
+        .unwrap();
     let rebuilt = AnalyticsProjection::replay(&events, system.upcasters()).unwrap();
     assert_eq!(rebuilt.summary(), &live);
     assert!(system.analytics().duplicates_ignored() > 0);

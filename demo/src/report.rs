@@ -216,6 +216,7 @@ pub async fn print_report(
         .mediator()
         .query(GetAnalyticsSummary)
         .await
+        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     println!("\nAnalytics (read model, through the query bus)");
     println!("  orders by status:   {}", join(&summary.orders_by_status));

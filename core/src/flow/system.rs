@@ -547,7 +547,7 @@ fn build_mediator(
         let shared = shared.clone();
         mediator.register_query_handler(move |GetAnalyticsSummary| {
             let summary: AnalyticsSummary = lock(&shared.analytics).summary().clone();
-            async move { summary }
+            async move { Ok(summary) }
         })?;
     }
     {

@@ -3,5 +3,7 @@
 pub mod analytics;
 
 pub use analytics::{
-    AnalyticsProjection, AnalyticsSummary, Applied, DurationStats, GetAnalyticsSummary,
+    analytics_change, AnalyticsChange, AnalyticsProjection, AnalyticsStore, AnalyticsSummary,
+    Applied, CounterDelta, DurationMetric, DurationSample, DurationStats, GetAnalyticsSummary,
+    InMemoryAnalyticsStore, Metric, ReadModelError, StreamProgress,
 };

@@ -1,6 +1,7 @@
 //! Test fixtures shared by the core and the adapters: given/when/then for aggregates and sagas,
-//! and event store scenarios written once and run against every backend.
+//! and event store and read model scenarios written once and run against every backend.
 
+pub mod analytics_scenarios;
 mod fixture;
 pub mod store_scenarios;
 

@@ -17,6 +17,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+
+use crate::attributes::{get_n, get_s, n, s, sdk_failure};
 use sagaflow_core::store::{
     validate_append, AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError,
 };
@@ -49,56 +51,13 @@ fn snapshot_key(stream: &StreamId) -> String {
     format!("snapshot#{}", stream_key(stream))
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-fn get_n<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Classifies an SDK error: throttling, timeouts and connection failures may pass on retry.
+/// Classifies an SDK error as the store's error.
 fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     operation: &str,
     error: &SdkError<E, R>,
 ) -> StoreError {
-    let (transient, detail) = match error {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("unknown");
-            let transient = matches!(
-                code,
-                "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "ThrottlingException"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionInProgressException"
-                    | "TransactionConflictException"
-            );
-            let message = service.err().message().unwrap_or("");
-            (transient, format!("{code}: {message}"))
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, format!("{error:?}"))
-        }
-        _ => (false, format!("{error:?}")),
-    };
-    StoreError::Unavailable {
-        reason: format!("{operation}: {detail}"),
-        transient,
-    }
+    let (reason, transient) = sdk_failure(operation, error);
+    StoreError::Unavailable { reason, transient }
 }
 
 fn build_error(stream: &StreamId, error: impl std::fmt::Display) -> StoreError {

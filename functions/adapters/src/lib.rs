@@ -1,10 +1,14 @@
-//! Adapters from the sagaflow core to AWS: the DynamoDB event store, table setup, configuration.
+//! Adapters from the sagaflow core to AWS: the DynamoDB event store, the analytics read model's
+//! table, table setup, configuration.
 
 #![warn(missing_docs)]
 
+pub mod analytics_store;
+mod attributes;
 pub mod config;
 pub mod dynamo_store;
 pub mod tables;
 
+pub use analytics_store::DynamoAnalyticsStore;
 pub use config::{dynamodb_client, AdapterConfig};
 pub use dynamo_store::DynamoEventStore;

@@ -76,3 +76,36 @@ pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), Tab
         .map_err(|e| err(format!("{e:?}")))?;
     Ok(())
 }
+
+/// Creates the analytics table (`pk` string, no sort key, no stream) unless it exists.
+pub async fn ensure_analytics_table(client: &Client, table: &str) -> Result<(), TableError> {
+    let err = |reason: String| TableError {
+        table: table.to_string(),
+        reason,
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) if e.err().is_resource_in_use_exception() => Ok(()),
+        Err(e) => Err(err(format!("{e:?}"))),
+    }
+}

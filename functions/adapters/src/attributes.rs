@@ -1,0 +1,69 @@
+//! Small helpers shared by the DynamoDB adapters: attribute values and SDK error triage.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// A string attribute.
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A number attribute.
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A string attribute of `item`, if present and a string.
+pub(crate) fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// A number attribute of `item`, if present and parseable as `T`.
+pub(crate) fn get_n<T: std::str::FromStr>(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Error codes after which the same request may succeed: throttling, contention, server faults.
+pub(crate) fn is_transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "ThrottlingException"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "TransactionInProgressException"
+            | "TransactionConflictException"
+            | "TransactionConflict"
+            | "ThrottlingError"
+    )
+}
+
+/// What went wrong with an SDK call, and whether retrying may help (throttling, timeouts and
+/// connection failures may pass; a malformed request or a missing table will not).
+pub(crate) fn sdk_failure<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    operation: &str,
+    error: &SdkError<E, R>,
+) -> (String, bool) {
+    let (transient, detail) = match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("unknown");
+            let message = service.err().message().unwrap_or("");
+            (is_transient_code(code), format!("{code}: {message}"))
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, format!("{error:?}"))
+        }
+        _ => (false, format!("{error:?}")),
+    };
+    (format!("{operation}: {detail}"), transient)
+}
