@@ -121,6 +121,20 @@ def orchestrator_records():
     ]
 
 
+def analytics_records():
+    created = order_created("ord-6001", "choreographed")
+    paid = event("payment", "ord-6001", 1, "payment.processed", {"order_id": "ord-6001", "amount": EUR(2500)}, "ord-6001")
+    completed = event("order", "ord-6001", 2, "order.completed", {"order_id": "ord-6001"}, "ord-6001")
+    misshapen = event("order", "ord-6002", 1, "order.created", {"order_id": 7}, "ord-6002")
+    return [
+        record("sagaflow.events.order", 0, 60, "ord-6001", created, {"event_type": "order.created"}),
+        record("sagaflow.events.payment", 2, 15, "ord-6001", paid, {"event_type": "payment.processed"}),
+        record("sagaflow.events.order", 0, 61, "ord-6001", completed, {"event_type": "order.completed"}),
+        record("sagaflow.events.order", 0, 62, "ord-6001", created, {"event_type": "order.created"}),
+        record("sagaflow.events.order", 1, 8, "ord-6002", misshapen, {"event_type": "order.created"}),
+    ]
+
+
 def write(function, records):
     folder = ROOT / "functions" / function / "fixtures"
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,3 +148,4 @@ if __name__ == "__main__":
     write("inventory", inventory_records())
     write("shipping", shipping_records())
     write("orchestrator", orchestrator_records())
+    write("analytics", analytics_records())

@@ -103,6 +103,51 @@ impl DynamoEventStore {
     }
 
     /// The item `pk` / `sk = 0` (idempotency records and snapshots), read consistently.
+    /// Every event in the table, each stream in sequence order: the source for rebuilding read
+    /// models and for checking them. A full `Scan` (consistent, paged): a tool, not a hot path.
+    pub async fn all_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("kind = :event")
+                .expression_attribute_values(":event", s("event"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", &e))?;
+            for item in page.items() {
+                let pk = get_s(item, "pk").unwrap_or("?");
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    stream: StreamId::new("table", pk),
+                    reason,
+                };
+                let envelope = get_s(item, "envelope")
+                    .ok_or_else(|| corrupt(format!("item {:?} has no envelope", item.get("sk"))))?;
+                events.push(
+                    StoredEvent::from_json(envelope.as_bytes())
+                        .map_err(|e| corrupt(e.to_string()))?,
+                );
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        events.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+                &b.aggregate_type,
+                &b.aggregate_id,
+                b.sequence,
+            ))
+        });
+        Ok(events)
+    }
+
     async fn get_single(
         &self,
         pk: String,

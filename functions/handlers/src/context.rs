@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use sagaflow_adapters::{dynamodb_client, AdapterConfig, DynamoEventStore};
+use sagaflow_adapters::{dynamodb_client, AdapterConfig, DynamoAnalyticsStore, DynamoEventStore};
+use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
 
+use crate::analytics::{AnalyticsFunction, AnalyticsHandler};
 use crate::dead_letter::KafkaDeadLetterSink;
 use crate::function::KafkaFunction;
 use crate::orchestrator::OrchestratorHandler;
@@ -24,8 +26,8 @@ pub enum InitError {
     /// The function was built for something that does not exist (a service, a saga).
     #[error("{0}")]
     Definition(String),
-    /// The events table could not be reached.
-    #[error("cannot reach the events table {table}: {reason}")]
+    /// A table could not be reached.
+    #[error("cannot reach the table {table}: {reason}")]
     Dynamo {
         /// The table.
         table: String,
@@ -41,6 +43,8 @@ pub struct FunctionContext {
     pub adapters: AdapterConfig,
     /// Kafka settings and topic names.
     pub kafka: KafkaConfig,
+    /// The DynamoDB client every table adapter shares.
+    pub dynamodb: aws_sdk_dynamodb::Client,
     /// The event store.
     pub store: Arc<DynamoEventStore>,
     /// The producer.
@@ -56,19 +60,15 @@ impl FunctionContext {
         let adapters = AdapterConfig::from_env();
         let kafka = KafkaConfig::from_env()?;
         let client = dynamodb_client().await;
-        client
-            .describe_table()
-            .table_name(&adapters.events_table)
-            .send()
-            .await
-            .map_err(|e| InitError::Dynamo {
-                table: adapters.events_table.clone(),
-                reason: format!("{e:?}"),
-            })?;
+        describe_table(&client, &adapters.events_table).await?;
         let publisher = EventPublisher::new(&kafka)?;
         publisher.warm().await?;
         Ok(Self {
-            store: Arc::new(DynamoEventStore::new(client, adapters.events_table.clone())),
+            store: Arc::new(DynamoEventStore::new(
+                client.clone(),
+                adapters.events_table.clone(),
+            )),
+            dynamodb: client,
             dead_letters: KafkaDeadLetterSink::new(publisher.clone(), kafka.topics.clone()),
             publisher,
             adapters,
@@ -90,6 +90,19 @@ impl FunctionContext {
         Ok(self.kafka_function(Arc::new(handler)))
     }
 
+    /// The analytics function over the analytics table, whose connection it checks now.
+    pub async fn analytics_function(&self) -> Result<AnalyticsFunction, InitError> {
+        describe_table(&self.dynamodb, &self.adapters.analytics_table).await?;
+        let read_model = DynamoAnalyticsStore::new(
+            self.dynamodb.clone(),
+            self.adapters.analytics_table.clone(),
+            order_upcasters(),
+        );
+        let handler = AnalyticsHandler::new(Arc::new(read_model), self.kafka.topics.clone());
+        AnalyticsFunction::new(handler, Arc::new(self.dead_letters.clone()))
+            .map_err(|e| InitError::Definition(e.to_string()))
+    }
+
     fn kafka_function(
         &self,
         handler: Arc<dyn sagaflow_lambda_kafka::RecordHandler>,
@@ -100,4 +113,18 @@ impl FunctionContext {
             sagaflow_lambda_kafka::BatchConfig::default(),
         )
     }
+}
+
+/// Opens the connection to DynamoDB and checks that `table` is there.
+async fn describe_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), InitError> {
+    client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| InitError::Dynamo {
+            table: table.to_string(),
+            reason: format!("{e:?}"),
+        })
 }

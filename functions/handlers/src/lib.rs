@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analytics;
 pub mod clock;
 pub mod context;
 pub mod dead_letter;
@@ -13,6 +14,7 @@ pub mod orchestrator;
 pub mod relay;
 pub mod service;
 
+pub use analytics::{AnalyticsFunction, AnalyticsHandler, AnalyticsRequest, AnalyticsResponse};
 pub use context::{FunctionContext, InitError};
 pub use function::{KafkaFunction, RecordedDeadLetters};
 pub use orchestrator::OrchestratorHandler;

@@ -5,14 +5,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sagaflow_adapters::tables::ensure_events_table;
-use sagaflow_adapters::{dynamodb_client, DynamoEventStore};
+use sagaflow_adapters::tables::{ensure_analytics_table, ensure_events_table};
+use sagaflow_adapters::{dynamodb_client, DynamoAnalyticsStore, DynamoEventStore};
 use sagaflow_core::command::{command_id_for, CommandEnvelope};
+use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{CreateOrder, Flow, Order, OrderStatus};
 use sagaflow_core::flow::sagas::{SagaRunner, ORDER_SAGA};
 use sagaflow_core::flow::services::FlowServices;
+use sagaflow_core::mediator::Mediator;
+use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyticsSummary};
 use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
-use sagaflow_handlers::{clock, KafkaFunction, OrchestratorHandler, ServiceHandler, SERVICE_NAMES};
+use sagaflow_handlers::{
+    clock, AnalyticsHandler, KafkaFunction, OrchestratorHandler, ServiceHandler, SERVICE_NAMES,
+};
 use sagaflow_kafka::admin::ensure_topics;
 use sagaflow_kafka::{command_record, EventPublisher, KafkaConfig, Topics};
 use sagaflow_lambda_kafka::BatchConfig;
@@ -43,6 +48,10 @@ pub struct LocalSystem {
     pub services: FlowServices<DynamoEventStore>,
     /// The orchestrator's sagas, for starting and reading them.
     pub sagas: SagaRunner<DynamoEventStore>,
+    /// The analytics read model (the table the analytics function writes).
+    pub analytics: Arc<DynamoAnalyticsStore>,
+    /// The analytics function's query bus.
+    pub queries: Mediator,
     /// Topic names.
     pub topics: Topics,
     /// Kafka settings.
@@ -71,6 +80,10 @@ impl LocalSystem {
         let table = format!("{}-events", config.name);
         let client = dynamodb_client().await;
         ensure_events_table(&client, &table)
+            .await
+            .map_err(|e| e.to_string())?;
+        let analytics_table = format!("{}-analytics", config.name);
+        ensure_analytics_table(&client, &analytics_table)
             .await
             .map_err(|e| e.to_string())?;
         ensure_topics(&kafka, &topics.all(), config.partitions)
@@ -125,6 +138,30 @@ impl LocalSystem {
             .start(runtime.clone())?,
         );
 
+        let analytics = Arc::new(DynamoAnalyticsStore::new(
+            client.clone(),
+            analytics_table,
+            order_upcasters(),
+        ));
+        let analytics_handler = AnalyticsHandler::new(analytics.clone(), topics.clone());
+        let queries = analytics_handler.query_bus().map_err(|e| e.to_string())?;
+        let subscriptions = analytics_handler.subscriptions();
+        let function = KafkaFunction::new(
+            Arc::new(analytics_handler),
+            Arc::new(dead_letters.clone()),
+            BatchConfig::default(),
+        );
+        triggers.push(
+            KafkaTrigger::new(
+                &format!("{groups}-analytics"),
+                subscriptions,
+                function,
+                kafka.clone(),
+                config.trigger.clone(),
+            )
+            .start(runtime.clone())?,
+        );
+
         let relay_stop = Arc::new(AtomicBool::new(false));
         let stream = StreamTrigger {
             table,
@@ -146,6 +183,8 @@ impl LocalSystem {
             services: FlowServices::new(store.clone(), 50),
             sagas,
             store,
+            analytics,
+            queries,
             topics,
             kafka,
             publisher,
@@ -221,6 +260,44 @@ impl LocalSystem {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The analytics summary, asked through the analytics function's query bus.
+    pub async fn analytics_summary(&self) -> Result<AnalyticsSummary, String> {
+        self.queries
+            .query(GetAnalyticsSummary)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// The summary a fresh replay of every stored event gives.
+    pub async fn replayed_analytics(&self) -> Result<AnalyticsSummary, String> {
+        let events = self.store.all_events().await.map_err(|e| e.to_string())?;
+        AnalyticsProjection::replay(&events, &order_upcasters())
+            .map(|projection| projection.summary().clone())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits until the analytics table equals a fresh replay of the events table (the
+    /// analytics function has caught up), or `limit` passes; returns the summary.
+    pub async fn wait_for_analytics(&self, limit: Duration) -> Result<AnalyticsSummary, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (live, replayed) = (
+                self.analytics_summary().await?,
+                self.replayed_analytics().await?,
+            );
+            if live == replayed {
+                return Ok(live);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the analytics table does not match the events after {limit:?}:\n  table:  {live:?}\n  replay: {replayed:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

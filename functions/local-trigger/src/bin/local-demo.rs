@@ -145,6 +145,25 @@ async fn main() -> ExitCode {
         );
     }
     let elapsed = started.elapsed();
+    let analytics = match system
+        .wait_for_analytics(Duration::from_secs(timeout))
+        .await
+    {
+        Ok(summary) => {
+            println!(
+                "\nAnalytics table (query bus), equal to a replay of the events table:\n  orders by status: {:?}\n  captured: {:?}  refunded: {:?}\n  cancellations: {:?}",
+                summary.orders_by_status,
+                summary.captured_minor,
+                summary.refunded_minor,
+                summary.cancellations_by_reason
+            );
+            true
+        }
+        Err(e) => {
+            println!("\nAnalytics: {e}");
+            false
+        }
+    };
     let stats = system.stop().await;
     println!(
         "\n{} orders in {:.1}s; relay published {} records",
@@ -158,7 +177,7 @@ async fn main() -> ExitCode {
             s.invocations, s.records, s.rewinds
         );
     }
-    if unfinished == 0 {
+    if unfinished == 0 && analytics {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -1,0 +1,170 @@
+//! The analytics function: applies every event to the analytics read model exactly once, and
+//! answers the summary query through the mediator's query bus.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use sagaflow_core::mediator::{Mediator, MediatorError};
+use sagaflow_core::projection::{
+    AnalyticsStore, AnalyticsSummary, GetAnalyticsSummary, ReadModelError,
+};
+use sagaflow_core::StoredEvent;
+use sagaflow_kafka::topics::AGGREGATE_TYPES;
+use sagaflow_kafka::Topics;
+use sagaflow_lambda_kafka::{
+    BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse, RecordHandler,
+    RecordOutcome,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::function::KafkaFunction;
+
+/// What the analytics function does with each record, and the queries it answers.
+pub struct AnalyticsHandler<A> {
+    read_model: Arc<A>,
+    topics: Topics,
+}
+
+impl<A> Clone for AnalyticsHandler<A> {
+    fn clone(&self) -> Self {
+        Self {
+            read_model: self.read_model.clone(),
+            topics: self.topics.clone(),
+        }
+    }
+}
+
+impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
+    /// The handler feeding `read_model` from the events topics of `topics`.
+    pub fn new(read_model: Arc<A>, topics: Topics) -> Self {
+        Self { read_model, topics }
+    }
+
+    /// The topics it reads: every aggregate's events.
+    pub fn subscriptions(&self) -> Vec<String> {
+        AGGREGATE_TYPES
+            .iter()
+            .map(|a| self.topics.events(a))
+            .collect()
+    }
+
+    /// The read model.
+    pub fn read_model(&self) -> &Arc<A> {
+        &self.read_model
+    }
+
+    /// A mediator whose query bus answers [`GetAnalyticsSummary`] from the read model.
+    pub fn query_bus(&self) -> Result<Mediator, MediatorError> {
+        let mut mediator = Mediator::new();
+        let read_model = self.read_model.clone();
+        mediator.register_query_handler(move |GetAnalyticsSummary| {
+            let read_model = read_model.clone();
+            async move { read_model.summary().await }
+        })?;
+        Ok(mediator)
+    }
+
+    /// Applies one event record to the read model.
+    pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
+        if !self.subscriptions().contains(&record.id.topic) {
+            return RecordOutcome::DeadLetter(format!(
+                "topic {} is not one the analytics function reads",
+                record.id.topic
+            ));
+        }
+        let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
+            return RecordOutcome::DeadLetter("record has no value".into());
+        };
+        let event = match StoredEvent::from_json(value) {
+            Ok(event) => event,
+            Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
+        };
+        match self.read_model.apply(&event).await {
+            Ok(_) => RecordOutcome::Done,
+            Err(e @ ReadModelError::Decode(_)) => RecordOutcome::DeadLetter(e.to_string()),
+            // The backend failing is not the record's fault: retry it, bounded by the trigger.
+            Err(e) => RecordOutcome::Retry(e.to_string()),
+        }
+    }
+}
+
+impl<A: AnalyticsStore + 'static> RecordHandler for AnalyticsHandler<A> {
+    fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
+        let this = self.clone();
+        Box::pin(async move { this.handle_record(&record).await })
+    }
+}
+
+/// What the analytics function is invoked with: a batch from its Kafka trigger, or a query
+/// (`{"query": "summary"}`) from anyone allowed to invoke it.
+#[derive(Clone, Debug)]
+pub enum AnalyticsRequest {
+    /// A Kafka trigger batch.
+    Batch(Box<KafkaEvent>),
+    /// The analytics summary query.
+    Summary,
+}
+
+impl AnalyticsRequest {
+    /// Reads an invocation payload; a payload with a `query` field is a query, any other a batch.
+    pub fn from_value(payload: Value) -> Result<Self, String> {
+        match payload.get("query") {
+            Some(Value::String(name)) if name == "summary" => Ok(AnalyticsRequest::Summary),
+            Some(other) => Err(format!(
+                "unknown analytics query {other}: the one query is {{\"query\": \"summary\"}}"
+            )),
+            None => serde_json::from_value(payload)
+                .map(|batch| AnalyticsRequest::Batch(Box::new(batch)))
+                .map_err(|e| format!("payload is neither a query nor a Kafka batch: {e}")),
+        }
+    }
+}
+
+/// What the analytics function returns: the partial batch response, or the summary.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum AnalyticsResponse {
+    /// The response to a Kafka batch.
+    Batch(KafkaBatchResponse),
+    /// The answer to the summary query.
+    Summary(AnalyticsSummary),
+}
+
+/// The analytics function as the Lambda runtime calls it: batches in, queries answered.
+pub struct AnalyticsFunction {
+    /// Applies Kafka batches.
+    pub function: KafkaFunction,
+    /// Answers [`GetAnalyticsSummary`].
+    pub queries: Mediator,
+}
+
+impl AnalyticsFunction {
+    /// The function over `handler`, dead-lettering to `dead_letters`.
+    pub fn new<A: AnalyticsStore + 'static>(
+        handler: AnalyticsHandler<A>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+    ) -> Result<Self, MediatorError> {
+        let queries = handler.query_bus()?;
+        Ok(Self {
+            function: KafkaFunction::new(Arc::new(handler), dead_letters, BatchConfig::default()),
+            queries,
+        })
+    }
+
+    /// Handles one invocation.
+    pub async fn invoke(&self, payload: Value) -> Result<AnalyticsResponse, String> {
+        match AnalyticsRequest::from_value(payload)? {
+            AnalyticsRequest::Batch(batch) => Ok(AnalyticsResponse::Batch(
+                self.function.handle_batch(&batch).await.response,
+            )),
+            AnalyticsRequest::Summary => self
+                .queries
+                .query(GetAnalyticsSummary)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(AnalyticsResponse::Summary)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
