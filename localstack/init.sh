@@ -20,7 +20,7 @@ docker compose exec -T localstack awslocal dynamodb update-time-to-live \
 
 topics=()
 for aggregate in order payment inventory shipment saga; do topics+=("$PREFIX.events.$aggregate"); done
-for service in order payment inventory shipment; do topics+=("$PREFIX.commands.$service"); done
+for service in order payment inventory shipment saga; do topics+=("$PREFIX.commands.$service"); done
 topics+=("$PREFIX.dead-letter")
 docker compose exec -T redpanda rpk topic create "${topics[@]}" --partitions "$PARTITIONS" --replicas 1 \
   | grep -v "TOPIC_ALREADY_EXISTS" || true

@@ -114,7 +114,13 @@ def shipping_records():
 
 
 def orchestrator_records():
+    def start(order, flow):
+        created = order_created(order, flow)["payload"]
+        payload = {k: v for k, v in created.items() if k != "total"}
+        return command("saga.start", order, payload, order)
     return [
+        record("sagaflow.commands.saga", 0, 2, "ord-5004", start("ord-5004", "orchestrated"), {"command_type": "saga.start"}),
+        record("sagaflow.commands.saga", 0, 3, "ord-5005", start("ord-5005", "choreographed"), {"command_type": "saga.start"}),
         record("sagaflow.events.order", 0, 30, "ord-5001", order_created("ord-5001", "orchestrated"), {"event_type": "order.created"}),
         record("sagaflow.events.order", 0, 31, "ord-5002", order_created("ord-5002", "choreographed"), {"event_type": "order.created"}),
         record("sagaflow.events.order", 1, 7, "ord-5003", None, raw_value=b64(b"not json {")),

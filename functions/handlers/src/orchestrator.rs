@@ -1,8 +1,11 @@
-//! The saga orchestrator function: feeds every service event to the saga of its order.
+//! The saga orchestrator function: starts an order's saga from a `saga.start` command on the
+//! front-door topic, and feeds every service event to the saga of its order.
 
 use std::sync::Arc;
 
-use sagaflow_core::flow::sagas::{order_saga, SagaRunner};
+use sagaflow_core::command::CommandEnvelope;
+use sagaflow_core::domain::{CreateOrder, Flow};
+use sagaflow_core::flow::sagas::{order_saga, SagaRunner, ORDER_SAGA};
 use sagaflow_core::saga::SagaDefinitionError;
 use sagaflow_core::{EventStore, StoredEvent, Timestamp};
 use sagaflow_kafka::Topics;
@@ -38,11 +41,12 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         })
     }
 
-    /// The topics it reads: every service's events (replies to saga steps).
+    /// The topics it reads: every service's events (replies to saga steps) and the front door.
     pub fn subscriptions(&self) -> Vec<String> {
         SERVICE_NAMES
             .iter()
             .map(|s| self.topics.events(s))
+            .chain([self.topics.saga_commands()])
             .collect()
     }
 
@@ -62,6 +66,9 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
             return RecordOutcome::DeadLetter("record has no value".into());
         };
+        if record.id.topic == self.topics.saga_commands() {
+            return self.start_saga(value).await;
+        }
         let event = match StoredEvent::from_json(value) {
             Ok(event) => event,
             Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
@@ -73,6 +80,70 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         }
     }
 }
+
+impl<S: EventStore + 'static> OrchestratorHandler<S> {
+    /// Starts the order saga a `saga.start` command asks for; a second start changes nothing.
+    async fn start_saga(&self, value: &[u8]) -> RecordOutcome {
+        let command = match CommandEnvelope::from_json(value) {
+            Ok(command) => command,
+            Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
+        };
+        if command.command_type != SAGA_START {
+            return RecordOutcome::DeadLetter(format!(
+                "command `{}` is not `{SAGA_START}`, the one command the orchestrator takes",
+                command.command_type
+            ));
+        }
+        let order: CreateOrder = match serde_json::from_value(command.payload.clone()) {
+            Ok(order) => order,
+            Err(e) => {
+                return RecordOutcome::DeadLetter(format!(
+                    "{SAGA_START}: payload is not an order: {e}"
+                ))
+            }
+        };
+        if let Err(e) = order.validate() {
+            return RecordOutcome::DeadLetter(format!("{SAGA_START}: {e}"));
+        }
+        if order.order_id != command.target_id {
+            return RecordOutcome::DeadLetter(format!(
+                "{SAGA_START}: target `{}` is not the order `{}`",
+                command.target_id, order.order_id
+            ));
+        }
+        if command.correlation_id != order.order_id {
+            // Replies find their saga by correlation id, and the saga's id is the order's.
+            return RecordOutcome::DeadLetter(format!(
+                "{SAGA_START}: correlation id `{}` must be the order id `{}`",
+                command.correlation_id, order.order_id
+            ));
+        }
+        if order.flow != Flow::Orchestrated {
+            return RecordOutcome::DeadLetter(format!(
+                "{SAGA_START}: order {} is {}; only orchestrated orders have a saga (place the others with order.create)",
+                order.order_id, order.flow
+            ));
+        }
+        let started = self
+            .sagas
+            .start(
+                ORDER_SAGA,
+                &order.order_id,
+                command.payload,
+                &command.correlation_id,
+                (self.clock)(),
+            )
+            .await;
+        match started {
+            Ok(_) => RecordOutcome::Done,
+            Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
+            Err(e) => RecordOutcome::Retry(e.to_string()),
+        }
+    }
+}
+
+/// The command type that starts an order's saga.
+pub const SAGA_START: &str = "saga.start";
 
 impl<S: EventStore + 'static> RecordHandler for OrchestratorHandler<S> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {

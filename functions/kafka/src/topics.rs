@@ -36,6 +36,11 @@ impl Topics {
         format!("{}.commands.{service}", self.prefix)
     }
 
+    /// The front door of orchestrated orders: `saga.start` commands for the orchestrator.
+    pub fn saga_commands(&self) -> String {
+        format!("{}.commands.saga", self.prefix)
+    }
+
     /// Where records that can never be processed go, with their reason.
     pub fn dead_letter(&self) -> String {
         format!("{}.dead-letter", self.prefix)
@@ -47,7 +52,7 @@ impl Topics {
             .iter()
             .map(|a| self.events(a))
             .chain(SERVICES.iter().map(|s| self.commands(s)))
-            .chain([self.dead_letter()])
+            .chain([self.saga_commands(), self.dead_letter()])
             .collect()
     }
 }
@@ -62,7 +67,8 @@ mod tests {
         assert_eq!(topics.events("order"), "shop.events.order");
         assert_eq!(topics.commands("payment"), "shop.commands.payment");
         assert_eq!(topics.dead_letter(), "shop.dead-letter");
-        assert_eq!(topics.all().len(), 10);
+        assert_eq!(topics.saga_commands(), "shop.commands.saga");
+        assert_eq!(topics.all().len(), 11);
         assert!(topics.all().iter().all(|t| t.starts_with("shop.")));
     }
 }

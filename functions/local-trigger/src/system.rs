@@ -10,11 +10,12 @@ use sagaflow_adapters::{dynamodb_client, DynamoAnalyticsStore, DynamoEventStore}
 use sagaflow_core::command::{command_id_for, CommandEnvelope};
 use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{CreateOrder, Flow, Order, OrderStatus};
-use sagaflow_core::flow::sagas::{SagaRunner, ORDER_SAGA};
+use sagaflow_core::flow::sagas::SagaRunner;
 use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyticsSummary};
 use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
+use sagaflow_handlers::orchestrator::SAGA_START;
 use sagaflow_handlers::{
     clock, AnalyticsHandler, KafkaFunction, OrchestratorHandler, ServiceHandler, SERVICE_NAMES,
 };
@@ -202,34 +203,26 @@ impl LocalSystem {
             .map_err(|e| e.to_string())
     }
 
-    /// The front door: an orchestrated order starts its saga; a choreographed one is a
-    /// command to the order service, over Kafka like every other command.
+    /// The front door, over Kafka as on AWS: an orchestrated order is a `saga.start` command to
+    /// the orchestrator, a choreographed one an `order.create` command to the order service.
     pub async fn place_order(&self, create: &CreateOrder) -> Result<(), String> {
-        let now = clock::now();
-        let input = serde_json::to_value(create).map_err(|e| e.to_string())?;
-        match create.flow {
-            Flow::Orchestrated => self
-                .sagas
-                .start(ORDER_SAGA, &create.order_id, input, &create.order_id, now)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Flow::Choreographed | Flow::InProcess => {
-                let command = CommandEnvelope {
-                    command_id: command_id_for(&create.order_id, "order.create", "front-door"),
-                    command_type: "order.create".into(),
-                    target_id: create.order_id.clone(),
-                    payload: input,
-                    correlation_id: create.order_id.clone(),
-                    causation_id: format!("request-{}", create.order_id),
-                    issued_at: now,
-                };
-                self.publisher
-                    .publish(&[command_record(&self.topics, &command)])
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }
+        let command_type = match create.flow {
+            Flow::Orchestrated => SAGA_START,
+            Flow::Choreographed | Flow::InProcess => "order.create",
+        };
+        let command = CommandEnvelope {
+            command_id: command_id_for(&create.order_id, command_type, "front-door"),
+            command_type: command_type.into(),
+            target_id: create.order_id.clone(),
+            payload: serde_json::to_value(create).map_err(|e| e.to_string())?,
+            correlation_id: create.order_id.clone(),
+            causation_id: format!("request-{}", create.order_id),
+            issued_at: clock::now(),
+        };
+        self.publisher
+            .publish(&[command_record(&self.topics, &command)])
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Waits until `order_id` is completed or cancelled, or `limit` passes.

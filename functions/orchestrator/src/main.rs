@@ -1,6 +1,7 @@
-//! The orchestrator function: reads every service's events (`sagaflow.events.*`) and feeds each
-//! to the order-processing saga of its order, which records the next command to send. Failed
-//! records are reported as partial batch failures; bad ones are dead-lettered.
+//! The orchestrator function: starts an order's saga from each `saga.start` command on the
+//! front door (`sagaflow.commands.saga`), and feeds every service's events
+//! (`sagaflow.events.*`) to the saga of their order, which records the next command to send.
+//! Failed records are reported as partial batch failures; bad ones are dead-lettered.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -82,8 +83,10 @@ mod tests {
             .await;
         run.assert_clean(name);
         assert_eq!(
-            run.events_after_first, 4,
-            "{name}: the reply added step_succeeded and step_requested"
+            run.events_after_first,
+            2 + 2 + 2,
+            "{name}: the reply added step_succeeded and step_requested; saga.start of ord-5004 \
+             added started and step_requested"
         );
 
         let sagas = orchestrator.sagas().repository();
@@ -101,13 +104,31 @@ mod tests {
             0,
             "{name}: an order with no saga starts none"
         );
-        let letters = run.dead_letters.clone();
-        assert_eq!(letters.len(), 1, "{name}");
-        assert_eq!(letters[0].source.offset, 7);
+        let started = sagas.load("ord-5004").await.unwrap().state;
+        assert_eq!(started.status(), InstanceStatus::Running, "{name}");
+        let (step, kind, _) = started.awaiting().expect("awaits its first step");
+        assert_eq!((step, kind), ("create_order", StepKind::Forward), "{name}");
+        assert_eq!(
+            sagas.load("ord-5005").await.unwrap().version,
+            0,
+            "{name}: a choreographed order gets no saga"
+        );
+        let mut letters = run.dead_letters.clone();
+        letters.sort_by_key(|l| l.source.offset);
+        assert_eq!(letters.len(), 2, "{name}: {letters:?}");
+        assert_eq!(letters[0].source.offset, 3);
         assert!(
-            letters[0].reason.contains("invalid event envelope"),
+            letters[0]
+                .reason
+                .contains("only orchestrated orders have a saga"),
             "{}",
             letters[0].reason
+        );
+        assert_eq!(letters[1].source.offset, 7);
+        assert!(
+            letters[1].reason.contains("invalid event envelope"),
+            "{}",
+            letters[1].reason
         );
     }
 
