@@ -11,7 +11,7 @@ use sagaflow_core::domain::{
     Address, CreateOrder, Flow, Money, OrderLine, OrderStatus, PaymentStatus, RefundStatus,
 };
 use sagaflow_kafka::{EventPublisher, OutboundRecord};
-use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig, TriggerConfig};
+use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -56,14 +56,9 @@ fn require_servers() {
 async fn orders_flow_through_the_functions_on_local_servers() {
     require_servers();
     let name = format!("e2e{}", std::process::id());
-    let system = LocalSystem::start(LocalSystemConfig {
-        name: name.clone(),
-        partitions: 2,
-        trigger: TriggerConfig::default(),
-        consumer_groups: None,
-    })
-    .await
-    .expect("local system starts");
+    let system = LocalSystem::start(LocalSystemConfig::named(name.clone()))
+        .await
+        .expect("local system starts");
     system.restock("MUG", 100).await.unwrap();
     system.restock("LAMP", 1).await.unwrap();
 
@@ -352,12 +347,7 @@ fn read_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_effects() {
     require_servers();
-    let config = LocalSystemConfig {
-        name: format!("restart{}", std::process::id()),
-        partitions: 2,
-        trigger: TriggerConfig::default(),
-        consumer_groups: None,
-    };
+    let config = LocalSystemConfig::named(format!("restart{}", std::process::id()));
     let first = LocalSystem::start(config.clone())
         .await
         .expect("first system starts");
@@ -428,4 +418,83 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
         before.relayed > 0 && after.relayed >= before.relayed,
         "{before:?} {after:?}"
     );
+}
+
+/// The shipping function is down: the orchestrated order's `schedule_shipment` step never gets
+/// a reply. The deadline timer (found through the events table's wake-up index, as the
+/// scheduled function does on AWS) fails the step; the saga retries the shipment cancellation
+/// until it gives up on it, then releases the stock, refunds the payment and cancels the order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
+    require_servers();
+    let system = LocalSystem::start(LocalSystemConfig {
+        step_timeout_ms: 3_000,
+        stopped_services: vec!["shipment".into()],
+        timer_every: Duration::from_millis(250),
+        ..LocalSystemConfig::named(format!("silent{}", std::process::id()))
+    })
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 10).await.unwrap();
+    system
+        .place_order(&order("ord-silent", Flow::Orchestrated, "FR", "card-ok", 0))
+        .await
+        .unwrap();
+
+    let ended = system.wait_for_terminal("ord-silent", WAIT).await.unwrap();
+    assert_eq!(ended.status, OrderStatus::Cancelled);
+    assert_eq!(
+        ended.cancel_reason.as_ref().map(|r| r.code.as_str()),
+        Some("timeout"),
+        "{ended:?}"
+    );
+    assert_eq!(ended.refund_status, Some(RefundStatus::Refunded));
+    let payment = system.services.payments().load("ord-silent").await.unwrap();
+    assert_eq!(payment.state.status, PaymentStatus::Refunded);
+    let stock = system
+        .services
+        .inventory()
+        .load("main")
+        .await
+        .unwrap()
+        .state;
+    assert_eq!(
+        stock.level("MUG").reserved,
+        0,
+        "the reservation was released"
+    );
+    assert_eq!(stock.level("MUG").available, 10);
+
+    // The order's cancellation reaches the saga as the reply to its last compensation.
+    let started = std::time::Instant::now();
+    let saga = loop {
+        let saga = system
+            .sagas
+            .repository()
+            .load("ord-silent")
+            .await
+            .unwrap()
+            .state;
+        if saga.is_finished() || started.elapsed() > WAIT {
+            break saga;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        saga.status(),
+        sagaflow_core::saga::InstanceStatus::CompensationFailed,
+        "the shipment cancellation was never confirmed: {saga:?}"
+    );
+    let due = sagaflow_core::EventStore::due(
+        &*system.store,
+        "saga",
+        sagaflow_core::Timestamp(i64::MAX),
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(due.is_empty(), "a finished saga waits for nothing: {due:?}");
+    let stats = system.stop().await;
+    assert!(stats.timer.advanced >= 2, "{:?}", stats.timer);
+    assert!(stats.timer.failures.is_empty(), "{:?}", stats.timer);
 }

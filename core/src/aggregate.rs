@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::event::DomainEvent;
+use crate::event::{DomainEvent, Timestamp};
 
 /// An event-sourced aggregate: its state is the fold of its events with [`Aggregate::apply`].
 pub trait Aggregate:
@@ -28,6 +28,12 @@ pub trait Aggregate:
 
     /// Folds one event into the state; must accept every event `decide` ever produced.
     fn apply(&mut self, event: &Self::Event);
+
+    /// When the aggregate wants to be woken to act on time passing (a saga step's deadline);
+    /// the store keeps it beside the stream so a timer can find what is due.
+    fn wake_at(&self) -> Option<Timestamp> {
+        None
+    }
 
     /// The state after `events`, starting from the default state.
     fn from_events<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self {

@@ -26,6 +26,7 @@ pub use event::{
 };
 pub use repository::{CommandOutcome, ConflictRetry, Loaded, Repository, RepositoryError};
 pub use store::{
-    AppendOutcome, AppendRequest, EventStore, InMemoryEventStore, Snapshot, StoreError,
+    AppendOutcome, AppendRequest, DueStream, EventStore, InMemoryEventStore, Snapshot, StoreError,
+    Wake,
 };
 pub use upcast::Upcasters;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::aggregate::Aggregate;
 use crate::event::{envelope_events, CommandMeta, DecodeError, StoredEvent, StreamId};
-use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError};
+use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError, Wake};
 use crate::upcast::Upcasters;
 
 /// An aggregate's state with the stream version it reflects.
@@ -240,18 +240,20 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
             };
             let stored = envelope_events(&stream, loaded.version, &decided, meta);
+            let woken_before = loaded.state.wake_at();
+            let mut state = loaded.state;
+            for event in &decided {
+                state.apply(event);
+            }
             let request = AppendRequest {
                 stream: stream.clone(),
                 expected_version: loaded.version,
                 events: stored.clone(),
                 idempotency_key: meta.idempotency_key.clone(),
+                wake: Wake::between(woken_before, state.wake_at()),
             };
             match self.store.append(request).await {
                 Ok(AppendOutcome::Appended { version }) => {
-                    let mut state = loaded.state;
-                    for event in &decided {
-                        state.apply(event);
-                    }
                     self.maybe_snapshot(&stream, loaded.version, version, &state, meta)
                         .await;
                     return Ok(CommandOutcome {
@@ -263,10 +265,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     });
                 }
                 Ok(AppendOutcome::Duplicate) => {
+                    // The effect was recorded before; the stream as it is now includes it.
+                    let current = self.load(id).await?;
                     return Ok(CommandOutcome {
                         events: Vec::new(),
-                        state: loaded.state,
-                        version: loaded.version,
+                        state: current.state,
+                        version: current.version,
                         duplicate: true,
                         attempts,
                     });

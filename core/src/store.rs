@@ -22,6 +22,40 @@ pub struct AppendRequest {
     pub events: Vec<StoredEvent>,
     /// Recorded with the events in one atomic write; if already recorded, nothing is appended.
     pub idempotency_key: Option<String>,
+    /// What happens to the stream's wake-up time, in the same atomic write.
+    pub wake: Wake,
+}
+
+/// A change to the time a stream wants to be woken at (see [`crate::Aggregate::wake_at`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wake {
+    /// Leave it as it is.
+    #[default]
+    Unchanged,
+    /// Wake the stream at this time.
+    At(Timestamp),
+    /// The stream no longer wants to be woken.
+    Never,
+}
+
+impl Wake {
+    /// The change from a state that wanted waking at `before` to one that wants `after`.
+    pub fn between(before: Option<Timestamp>, after: Option<Timestamp>) -> Self {
+        match (before, after) {
+            (b, a) if b == a => Wake::Unchanged,
+            (_, Some(at)) => Wake::At(at),
+            (_, None) => Wake::Never,
+        }
+    }
+}
+
+/// A stream whose wake-up time has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueStream {
+    /// The stream.
+    pub stream: StreamId,
+    /// When it asked to be woken.
+    pub wake_at: Timestamp,
 }
 
 /// What an append did.
@@ -163,6 +197,15 @@ pub trait EventStore: Send + Sync {
         &self,
         snapshot: Snapshot,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Streams of `aggregate_type` whose wake-up time is at or before `now`, earliest first, at
+    /// most `limit`. A store may lag a little behind appends (an index), never skip one.
+    fn due(
+        &self,
+        aggregate_type: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DueStream>, StoreError>> + Send;
 }
 
 #[derive(Default)]
@@ -171,6 +214,7 @@ struct MemoryState {
     log: Vec<StoredEvent>,
     processed: HashSet<String>,
     snapshots: HashMap<StreamId, Snapshot>,
+    wake: HashMap<StreamId, Timestamp>,
 }
 
 /// An event store in process memory, with the same guarantees as the DynamoDB one.
@@ -237,6 +281,15 @@ impl EventStore for InMemoryEventStore {
         if let Some(key) = request.idempotency_key {
             state.processed.insert(key);
         }
+        match request.wake {
+            Wake::Unchanged => {}
+            Wake::At(at) => {
+                state.wake.insert(request.stream.clone(), at);
+            }
+            Wake::Never => {
+                state.wake.remove(&request.stream);
+            }
+        }
         let version = actual + request.events.len() as u64;
         state.log.extend(request.events.iter().cloned());
         state
@@ -284,5 +337,28 @@ impl EventStore for InMemoryEventStore {
             state.snapshots.insert(snapshot.stream.clone(), snapshot);
         }
         Ok(())
+    }
+
+    async fn due(
+        &self,
+        aggregate_type: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueStream>, StoreError> {
+        let state = self.lock();
+        let mut due: Vec<DueStream> = state
+            .wake
+            .iter()
+            .filter(|(stream, at)| stream.aggregate_type == aggregate_type && **at <= now)
+            .map(|(stream, at)| DueStream {
+                stream: stream.clone(),
+                wake_at: *at,
+            })
+            .collect();
+        due.sort_by(|a, b| {
+            (a.wake_at, &a.stream.aggregate_id).cmp(&(b.wake_at, &b.stream.aggregate_id))
+        });
+        due.truncate(limit);
+        Ok(due)
     }
 }

@@ -9,9 +9,9 @@ use sagaflow_core::domain::{Inventory, InventoryEvent, StockLine};
 use sagaflow_core::event::envelope_events;
 use sagaflow_core::store::Snapshot;
 use sagaflow_core::{
-    Aggregate, AppendOutcome, AppendRequest, CommandMeta, ConflictRetry, EventStore,
+    Aggregate, AppendOutcome, AppendRequest, CommandMeta, ConflictRetry, DueStream, EventStore,
     InMemoryEventStore, Repository, RepositoryError, StoreError, StoredEvent, StreamId, Timestamp,
-    Upcasters,
+    Upcasters, Wake,
 };
 
 fn meta(cause: &str) -> CommandMeta {
@@ -160,6 +160,7 @@ impl EventStore for RacingStore {
                     expected_version: request.expected_version,
                     events: rival,
                     idempotency_key: None,
+                    wake: Wake::Unchanged,
                 })
                 .await?;
         }
@@ -176,6 +177,14 @@ impl EventStore for RacingStore {
     }
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.inner.save_snapshot(snapshot).await
+    }
+    async fn due(
+        &self,
+        kind: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueStream>, StoreError> {
+        self.inner.due(kind, now, limit).await
     }
 }
 

@@ -69,6 +69,14 @@ fn cancel_reason(data: &SagaData) -> CancelReason {
 /// The order-processing saga: create order, process payment, reserve inventory, schedule
 /// shipment; on success complete the order and ship the stock. Its input is a `CreateOrder`.
 pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
+    order_saga_with_timeout(STEP_TIMEOUT_MS)
+}
+
+/// The order-processing saga with every step's reply awaited for `step_timeout_ms` (a
+/// deployment whose services answer slower, or a test that wants deadlines to fire soon).
+pub fn order_saga_with_timeout(
+    step_timeout_ms: i64,
+) -> Result<SagaDefinition, SagaDefinitionError> {
     SagaDefinition::new(ORDER_SAGA)
         .step(
             SagaStep::new("create_order", |d: &SagaData| {
@@ -95,7 +103,7 @@ pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
                 },
                 &["order.cancelled"],
             )
-            .timeout_ms(STEP_TIMEOUT_MS),
+            .timeout_ms(step_timeout_ms),
         )
         .step(
             SagaStep::new("process_payment", |d: &SagaData| {
@@ -124,10 +132,10 @@ pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
                 },
                 &["payment.refunded", "payment.voided"],
             )
-            .timeout_ms(STEP_TIMEOUT_MS),
+            .timeout_ms(step_timeout_ms),
         )
-        .step(reserve_inventory_step())
-        .step(schedule_shipment_step("schedule_shipment"))
+        .step(reserve_inventory_step(step_timeout_ms))
+        .step(schedule_shipment_step("schedule_shipment", step_timeout_ms))
         .on_completed(|d: &SagaData| {
             let order_id = text(d, "order_id")?;
             Ok(vec![
@@ -142,7 +150,7 @@ pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
         .build()
 }
 
-fn reserve_inventory_step() -> SagaStep {
+fn reserve_inventory_step(step_timeout_ms: i64) -> SagaStep {
     SagaStep::new("reserve_inventory", |d: &SagaData| {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
@@ -163,11 +171,11 @@ fn reserve_inventory_step() -> SagaStep {
         },
         &["inventory.released"],
     )
-    .timeout_ms(STEP_TIMEOUT_MS)
+    .timeout_ms(step_timeout_ms)
 }
 
 /// Books a carrier for the order's address; cancelling the shipment undoes it.
-fn schedule_shipment_step(name: &str) -> SagaStep {
+fn schedule_shipment_step(name: &str, step_timeout_ms: i64) -> SagaStep {
     SagaStep::new(name, |d: &SagaData| {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
@@ -179,7 +187,7 @@ fn schedule_shipment_step(name: &str) -> SagaStep {
     .succeeds_on(&["shipment.scheduled"])
     .fails_on(&["shipment.failed"])
     .compensate_with(cancel_shipment, &["shipment.cancelled"])
-    .timeout_ms(STEP_TIMEOUT_MS)
+    .timeout_ms(step_timeout_ms)
 }
 
 fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
@@ -195,8 +203,8 @@ fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
 /// success the stock ships. Its input has `order_id`, `lines` (SKU and quantity) and `shipping_address`.
 pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
     SagaDefinition::new(SHIPPING_SAGA)
-        .step(reserve_inventory_step())
-        .step(schedule_shipment_step("create_shipment"))
+        .step(reserve_inventory_step(STEP_TIMEOUT_MS))
+        .step(schedule_shipment_step("create_shipment", STEP_TIMEOUT_MS))
         .step(
             SagaStep::new("confirm_shipment", |d: &SagaData| {
                 let order_id = text(d, "order_id")?;
@@ -465,5 +473,45 @@ impl Sleeper for SimSleeper {
         self.clock
             .advance(i64::try_from(millis).unwrap_or(i64::MAX));
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod wake_tests {
+    use super::*;
+    use crate::domain::fixtures::create_order;
+    use crate::domain::Flow;
+    use crate::{DueStream, EventStore, InMemoryEventStore, StreamId};
+
+    #[tokio::test]
+    async fn given_a_waiting_saga_then_it_is_due_at_its_deadline_and_a_tick_moves_its_wake_up() {
+        let store = Arc::new(InMemoryEventStore::new());
+        let runner = SagaRunner::new(store.clone(), vec![order_saga().unwrap()]);
+        let input = serde_json::to_value(create_order("ord-1", Flow::Orchestrated)).unwrap();
+        runner
+            .start(ORDER_SAGA, "ord-1", input, "ord-1", Timestamp(1_000))
+            .await
+            .unwrap();
+        let deadline = Timestamp(1_000 + STEP_TIMEOUT_MS);
+        let due = |at: Timestamp| {
+            let store = store.clone();
+            async move { store.due("saga", at, 10).await.unwrap() }
+        };
+        assert!(due(Timestamp(deadline.0 - 1)).await.is_empty());
+        assert_eq!(
+            due(deadline).await,
+            vec![DueStream {
+                stream: StreamId::new("saga", "ord-1"),
+                wake_at: deadline,
+            }]
+        );
+
+        let ticked = runner.tick("ord-1", deadline).await.unwrap();
+        assert!(!ticked.is_empty(), "the timed-out step fails the saga");
+        assert!(due(deadline).await.is_empty(), "the old deadline is gone");
+        let saga = runner.repository().load("ord-1").await.unwrap().state;
+        let next = saga.awaiting().map(|(_, _, at)| at);
+        let woken: Vec<_> = due(Timestamp(i64::MAX)).await;
+        assert_eq!(woken.first().map(|d| d.wake_at), next);
     }
 }

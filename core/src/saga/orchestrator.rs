@@ -131,6 +131,10 @@ impl Aggregate for SagaInstance {
     fn apply(&mut self, event: &SagaEvent) {
         self.apply_event(event);
     }
+
+    fn wake_at(&self) -> Option<Timestamp> {
+        self.awaiting().map(|(_, _, deadline)| deadline)
+    }
 }
 
 /// The commands carried by saga events, in order: what a relay publishes after they are stored.

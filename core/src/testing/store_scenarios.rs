@@ -6,7 +6,9 @@
 use serde_json::json;
 
 use crate::event::{event_id_for, EventEnvelope, StoredEvent, StreamId, Timestamp};
-use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError};
+use crate::store::{
+    AppendOutcome, AppendRequest, DueStream, EventStore, Snapshot, StoreError, Wake,
+};
 
 fn event(stream: &StreamId, sequence: u64, n: u64) -> StoredEvent {
     EventEnvelope {
@@ -35,6 +37,7 @@ fn request(stream: &StreamId, expected: u64, count: u64, key: Option<&str>) -> A
         expected_version: expected,
         events: events(stream, expected, count),
         idempotency_key: key.map(str::to_string),
+        wake: Wake::Unchanged,
     }
 }
 
@@ -184,6 +187,73 @@ pub async fn long_streams_load_completely<S: EventStore>(store: &S, prefix: &str
         .all(|(i, e)| e.sequence == i as u64 + 1));
 }
 
+/// A stream's wake-up time is set, moved and cleared atomically with its appends, and `due`
+/// finds the streams whose time has come, earliest first, of one aggregate type only.
+pub async fn wake_times_follow_appends<S: EventStore>(store: &S, prefix: &str) {
+    let kind = format!("wake{prefix}");
+    let a = StreamId::new(kind.as_str(), "a");
+    let b = StreamId::new(kind.as_str(), "b");
+    let other = StreamId::new(format!("{kind}-other"), "c");
+    let with_wake = |stream: &StreamId, expected: u64, wake: Wake| AppendRequest {
+        wake,
+        ..request(stream, expected, 1, None)
+    };
+    let due = |now: i64, limit: usize| {
+        let kind = kind.clone();
+        async move {
+            store
+                .due(&kind, Timestamp(now), limit)
+                .await
+                .expect("due")
+                .into_iter()
+                .map(|d: DueStream| (d.stream.aggregate_id, d.wake_at.0))
+                .collect::<Vec<_>>()
+        }
+    };
+    let appended = |r: Result<AppendOutcome, StoreError>| {
+        assert!(matches!(r, Ok(AppendOutcome::Appended { .. })), "{r:?}")
+    };
+    appended(
+        store
+            .append(with_wake(&a, 0, Wake::At(Timestamp(100))))
+            .await,
+    );
+    appended(
+        store
+            .append(with_wake(&b, 0, Wake::At(Timestamp(50))))
+            .await,
+    );
+    appended(
+        store
+            .append(with_wake(&other, 0, Wake::At(Timestamp(10))))
+            .await,
+    );
+    assert_eq!(due(49, 10).await, vec![]);
+    assert_eq!(
+        due(100, 10).await,
+        vec![("b".into(), 50), ("a".into(), 100)]
+    );
+    assert_eq!(due(100, 1).await, vec![("b".into(), 50)]);
+
+    appended(store.append(with_wake(&a, 1, Wake::Never)).await);
+    appended(store.append(with_wake(&b, 1, Wake::Unchanged)).await);
+    assert_eq!(due(1_000, 10).await, vec![("b".into(), 50)]);
+
+    // A refused append changes no wake-up time.
+    let stale = store.append(with_wake(&b, 0, Wake::At(Timestamp(5)))).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    appended(
+        store
+            .append(with_wake(&b, 2, Wake::At(Timestamp(700))))
+            .await,
+    );
+    assert_eq!(due(699, 10).await, vec![]);
+    assert_eq!(due(700, 10).await, vec![("b".into(), 700)]);
+}
+
 /// Runs every scenario against one store, with `prefix` keeping their streams apart.
 pub async fn run_all<S: EventStore>(store: &S, prefix: &str) {
     appends_and_loads_in_order(store, prefix).await;
@@ -194,6 +264,7 @@ pub async fn run_all<S: EventStore>(store: &S, prefix: &str) {
     malformed_appends_are_refused(store, prefix).await;
     snapshots_keep_the_latest(store, prefix).await;
     long_streams_load_completely(store, prefix, 260).await;
+    wake_times_follow_appends(store, prefix).await;
 }
 
 /// Polls two futures together on the current task, so the race needs no runtime of its own.

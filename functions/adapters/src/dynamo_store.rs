@@ -8,6 +8,11 @@
 //! | event | `<aggregate_type>#<aggregate_id>` | sequence | `kind`=`event`, `event_id`, `event_type`, `envelope` (the JSON form of the event) |
 //! | processed command | `processed#<idempotency key>` | 0 | `kind`=`processed`, `expires_at` (TTL, epoch seconds) |
 //! | snapshot | `snapshot#<aggregate_type>#<aggregate_id>` | 0 | `kind`=`snapshot`, `version`, `state_version`, `state`, `taken_at` |
+//! | wake-up time | `wake#<aggregate_type>#<aggregate_id>` | 0 | `kind`=`wake`, `aggregate_type`, `aggregate_id`, `wake_shard`, `wake_at` |
+//!
+//! Wake-up items exist only while a stream waits (a saga on a step's deadline); they are put or
+//! deleted in the same transaction as the events that change the wait, and the sparse index
+//! [`WAKE_INDEX`] (`wake_shard`, `wake_at`) lets a timer query what is due without a scan.
 //!
 //! The table's stream (new images) feeds the outbox relay, which publishes `event` items only.
 
@@ -15,12 +20,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use crate::attributes::{get_n, get_s, n, s, sdk_failure};
 use sagaflow_core::store::{
-    validate_append, AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError,
+    validate_append, AppendOutcome, AppendRequest, DueStream, EventStore, Snapshot, StoreError,
+    Wake,
 };
 use sagaflow_core::{StoredEvent, StreamId, Timestamp};
 
@@ -30,6 +36,10 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 pub const MAX_ENVELOPE_BYTES: usize = 350 * 1024;
 /// How long an idempotency record is kept: far longer than any redelivery window.
 pub const PROCESSED_TTL_SECONDS: i64 = 7 * 24 * 3600;
+/// The sparse global secondary index of wake-up times (`wake_shard` hash, `wake_at` range).
+pub const WAKE_INDEX: &str = "wake-index";
+/// How many index partitions the wake-up times of one aggregate type are spread over.
+pub const WAKE_SHARDS: u64 = 4;
 
 /// An event store in one DynamoDB table.
 #[derive(Clone, Debug)]
@@ -41,6 +51,20 @@ pub struct DynamoEventStore {
 /// The partition key of a stream's event items.
 pub fn stream_key(stream: &StreamId) -> String {
     format!("{}#{}", stream.aggregate_type, stream.aggregate_id)
+}
+
+fn wake_key(stream: &StreamId) -> String {
+    format!("wake#{}", stream_key(stream))
+}
+
+/// The index partition of a stream's wake-up time: its aggregate type and a stable hash bucket.
+fn wake_shard(stream: &StreamId) -> String {
+    let hash = stream_key(stream)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    format!("{}#{}", stream.aggregate_type, hash % WAKE_SHARDS)
 }
 
 fn processed_key(key: &str) -> String {
@@ -148,6 +172,52 @@ impl DynamoEventStore {
         Ok(events)
     }
 
+    async fn due_in_shard(
+        &self,
+        shard: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueStream>, StoreError> {
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(WAKE_INDEX)
+                .key_condition_expression("wake_shard = :shard AND wake_at <= :now")
+                .expression_attribute_values(":shard", s(shard))
+                .expression_attribute_values(":now", n(now.as_millis()))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            for item in page.items() {
+                let (Some(kind), Some(id), Some(at)) = (
+                    get_s(item, "aggregate_type"),
+                    get_s(item, "aggregate_id"),
+                    get_n::<i64>(item, "wake_at"),
+                ) else {
+                    return Err(StoreError::Corrupt {
+                        stream: StreamId::new("wake", shard),
+                        reason: format!("wake-up item without its stream: {:?}", item.get("pk")),
+                    });
+                };
+                due.push(DueStream {
+                    stream: StreamId::new(kind, id),
+                    wake_at: Timestamp(at),
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() && due.len() < limit => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        Ok(due)
+    }
+
     async fn get_single(
         &self,
         pk: String,
@@ -192,6 +262,42 @@ impl DynamoEventStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// The put or delete of the stream's wake-up item that the request asks for, if any.
+    fn wake_item(&self, request: &AppendRequest) -> Result<Option<TransactWriteItem>, StoreError> {
+        Ok(match request.wake {
+            Wake::Unchanged => None,
+            Wake::At(at) => Some(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .item("pk", s(wake_key(&request.stream)))
+                            .item("sk", n(0))
+                            .item("kind", s("wake"))
+                            .item("aggregate_type", s(&request.stream.aggregate_type))
+                            .item("aggregate_id", s(&request.stream.aggregate_id))
+                            .item("wake_shard", s(wake_shard(&request.stream)))
+                            .item("wake_at", n(at.as_millis()))
+                            .build()
+                            .map_err(|e| build_error(&request.stream, e))?,
+                    )
+                    .build(),
+            ),
+            Wake::Never => Some(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .key("pk", s(wake_key(&request.stream)))
+                            .key("sk", n(0))
+                            .build()
+                            .map_err(|e| build_error(&request.stream, e))?,
+                    )
+                    .build(),
+            ),
+        })
+    }
+
     fn transaction(
         &self,
         request: &AppendRequest,
@@ -230,6 +336,9 @@ impl DynamoEventStore {
             }
             None => None,
         };
+        if let Some(item) = self.wake_item(request)? {
+            items.push(item);
+        }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::InvalidAppend {
                 stream: request.stream.clone(),
@@ -349,6 +458,24 @@ impl EventStore for DynamoEventStore {
             }
         }
         Ok(events)
+    }
+
+    async fn due(
+        &self,
+        aggregate_type: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueStream>, StoreError> {
+        let mut due = Vec::new();
+        for shard in 0..WAKE_SHARDS {
+            let shard = format!("{aggregate_type}#{shard}");
+            due.extend(self.due_in_shard(&shard, now, limit).await?);
+        }
+        due.sort_by(|a, b| {
+            (a.wake_at, &a.stream.aggregate_id).cmp(&(b.wake_at, &b.stream.aggregate_id))
+        });
+        due.truncate(limit);
+        Ok(due)
     }
 
     async fn is_processed(&self, key: &str) -> Result<bool, StoreError> {

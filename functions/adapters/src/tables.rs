@@ -3,10 +3,13 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
+
+use crate::dynamo_store::WAKE_INDEX;
 
 /// Why a table could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +21,8 @@ pub struct TableError {
     pub reason: String,
 }
 
-/// Creates the events table (`pk` string, `sk` number, new-image stream, TTL on `expires_at`)
-/// unless it exists.
+/// Creates the events table (`pk` string, `sk` number, new-image stream, TTL on `expires_at`,
+/// and the sparse wake-up index on `wake_shard`/`wake_at`) unless it exists.
 pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), TableError> {
     let err = |reason: String| TableError {
         table: table.to_string(),
@@ -44,8 +47,25 @@ pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), Tab
         .table_name(table)
         .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
         .attribute_definitions(attribute("sk", ScalarAttributeType::N)?)
+        .attribute_definitions(attribute("wake_shard", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("wake_at", ScalarAttributeType::N)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(WAKE_INDEX)
+                .key_schema(key("wake_shard", KeyType::Hash)?)
+                .key_schema(key("wake_at", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("aggregate_type")
+                        .non_key_attributes("aggregate_id")
+                        .build(),
+                )
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()

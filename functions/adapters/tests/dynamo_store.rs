@@ -11,7 +11,7 @@ use sagaflow_core::domain::Inventory;
 use sagaflow_core::event::{event_id_for, EventEnvelope};
 use sagaflow_core::testing::store_scenarios;
 use sagaflow_core::{
-    AppendRequest, CommandMeta, EventStore, Repository, StoreError, StreamId, Timestamp,
+    AppendRequest, CommandMeta, EventStore, Repository, StoreError, StreamId, Timestamp, Wake,
 };
 
 /// A store on a fresh table; fails loudly when no local endpoint is configured.
@@ -61,6 +61,7 @@ async fn a_long_stream_loads_across_query_pages() {
                 expected_version: version,
                 events,
                 idempotency_key: None,
+                wake: Wake::Unchanged,
             })
             .await
             .unwrap();
@@ -95,6 +96,7 @@ async fn a_batch_over_the_transaction_limit_is_refused_with_a_clear_error() {
             expected_version: 0,
             events,
             idempotency_key: Some("k-huge".into()),
+            wake: Wake::Unchanged,
         })
         .await
         .unwrap_err();

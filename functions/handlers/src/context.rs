@@ -10,6 +10,7 @@ use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
 
 use crate::analytics::{AnalyticsFunction, AnalyticsHandler};
 use crate::dead_letter::KafkaDeadLetterSink;
+use crate::deadline::DeadlineTimer;
 use crate::function::KafkaFunction;
 use crate::orchestrator::OrchestratorHandler;
 use crate::service::ServiceHandler;
@@ -17,6 +18,9 @@ use crate::service::ServiceHandler;
 /// Why a function could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// A table or timing setting is malformed.
+    #[error(transparent)]
+    Config(#[from] sagaflow_adapters::config::ConfigError),
     /// The Kafka settings are malformed.
     #[error(transparent)]
     KafkaConfig(#[from] PropertyError),
@@ -57,7 +61,7 @@ impl FunctionContext {
     /// Builds the clients from the environment and opens their connections now, so the first
     /// invocation does not pay for the handshakes.
     pub async fn from_env() -> Result<Self, InitError> {
-        let adapters = AdapterConfig::from_env();
+        let adapters = AdapterConfig::from_env()?;
         let kafka = KafkaConfig::from_env()?;
         let client = dynamodb_client().await;
         describe_table(&client, &adapters.events_table).await?;
@@ -85,9 +89,25 @@ impl FunctionContext {
 
     /// The Kafka-triggered saga orchestrator over these clients.
     pub fn orchestrator_function(&self) -> Result<KafkaFunction, InitError> {
-        let handler = OrchestratorHandler::new(self.store.clone(), self.kafka.topics.clone())
-            .map_err(|e| InitError::Definition(e.to_string()))?;
-        Ok(self.kafka_function(Arc::new(handler)))
+        Ok(self.kafka_function(Arc::new(self.orchestrator()?)))
+    }
+
+    /// The scheduled deadline timer over these clients: it ticks the same sagas the
+    /// orchestrator runs, under the same definitions.
+    pub fn deadline_timer(&self) -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
+        Ok(DeadlineTimer::new(
+            self.store.clone(),
+            self.orchestrator()?.sagas().clone(),
+        ))
+    }
+
+    fn orchestrator(&self) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
+        OrchestratorHandler::with_step_timeout(
+            self.store.clone(),
+            self.kafka.topics.clone(),
+            self.adapters.step_timeout_ms,
+        )
+        .map_err(|e| InitError::Definition(e.to_string()))
     }
 
     /// The analytics function over the analytics table, whose connection it checks now.

@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod clock;
 pub mod context;
 pub mod dead_letter;
+pub mod deadline;
 pub mod fixture_run;
 pub mod function;
 pub mod orchestrator;
@@ -16,6 +17,7 @@ pub mod service;
 
 pub use analytics::{AnalyticsFunction, AnalyticsHandler, AnalyticsRequest, AnalyticsResponse};
 pub use context::{FunctionContext, InitError};
+pub use deadline::{DeadlineTimer, TickReport};
 pub use function::{KafkaFunction, RecordedDeadLetters};
 pub use orchestrator::OrchestratorHandler;
 pub use sagaflow_lambda_kafka::KafkaBatchResponse;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use sagaflow_core::command::CommandEnvelope;
 use sagaflow_core::domain::{CreateOrder, Flow};
-use sagaflow_core::flow::sagas::{order_saga, SagaRunner, ORDER_SAGA};
+use sagaflow_core::flow::sagas::{
+    order_saga_with_timeout, SagaRunner, ORDER_SAGA, STEP_TIMEOUT_MS,
+};
 use sagaflow_core::saga::SagaDefinitionError;
 use sagaflow_core::{EventStore, StoredEvent, Timestamp};
 use sagaflow_kafka::Topics;
@@ -34,8 +36,17 @@ impl<S> Clone for OrchestratorHandler<S> {
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// The orchestrator of the order-processing saga over `store`.
     pub fn new(store: Arc<S>, topics: Topics) -> Result<Self, SagaDefinitionError> {
+        Self::with_step_timeout(store, topics, STEP_TIMEOUT_MS)
+    }
+
+    /// The orchestrator whose saga steps wait `step_timeout_ms` for their replies.
+    pub fn with_step_timeout(
+        store: Arc<S>,
+        topics: Topics,
+        step_timeout_ms: i64,
+    ) -> Result<Self, SagaDefinitionError> {
         Ok(Self {
-            sagas: SagaRunner::new(store, vec![order_saga()?]),
+            sagas: SagaRunner::new(store, vec![order_saga_with_timeout(step_timeout_ms)?]),
             topics,
             clock: clock::now,
         })

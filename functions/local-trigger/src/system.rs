@@ -17,7 +17,8 @@ use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyt
 use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
 use sagaflow_handlers::orchestrator::SAGA_START;
 use sagaflow_handlers::{
-    clock, AnalyticsHandler, KafkaFunction, OrchestratorHandler, ServiceHandler, SERVICE_NAMES,
+    clock, AnalyticsHandler, DeadlineTimer, KafkaFunction, OrchestratorHandler, ServiceHandler,
+    SERVICE_NAMES,
 };
 use sagaflow_kafka::admin::ensure_topics;
 use sagaflow_kafka::{command_record, EventPublisher, KafkaConfig, Topics};
@@ -39,6 +40,28 @@ pub struct LocalSystemConfig {
     pub partitions: i32,
     /// Batching of every Kafka trigger.
     pub trigger: TriggerConfig,
+    /// How long a saga step waits for its reply (the orchestrator's and the timer's setting).
+    pub step_timeout_ms: i64,
+    /// Services whose function is not started (their commands are never answered), to show
+    /// the deadline timer failing the step and the saga compensating.
+    pub stopped_services: Vec<String>,
+    /// How often the deadline timer runs (a schedule of one minute on AWS).
+    pub timer_every: Duration,
+}
+
+impl LocalSystemConfig {
+    /// A system named `name` with every function running and the defaults AWS would have.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            consumer_groups: None,
+            partitions: 2,
+            trigger: TriggerConfig::default(),
+            step_timeout_ms: sagaflow_core::flow::sagas::STEP_TIMEOUT_MS,
+            stopped_services: Vec::new(),
+            timer_every: Duration::from_millis(500),
+        }
+    }
 }
 
 /// The running local system.
@@ -61,6 +84,18 @@ pub struct LocalSystem {
     triggers: Vec<RunningTrigger>,
     relay_stop: Arc<AtomicBool>,
     relay: JoinHandle<Result<u64, StreamError>>,
+    timer: JoinHandle<TimerStats>,
+}
+
+/// What the local deadline timer did over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimerStats {
+    /// Runs of the timer.
+    pub runs: u64,
+    /// Sagas its ticks moved on.
+    pub advanced: u64,
+    /// Failed runs or ticks, with their reasons.
+    pub failures: Vec<String>,
 }
 
 /// Counters of a stopped system.
@@ -70,6 +105,8 @@ pub struct LocalStats {
     pub triggers: Vec<(String, TriggerStats)>,
     /// Records the relay published.
     pub relayed: u64,
+    /// What the deadline timer did.
+    pub timer: TimerStats,
 }
 
 impl LocalSystem {
@@ -102,6 +139,9 @@ impl LocalSystem {
 
         let mut triggers = Vec::new();
         for service in SERVICE_NAMES {
+            if config.stopped_services.iter().any(|s| s == service) {
+                continue;
+            }
             let handler = ServiceHandler::new(service, store.clone(), topics.clone())
                 .map_err(|e| e.to_string())?;
             let subscriptions = handler.subscriptions();
@@ -119,8 +159,12 @@ impl LocalSystem {
             );
             triggers.push(trigger.start(runtime.clone())?);
         }
-        let orchestrator =
-            OrchestratorHandler::new(store.clone(), topics.clone()).map_err(|e| e.to_string())?;
+        let orchestrator = OrchestratorHandler::with_step_timeout(
+            store.clone(),
+            topics.clone(),
+            config.step_timeout_ms,
+        )
+        .map_err(|e| e.to_string())?;
         let sagas = orchestrator.sagas().clone();
         let subscriptions = orchestrator.subscriptions();
         let function = KafkaFunction::new(
@@ -180,6 +224,26 @@ impl LocalSystem {
             let stop = relay_stop.clone();
             tokio::spawn(async move { stream.run(stop).await })
         };
+        let timer = {
+            let stop = relay_stop.clone();
+            let timer = DeadlineTimer::new(store.clone(), sagas.clone());
+            let every = config.timer_every;
+            tokio::spawn(async move {
+                let mut stats = TimerStats::default();
+                while !stop.load(Ordering::SeqCst) {
+                    stats.runs += 1;
+                    match timer.tick_due(clock::now()).await {
+                        Ok(report) => {
+                            stats.advanced += report.advanced as u64;
+                            stats.failures.extend(report.failed);
+                        }
+                        Err(e) => stats.failures.push(e.to_string()),
+                    }
+                    tokio::time::sleep(every).await;
+                }
+                stats
+            })
+        };
         Ok(Self {
             services: FlowServices::new(store.clone(), 50),
             sagas,
@@ -192,6 +256,7 @@ impl LocalSystem {
             triggers,
             relay_stop,
             relay,
+            timer,
         })
     }
 
@@ -301,6 +366,17 @@ impl LocalSystem {
             Ok(Ok(Ok(published))) => published,
             _ => 0,
         };
+        let timer = match tokio::time::timeout(Duration::from_secs(10), self.timer).await {
+            Ok(Ok(stats)) => stats,
+            Ok(Err(e)) => TimerStats {
+                failures: vec![format!("the timer task failed: {e}")],
+                ..TimerStats::default()
+            },
+            Err(_) => TimerStats {
+                failures: vec!["the timer did not stop within 10 s".into()],
+                ..TimerStats::default()
+            },
+        };
         let triggers = tokio::task::spawn_blocking(move || {
             self.triggers
                 .into_iter()
@@ -312,6 +388,10 @@ impl LocalSystem {
         })
         .await
         .unwrap_or_default();
-        LocalStats { triggers, relayed }
+        LocalStats {
+            triggers,
+            relayed,
+            timer,
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine, OrderStatus};
-use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig, TriggerConfig};
+use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig};
 
 const HELP: &str = "\
 sagaflow local demo: orders through the Lambda handlers on local servers
@@ -90,10 +90,8 @@ async fn main() -> ExitCode {
     };
     let name = format!("demo{}", std::process::id());
     let system = match LocalSystem::start(LocalSystemConfig {
-        name,
         partitions: 3,
-        trigger: TriggerConfig::default(),
-        consumer_groups: None,
+        ..LocalSystemConfig::named(name)
     })
     .await
     {
