@@ -255,6 +255,7 @@ pub fn analytics_change(
     if progress.position >= event.sequence {
         return Ok(None);
     }
+    crate::flow::check_known_event(event, upcasters)?;
     let mut change = AnalyticsChange {
         progress: StreamProgress {
             position: event.sequence,

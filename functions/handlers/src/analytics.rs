@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::function::KafkaFunction;
+use crate::headers::check_event_headers;
 
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
@@ -80,6 +81,9 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
             Ok(event) => event,
             Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
         };
+        if let Err(reason) = check_event_headers(record, &event) {
+            return RecordOutcome::DeadLetter(reason);
+        }
         match self.read_model.apply(&event).await {
             Ok(_) => RecordOutcome::Done,
             Err(e @ ReadModelError::Decode(_)) => RecordOutcome::DeadLetter(e.to_string()),

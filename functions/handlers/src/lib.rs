@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod deadline;
 pub mod fixture_run;
 pub mod function;
+pub mod headers;
 pub mod orchestrator;
 pub mod relay;
 pub mod service;

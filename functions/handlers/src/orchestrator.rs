@@ -4,16 +4,19 @@
 use std::sync::Arc;
 
 use sagaflow_core::command::CommandEnvelope;
+use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{CreateOrder, Flow};
+use sagaflow_core::flow::check_known_event;
 use sagaflow_core::flow::sagas::{
     order_saga_with_timeout, SagaRunner, ORDER_SAGA, STEP_TIMEOUT_MS,
 };
 use sagaflow_core::saga::SagaDefinitionError;
-use sagaflow_core::{EventStore, StoredEvent, Timestamp};
+use sagaflow_core::{EventStore, StoredEvent, Timestamp, Upcasters};
 use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 
 use crate::clock;
+use crate::headers::{check_command_headers, check_event_headers};
 use crate::service::SERVICE_NAMES;
 
 /// What the orchestrator function does with each record.
@@ -21,6 +24,7 @@ pub struct OrchestratorHandler<S> {
     sagas: SagaRunner<S>,
     topics: Topics,
     clock: fn() -> Timestamp,
+    upcasters: Arc<Upcasters>,
 }
 
 impl<S> Clone for OrchestratorHandler<S> {
@@ -29,6 +33,7 @@ impl<S> Clone for OrchestratorHandler<S> {
             sagas: self.sagas.clone(),
             topics: self.topics.clone(),
             clock: self.clock,
+            upcasters: self.upcasters.clone(),
         }
     }
 }
@@ -49,6 +54,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             sagas: SagaRunner::new(store, vec![order_saga_with_timeout(step_timeout_ms)?]),
             topics,
             clock: clock::now,
+            upcasters: Arc::new(order_upcasters()),
         })
     }
 
@@ -78,12 +84,18 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             return RecordOutcome::DeadLetter("record has no value".into());
         };
         if record.id.topic == self.topics.saga_commands() {
-            return self.start_saga(value).await;
+            return self.start_saga(record, value).await;
         }
         let event = match StoredEvent::from_json(value) {
             Ok(event) => event,
             Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
         };
+        if let Err(reason) = check_event_headers(record, &event) {
+            return RecordOutcome::DeadLetter(reason);
+        }
+        if let Err(e) = check_known_event(&event, &self.upcasters) {
+            return RecordOutcome::DeadLetter(e.to_string());
+        }
         match self.sagas.on_event(&event, (self.clock)()).await {
             Ok(_) => RecordOutcome::Done,
             Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
@@ -94,11 +106,14 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// Starts the order saga a `saga.start` command asks for; a second start changes nothing.
-    async fn start_saga(&self, value: &[u8]) -> RecordOutcome {
+    async fn start_saga(&self, record: &InboundRecord, value: &[u8]) -> RecordOutcome {
         let command = match CommandEnvelope::from_json(value) {
             Ok(command) => command,
             Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
         };
+        if let Err(reason) = check_command_headers(record, &command) {
+            return RecordOutcome::DeadLetter(reason);
+        }
         if command.command_type != SAGA_START {
             return RecordOutcome::DeadLetter(format!(
                 "command `{}` is not `{SAGA_START}`, the one command the orchestrator takes",

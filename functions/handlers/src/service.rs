@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use sagaflow_core::command::CommandEnvelope;
 use sagaflow_core::domain::order::order_upcasters;
+use sagaflow_core::flow::check_known_event;
+
+use crate::headers::{check_command_headers, check_event_headers};
 use sagaflow_core::flow::choreography::{needs_order, react, PolicyError};
 use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::{EventStore, StoredEvent, Timestamp, Upcasters};
@@ -78,6 +81,9 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         if record.id.topic == self.topics.commands(&self.service) {
             match CommandEnvelope::from_json(value) {
                 Ok(command) if command.aggregate_type() == self.service => {
+                    if let Err(reason) = check_command_headers(record, &command) {
+                        return RecordOutcome::DeadLetter(reason);
+                    }
                     self.execute(&command).await
                 }
                 Ok(command) => RecordOutcome::DeadLetter(format!(
@@ -91,7 +97,10 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             .any(|s| record.id.topic == self.topics.events(s))
         {
             match StoredEvent::from_json(value) {
-                Ok(event) => self.react_to(&event).await,
+                Ok(event) => match check_event_headers(record, &event) {
+                    Ok(()) => self.react_to(&event).await,
+                    Err(reason) => RecordOutcome::DeadLetter(reason),
+                },
                 Err(e) => RecordOutcome::DeadLetter(e.to_string()),
             }
         } else {
@@ -103,6 +112,9 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     }
 
     async fn react_to(&self, event: &StoredEvent) -> RecordOutcome {
+        if let Err(e) = check_known_event(event, &self.upcasters) {
+            return RecordOutcome::DeadLetter(e.to_string());
+        }
         let order = if needs_order(&event.event_type) {
             match self.services.orders().load(&event.correlation_id).await {
                 Ok(loaded) if loaded.version > 0 => Some(loaded.state),

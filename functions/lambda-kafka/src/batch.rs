@@ -47,10 +47,39 @@ pub struct DeadLetter {
     pub source: RecordId,
     /// Why it was dead-lettered.
     pub reason: String,
-    /// The record exactly as it arrived.
+    /// The record as it arrived; a value longer than [`MAX_DEAD_LETTER_VALUE_CHARS`] is cut.
     pub raw: RawRecord,
+    /// The length of the value's base64 text when it had to be cut, so the letter itself fits
+    /// in a Kafka message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_truncated_from: Option<usize>,
     /// When it was dead-lettered, in milliseconds since the Unix epoch.
     pub failed_at_ms: i64,
+}
+
+/// The most base64 characters of a record's value a dead letter keeps (48 KiB of bytes).
+pub const MAX_DEAD_LETTER_VALUE_CHARS: usize = 64 * 1024;
+
+impl DeadLetter {
+    /// The letter for `raw`, read from `source`, with its value cut to a size that fits.
+    pub fn new(source: RecordId, reason: String, mut raw: RawRecord, failed_at_ms: i64) -> Self {
+        let mut value_truncated_from = None;
+        if let Some(value) = raw.value.as_mut() {
+            if value.len() > MAX_DEAD_LETTER_VALUE_CHARS {
+                value_truncated_from = Some(value.len());
+                // Base64 text is ASCII, so any index is a character boundary; a multiple of
+                // four keeps the kept prefix decodable.
+                value.truncate(MAX_DEAD_LETTER_VALUE_CHARS);
+            }
+        }
+        Self {
+            source,
+            reason,
+            raw,
+            value_truncated_from,
+            failed_at_ms,
+        }
+    }
 }
 
 /// Tuning for [`process_batch`].
@@ -202,12 +231,7 @@ async fn settle(
         RecordOutcome::Done => Settled::Done,
         RecordOutcome::Retry(reason) => Settled::Retried(reason),
         RecordOutcome::DeadLetter(reason) => {
-            let letter = DeadLetter {
-                source: id,
-                reason: reason.clone(),
-                raw,
-                failed_at_ms: now_ms,
-            };
+            let letter = DeadLetter::new(id, reason.clone(), raw, now_ms);
             let sink = Arc::clone(sink);
             match isolated(move || sink.send(letter)).await {
                 Ok(Ok(())) => Settled::DeadLettered(reason),

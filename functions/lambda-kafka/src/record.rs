@@ -139,6 +139,14 @@ pub enum RecordDecodeError {
         /// The decoder's description of the first problem.
         detail: String,
     },
+    /// The value is larger than any sagaflow message can be.
+    #[error("record value is {bytes} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The decoded value's size.
+        bytes: usize,
+        /// [`MAX_VALUE_BYTES`].
+        limit: usize,
+    },
     /// The record's own topic and partition disagree with the batch key it was listed under.
     #[error("record says it belongs to partition '{claimed}' but was listed under '{batch_key}'")]
     PartitionMismatch {
@@ -216,6 +224,10 @@ fn topic_from_batch_key(batch_key: &str, partition: i64) -> String {
         .to_owned()
 }
 
+/// The largest record value accepted: envelopes are stored as one DynamoDB item (400 KB at
+/// most, see the event store), so a bigger record could never be processed.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+
 fn decode_inbound(id: &RecordId, raw: &RawRecord) -> Result<InboundRecord, RecordDecodeError> {
     let claimed = id.partition_name();
     if claimed != raw.batch_key {
@@ -224,11 +236,22 @@ fn decode_inbound(id: &RecordId, raw: &RawRecord) -> Result<InboundRecord, Recor
             claimed,
         });
     }
+    let value = decode_base64(raw.value.as_deref(), EncodedField::Value)?;
+    if let Some(bytes) = value
+        .as_ref()
+        .map(Vec::len)
+        .filter(|n| *n > MAX_VALUE_BYTES)
+    {
+        return Err(RecordDecodeError::TooLarge {
+            bytes,
+            limit: MAX_VALUE_BYTES,
+        });
+    }
     Ok(InboundRecord {
         id: id.clone(),
         timestamp_ms: raw.timestamp_ms,
         key: decode_base64(raw.key.as_deref(), EncodedField::Key)?,
-        value: decode_base64(raw.value.as_deref(), EncodedField::Value)?,
+        value,
         headers: decode_headers(&raw.headers),
     })
 }
