@@ -188,20 +188,16 @@ async fn orders_flow_through_the_functions_on_local_servers() {
         .unwrap();
     let after = system.wait_for_terminal("ord-c-after", WAIT).await.unwrap();
     assert_eq!(after.status, OrderStatus::Completed);
-    let dead_letter_topic = system.topics.dead_letter();
-    let kafka = system.kafka.clone();
-    let letters = tokio::task::spawn_blocking(move || read_all(&kafka, &dead_letter_topic, 2))
-        .await
-        .unwrap();
+    let letters = system.read_dead_letters(1, Duration::from_secs(10)).await;
     let poison: Vec<_> = letters
         .iter()
-        .filter(|(_, value)| value.contains("ord-poison") || value.contains("e25vdCBqc29u"))
+        .filter(|l| l.value.contains("ord-poison") || l.value.contains("e25vdCBqc29u"))
         .collect();
     assert_eq!(poison.len(), 1, "{letters:?}");
     assert!(
-        poison[0].0.contains("not a command envelope"),
+        poison[0].reason.contains("not a command envelope"),
         "reason header: {}",
-        poison[0].0
+        poison[0].reason
     );
 
     // The analytics table, read through the query bus, equals a replay of every stored event.
@@ -299,50 +295,6 @@ async fn explain_stall(system: LocalSystem, order_ids: &[&str]) {
 }
 
 /// Every (reason header, value) on `topic`, read from the beginning of each partition.
-fn read_all(
-    kafka: &sagaflow_kafka::KafkaConfig,
-    topic: &str,
-    partitions: i32,
-) -> Vec<(String, String)> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", format!("{topic}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let reason = m
-                    .headers()
-                    .and_then(|h| {
-                        h.iter()
-                            .find(|h| h.key == "dead_letter_reason")
-                            .and_then(|h| h.value)
-                    })
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                out.push((
-                    reason,
-                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                ));
-            }
-            _ if !out.is_empty() => break,
-            _ => {}
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_effects() {

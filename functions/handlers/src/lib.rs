@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod analytics;
+pub mod bad_input;
 pub mod clock;
 pub mod context;
 pub mod dead_letter;

@@ -9,4 +9,4 @@ pub mod stream_source;
 pub mod system;
 
 pub use kafka_source::{EventSource, KafkaTrigger, TriggerConfig, TriggerStats};
-pub use system::{LocalStats, LocalSystem, LocalSystemConfig};
+pub use system::{DeadLetterRecord, LocalStats, LocalSystem, LocalSystemConfig};

@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use sagaflow_adapters::tables::{ensure_analytics_table, ensure_events_table};
 use sagaflow_adapters::{dynamodb_client, DynamoAnalyticsStore, DynamoEventStore};
 use sagaflow_core::command::{command_id_for, CommandEnvelope};
@@ -15,6 +18,7 @@ use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyticsSummary};
 use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
+use sagaflow_handlers::dead_letter::REASON_HEADER;
 use sagaflow_handlers::orchestrator::SAGA_START;
 use sagaflow_handlers::{
     clock, AnalyticsHandler, DeadlineTimer, KafkaFunction, OrchestratorHandler, ServiceHandler,
@@ -80,6 +84,7 @@ pub struct LocalSystem {
     pub topics: Topics,
     /// Kafka settings.
     pub kafka: KafkaConfig,
+    partitions: i32,
     publisher: EventPublisher,
     triggers: Vec<RunningTrigger>,
     relay_stop: Arc<AtomicBool>,
@@ -96,6 +101,17 @@ pub struct TimerStats {
     pub advanced: u64,
     /// Failed runs or ticks, with their reasons.
     pub failures: Vec<String>,
+}
+
+/// A record read back from the dead-letter topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterRecord {
+    /// The record key (the source record's coordinates).
+    pub key: String,
+    /// The reason header.
+    pub reason: String,
+    /// The letter's JSON value, as text.
+    pub value: String,
 }
 
 /// Counters of a stopped system.
@@ -252,6 +268,7 @@ impl LocalSystem {
             queries,
             topics,
             kafka,
+            partitions: config.partitions,
             publisher,
             triggers,
             relay_stop,
@@ -359,6 +376,25 @@ impl LocalSystem {
         }
     }
 
+    /// Reads the dead-letter topic from its beginning until at least `want` letters arrived and
+    /// the topic went quiet, or `limit` passed.
+    pub async fn read_dead_letters(&self, want: usize, limit: Duration) -> Vec<DeadLetterRecord> {
+        let kafka = self.kafka.clone();
+        let topic = self.topics.dead_letter();
+        let partitions = self.partitions;
+        tokio::task::spawn_blocking(move || {
+            read_dead_letters(&kafka, &topic, partitions, want, limit)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            vec![DeadLetterRecord {
+                key: String::new(),
+                reason: format!("the reader failed: {e}"),
+                value: String::new(),
+            }]
+        })
+    }
+
     /// Stops every trigger and the relay.
     pub async fn stop(self) -> LocalStats {
         self.relay_stop.store(true, Ordering::SeqCst);
@@ -394,4 +430,66 @@ impl LocalSystem {
             timer,
         }
     }
+}
+
+fn read_dead_letters(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    want: usize,
+    limit: Duration,
+) -> Vec<DeadLetterRecord> {
+    let failed = |reason: String| {
+        vec![DeadLetterRecord {
+            key: String::new(),
+            reason,
+            value: String::new(),
+        }]
+    };
+    let consumer: BaseConsumer = match kafka
+        .client_config()
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+    {
+        Ok(consumer) => consumer,
+        Err(e) => return failed(format!("cannot create a consumer: {e}")),
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        if let Err(e) = assignment.add_partition_offset(topic, partition, Offset::Beginning) {
+            return failed(e.to_string());
+        }
+    }
+    if let Err(e) = consumer.assign(&assignment) {
+        return failed(e.to_string());
+    }
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let reason = message
+                    .headers()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == REASON_HEADER)
+                            .and_then(|h| h.value)
+                    })
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                letters.push(DeadLetterRecord {
+                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                    reason,
+                    value: String::from_utf8_lossy(message.payload().unwrap_or_default())
+                        .into_owned(),
+                });
+            }
+            // Quiet after enough letters: the topic has been read to its end.
+            _ if letters.len() >= want => break,
+            _ => {}
+        }
+    }
+    letters
 }
