@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sagaflow_core::domain::{
     Address, CreateOrder, Flow, Money, OrderLine, OrderStatus, PaymentStatus, RefundStatus,
