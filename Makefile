@@ -8,7 +8,7 @@ with_servers = if scripts/servers.sh running; then started=0; else scripts/serve
 	set -a; . ./.run/env; set +a; $(1); status=$$?; \
 	if [ $$started = 1 ]; then scripts/servers.sh down; fi; exit $$status
 
-.PHONY: help run test test-unit test-e2e test-demo run-local lint fmt check-core-purity up down clean
+.PHONY: help run test test-unit test-e2e test-demo run-local lint fmt check-core-purity up down clean package deploy lint-infra
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -54,3 +54,17 @@ check-core-purity: ## the core depends on no AWS, Kafka, Lambda or HTTP crate
 
 clean: ## remove build output
 	$(CARGO) clean
+
+package: ## build every function for Lambda (arm64 zips in target/lambda/<bin>/bootstrap.zip) and print their sizes
+	scripts/package.sh
+
+deploy: package ## deploy to AWS with SAM: guided the first time (saves infra/samconfig.toml), then with the saved answers
+	@if [ -f infra/samconfig.toml ]; then \
+		scripts/infra_tools.sh run sam deploy --template-file infra/template.yaml --config-file infra/samconfig.toml; \
+	else \
+		scripts/infra_tools.sh run sam deploy --guided --template-file infra/template.yaml --config-file infra/samconfig.toml \
+			--capabilities CAPABILITY_IAM; \
+	fi
+
+lint-infra: ## offline checks of infra/template.yaml: sam validate, cfn-lint (+ serverless rules), checkov
+	scripts/lint_infra.sh
