@@ -1,6 +1,10 @@
 # Every command a sagaflow user runs. `make help` lists them.
 CARGO ?= cargo
 ARGS ?=
+SAGAFLOW_CACHE ?= $(HOME)/.cache/sagaflow
+# cargo-lambda (from PyPI, installed by scripts/infra_tools.sh) runs the built bootstrap under
+# its Lambda Runtime API emulator in the runtime proof (functions/order/tests/runtime_api.rs).
+CARGO_LAMBDA = $(SAGAFLOW_CACHE)/infra-venv/bin/cargo-lambda
 
 # Runs a command with the local servers: uses those of 'make up' if they run, otherwise starts
 # them for this command only and stops them after, whatever the command's outcome.
@@ -8,7 +12,7 @@ with_servers = if scripts/servers.sh running; then started=0; else scripts/serve
 	set -a; . ./.run/env; set +a; $(1); status=$$?; \
 	if [ $$started = 1 ]; then scripts/servers.sh down; fi; exit $$status
 
-.PHONY: help run test test-unit test-e2e test-demo run-local lint fmt check-core-purity up down clean package deploy lint-infra
+.PHONY: help run test test-unit test-e2e test-demo chaos test-chaos run-local lint fmt check-core-purity up down clean package deploy lint-infra
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -16,13 +20,20 @@ help: ## list the commands
 run: ## run the whole order flow in one process on embedded defaults (flags: make run ARGS="--help")
 	$(CARGO) run --quiet -p sagaflow-demo -- $(ARGS)
 
-test: lint check-core-purity test-unit test-demo ## everything CI runs: lint, core purity, all tests, the demo's invariants
+test: lint lint-infra check-core-purity test-unit test-demo test-chaos ## everything CI runs: lint, infra checks, core purity, all tests, the demo's and a short chaos run's invariants
 
-test-unit: ## every crate's tests, the end-to-end ones included, against the local servers (moto, tansu)
-	@$(call with_servers,$(CARGO) test --workspace)
+test-unit: ## every crate's tests, the end-to-end ones and the runtime proof included, against the local servers (moto, tansu)
+	@scripts/infra_tools.sh
+	@$(call with_servers,SAGAFLOW_CARGO_LAMBDA=$(CARGO_LAMBDA) $(CARGO) test --workspace)
 
 test-e2e: ## only the end-to-end tests: the whole flow through the functions' local triggers on moto and tansu
 	@$(call with_servers,$(CARGO) test -p sagaflow-e2e)
+
+chaos: ## orders through the functions on the local servers with seeded faults; prints each invariant (flags: make chaos ARGS="--help")
+	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- $(ARGS))
+
+test-chaos: ## a short seeded chaos run (100 orders, every fault on) whose invariants must hold
+	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- --orders 100 --seed 11 --silent 0.06)
 
 run-local: ## the order flow through the Lambda handlers and local triggers on the servers of 'make up' (uses running servers, or starts and stops its own)
 	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-local-trigger --bin local-demo -- $(ARGS))

@@ -25,7 +25,14 @@ fn saga_event(order_id: &str, sequence: u64, event_type: &str, at: i64) -> Store
         occurred_at: Timestamp(at),
         correlation_id: order_id.into(),
         causation_id: format!("cause-{order_id}-{sequence}"),
-        payload: json!({ "saga_id": order_id, "compensation_failed": [] }),
+        payload: match event_type {
+            "saga.started" => json!({
+                "saga_type": "order-processing", "saga_id": order_id, "correlation_id": order_id,
+                "input": {}, "started_at": at
+            }),
+            "saga.completed" => json!({ "completion_commands": [], "finished_at": at }),
+            _ => json!({ "reason": "out of stock", "compensation_failed": [], "finished_at": at }),
+        },
     }
 }
 

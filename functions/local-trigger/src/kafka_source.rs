@@ -15,6 +15,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sagaflow_handlers::KafkaFunction;
+
+use crate::faults::{FaultPlan, TriggerFault};
 use sagaflow_kafka::KafkaConfig;
 use serde_json::{json, Map, Value};
 
@@ -36,6 +38,8 @@ pub struct TriggerConfig {
     pub batching_window: Duration,
     /// The payload flavour.
     pub event_source: EventSource,
+    /// Faults to inject (the chaos run); `None` runs as AWS does on a good day.
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 impl Default for TriggerConfig {
@@ -44,6 +48,7 @@ impl Default for TriggerConfig {
             batch_size: 100,
             batching_window: Duration::from_millis(100),
             event_source: EventSource::SelfManaged,
+            faults: None,
         }
     }
 }
@@ -79,6 +84,19 @@ pub struct ConsumedRecord {
 }
 
 impl ConsumedRecord {
+    fn header_str(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    fn key_str(&self) -> Option<&str> {
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+    }
+
     fn from_message(message: &BorrowedMessage<'_>) -> Self {
         let headers = message
             .headers()
@@ -274,33 +292,81 @@ impl KafkaTrigger {
         stop: Arc<AtomicBool>,
         stats: Arc<Mutex<TriggerStats>>,
     ) {
+        let mut invocations = 0u64;
         while !stop.load(Ordering::SeqCst) {
             let batch = self.gather(&consumer, &stop);
             if batch.is_empty() {
                 continue;
             }
-            let payload = kafka_event(
-                &batch,
-                self.config.event_source,
-                &self.kafka.bootstrap_servers,
-            );
-            let Ok(event) = serde_json::from_value::<KafkaEvent>(payload) else {
+            invocations += 1;
+            let plan = self.config.faults.as_ref();
+            let fault = plan.map_or(TriggerFault::None, |p| {
+                p.trigger_fault(&self.name, invocations)
+            });
+            // A silenced command is consumed and committed but never reaches the function.
+            let delivered: Vec<ConsumedRecord> = batch
+                .iter()
+                .filter(|r| {
+                    !plan.is_some_and(|p| p.is_silenced(r.header_str("command_type"), r.key_str()))
+                })
+                .cloned()
+                .collect();
+            let event = |records: &[ConsumedRecord]| {
+                serde_json::from_value::<KafkaEvent>(kafka_event(
+                    records,
+                    self.config.event_source,
+                    &self.kafka.bootstrap_servers,
+                ))
+            };
+            let Ok(payload) = event(&delivered) else {
                 // Cannot happen for records read from a broker; rewinding retries them.
                 rewind(&consumer, &batch, &HashMap::new());
                 continue;
             };
-            let result = runtime.block_on(self.function.handle_batch(&event));
-            let failed: HashMap<String, i64> = result
-                .response
-                .batch_item_failures
-                .iter()
-                .map(|f| {
-                    (
-                        f.item_identifier.partition.clone(),
-                        f.item_identifier.offset,
-                    )
-                })
-                .collect();
+            let function = &self.function;
+            let result = match fault {
+                TriggerFault::None => runtime.block_on(function.handle_batch(&payload)),
+                TriggerFault::DeliverTwice => {
+                    runtime.block_on(function.handle_batch(&payload));
+                    runtime.block_on(function.handle_batch(&payload))
+                }
+                TriggerFault::Race => {
+                    let (first, second) = runtime.block_on(async {
+                        tokio::join!(
+                            function.handle_batch(&payload),
+                            function.handle_batch(&payload)
+                        )
+                    });
+                    // A record is done only if both racers say so.
+                    let mut merged = first;
+                    merged
+                        .response
+                        .batch_item_failures
+                        .extend(second.response.batch_item_failures);
+                    merged
+                }
+                TriggerFault::CrashAfterCommit | TriggerFault::ErrorHalfway => {
+                    if fault == TriggerFault::CrashAfterCommit {
+                        runtime.block_on(function.handle_batch(&payload));
+                    } else if let Ok(half) = event(&delivered[..delivered.len() / 2]) {
+                        runtime.block_on(function.handle_batch(&half));
+                    }
+                    if let Ok(mut s) = stats.lock() {
+                        s.invocations += 1;
+                        s.rewinds += 1;
+                    }
+                    // The invocation failed as a whole: Lambda retries the batch from its start.
+                    rewind(&consumer, &batch, &HashMap::new());
+                    continue;
+                }
+            };
+            let mut failed: HashMap<String, i64> = HashMap::new();
+            for f in &result.response.batch_item_failures {
+                let lowest = failed
+                    .entry(f.item_identifier.partition.clone())
+                    .or_insert(f.item_identifier.offset);
+                *lowest = (*lowest).min(f.item_identifier.offset);
+            }
             if let Ok(mut s) = stats.lock() {
                 s.invocations += 1;
                 s.records += batch.len() as u64;

@@ -4,9 +4,11 @@
 
 #![warn(missing_docs)]
 
+pub mod faults;
 pub mod kafka_source;
 pub mod stream_source;
 pub mod system;
 
+pub use faults::{FaultPlan, FaultRates};
 pub use kafka_source::{EventSource, KafkaTrigger, TriggerConfig, TriggerStats};
 pub use system::{DeadLetterRecord, LocalStats, LocalSystem, LocalSystemConfig};

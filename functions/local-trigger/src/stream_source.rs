@@ -16,6 +16,8 @@ use sagaflow_handlers::relay::relay_stream_batch;
 use sagaflow_kafka::{EventPublisher, Topics};
 use serde_json::{json, Map, Value};
 
+use crate::faults::FaultPlan;
+
 /// Why the stream could not be tailed.
 #[derive(Debug, thiserror::Error)]
 #[error("stream of {table}: {reason}")]
@@ -95,6 +97,8 @@ pub struct StreamTrigger {
     pub dead_letters: KafkaDeadLetterSink,
     /// Topic names.
     pub topics: Topics,
+    /// Faults to inject (the chaos run): crashes after publishing, before the checkpoint.
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 impl StreamTrigger {
@@ -125,32 +129,40 @@ impl StreamTrigger {
         };
         let arn = self.stream_arn().await?;
         let upcasters = Upcasters::default();
-        // Per shard: the last sequence number relayed. Each poll asks for a fresh iterator
-        // after it: iterators expire (15 minutes on AWS), and moto's rollback of a cancelled
-        // transaction swaps the table's stream shard, orphaning iterators taken before.
+        // Per shard: the last sequence number relayed, and the iterator GetRecords handed back.
+        // The iterator is dropped (and a fresh one asked for after the last sequence) whenever
+        // a poll fails or a batch must be retried, and iterators expire after 15 minutes.
         let mut shards: Vec<(String, Option<String>)> = Vec::new();
+        let mut iterators: std::collections::HashMap<String, String> = Default::default();
+        let mut described_at: Option<std::time::Instant> = None;
         let mut published = 0u64;
+        let mut batches = 0u64;
         while !stop.load(Ordering::SeqCst) {
-            let described = self
-                .streams
-                .describe_stream()
-                .stream_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| err(format!("{e:?}")))?;
-            for shard in described
-                .stream_description()
-                .map(|d| d.shards())
-                .unwrap_or_default()
-            {
-                if let Some(id) = shard.shard_id() {
-                    if !shards.iter().any(|(known, _)| known == id) {
-                        shards.push((id.to_string(), None));
+            // New shards appear rarely (a split); look for them every few seconds.
+            if described_at.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
+                let described = self
+                    .streams
+                    .describe_stream()
+                    .stream_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| err(format!("{e:?}")))?;
+                for shard in described
+                    .stream_description()
+                    .map(|d| d.shards())
+                    .unwrap_or_default()
+                {
+                    if let Some(id) = shard.shard_id() {
+                        if !shards.iter().any(|(known, _)| known == id) {
+                            shards.push((id.to_string(), None));
+                        }
                     }
                 }
+                described_at = Some(std::time::Instant::now());
             }
             let mut idle = true;
             for (shard_id, last) in shards.iter_mut() {
+                let kept = iterators.remove(shard_id.as_str());
                 let request = self
                     .streams
                     .get_shard_iterator()
@@ -162,15 +174,18 @@ impl StreamTrigger {
                         .sequence_number(sequence),
                     None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
                 };
-                let iterator = match request.send().await {
-                    Ok(out) => out.shard_iterator().map(str::to_string),
-                    Err(e) => {
-                        eprintln!(
-                            "relay {}: GetShardIterator failed, retrying: {e:?}",
-                            self.table
-                        );
-                        None
-                    }
+                let iterator = match kept {
+                    Some(iterator) => Some(iterator),
+                    None => match request.send().await {
+                        Ok(out) => out.shard_iterator().map(str::to_string),
+                        Err(e) => {
+                            eprintln!(
+                                "relay {}: GetShardIterator failed, retrying: {e:?}",
+                                self.table
+                            );
+                            None
+                        }
+                    },
                 };
                 let Some(iterator) = iterator else { continue };
                 let page = match self
@@ -189,7 +204,11 @@ impl StreamTrigger {
                     }
                 };
                 let records = page.records();
+                let next = page.next_shard_iterator().map(str::to_string);
                 if records.is_empty() {
+                    if let Some(next) = next {
+                        iterators.insert(shard_id.clone(), next);
+                    }
                     continue;
                 }
                 idle = false;
@@ -211,8 +230,21 @@ impl StreamTrigger {
                         self.table
                     );
                 }
+                batches += 1;
+                if self
+                    .faults
+                    .as_ref()
+                    .is_some_and(|plan| plan.relay_crashes(batches))
+                {
+                    // Published, then died before the checkpoint: the next run starts from the
+                    // old position and publishes the same records again.
+                    continue;
+                }
                 match outcome.response.batch_item_failures.first() {
                     None => {
+                        if let Some(next) = next {
+                            iterators.insert(shard_id.clone(), next);
+                        }
                         *last = records
                             .last()
                             .and_then(|r| r.dynamodb())
@@ -240,7 +272,7 @@ impl StreamTrigger {
                 }
             }
             if idle {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         Ok(published)

@@ -29,6 +29,7 @@ use sagaflow_kafka::{command_record, EventPublisher, KafkaConfig, Topics};
 use sagaflow_lambda_kafka::BatchConfig;
 use tokio::task::JoinHandle;
 
+use crate::faults::FaultPlan;
 use crate::kafka_source::{KafkaTrigger, RunningTrigger, TriggerConfig, TriggerStats};
 use crate::stream_source::{StreamError, StreamTrigger};
 
@@ -51,6 +52,10 @@ pub struct LocalSystemConfig {
     pub stopped_services: Vec<String>,
     /// How often the deadline timer runs (a schedule of one minute on AWS).
     pub timer_every: Duration,
+    /// Faults to inject into the triggers, the relay and the functions' DynamoDB client (the
+    /// chaos run). The system's own reads (`store`, `services`, `sagas`, the analytics query)
+    /// use a client without faults.
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 impl LocalSystemConfig {
@@ -64,6 +69,7 @@ impl LocalSystemConfig {
             step_timeout_ms: sagaflow_core::flow::sagas::STEP_TIMEOUT_MS,
             stopped_services: Vec::new(),
             timer_every: Duration::from_millis(500),
+            faults: None,
         }
     }
 }
@@ -144,6 +150,23 @@ impl LocalSystem {
             .await
             .map_err(|e| e.to_string())?;
         let store = Arc::new(DynamoEventStore::new(client.clone(), table.clone()));
+        // What the functions write through: the same table, with the chaos run's faults.
+        let function_client = match &config.faults {
+            Some(plan) => aws_sdk_dynamodb::Client::from_conf(
+                client
+                    .config()
+                    .to_builder()
+                    .interceptor(plan.dynamodb_interceptor())
+                    .build(),
+            ),
+            None => client.clone(),
+        };
+        let function_store = Arc::new(DynamoEventStore::new(
+            function_client.clone(),
+            table.clone(),
+        ));
+        let mut trigger_config = config.trigger.clone();
+        trigger_config.faults = config.faults.clone();
         let publisher = EventPublisher::new(&kafka).map_err(|e| e.to_string())?;
         publisher.warm().await.map_err(|e| e.to_string())?;
         let dead_letters = KafkaDeadLetterSink::new(publisher.clone(), topics.clone());
@@ -158,7 +181,7 @@ impl LocalSystem {
             if config.stopped_services.iter().any(|s| s == service) {
                 continue;
             }
-            let handler = ServiceHandler::new(service, store.clone(), topics.clone())
+            let handler = ServiceHandler::new(service, function_store.clone(), topics.clone())
                 .map_err(|e| e.to_string())?;
             let subscriptions = handler.subscriptions();
             let function = KafkaFunction::new(
@@ -171,17 +194,25 @@ impl LocalSystem {
                 subscriptions,
                 function,
                 kafka.clone(),
-                config.trigger.clone(),
+                trigger_config.clone(),
             );
             triggers.push(trigger.start(runtime.clone())?);
         }
         let orchestrator = OrchestratorHandler::with_step_timeout(
-            store.clone(),
+            function_store.clone(),
             topics.clone(),
             config.step_timeout_ms,
         )
         .map_err(|e| e.to_string())?;
-        let sagas = orchestrator.sagas().clone();
+        let function_sagas = orchestrator.sagas().clone();
+        let sagas = OrchestratorHandler::with_step_timeout(
+            store.clone(),
+            topics.clone(),
+            config.step_timeout_ms,
+        )
+        .map_err(|e| e.to_string())?
+        .sagas()
+        .clone();
         let subscriptions = orchestrator.subscriptions();
         let function = KafkaFunction::new(
             Arc::new(orchestrator),
@@ -194,18 +225,27 @@ impl LocalSystem {
                 subscriptions,
                 function,
                 kafka.clone(),
-                config.trigger.clone(),
+                trigger_config.clone(),
             )
             .start(runtime.clone())?,
         );
 
         let analytics = Arc::new(DynamoAnalyticsStore::new(
             client.clone(),
-            analytics_table,
+            analytics_table.clone(),
             order_upcasters(),
         ));
-        let analytics_handler = AnalyticsHandler::new(analytics.clone(), topics.clone());
-        let queries = analytics_handler.query_bus().map_err(|e| e.to_string())?;
+        let queries = AnalyticsHandler::new(analytics.clone(), topics.clone())
+            .query_bus()
+            .map_err(|e| e.to_string())?;
+        let analytics_handler = AnalyticsHandler::new(
+            Arc::new(DynamoAnalyticsStore::new(
+                function_client.clone(),
+                analytics_table,
+                order_upcasters(),
+            )),
+            topics.clone(),
+        );
         let subscriptions = analytics_handler.subscriptions();
         let function = KafkaFunction::new(
             Arc::new(analytics_handler),
@@ -218,7 +258,7 @@ impl LocalSystem {
                 subscriptions,
                 function,
                 kafka.clone(),
-                config.trigger.clone(),
+                trigger_config.clone(),
             )
             .start(runtime.clone())?,
         );
@@ -235,6 +275,7 @@ impl LocalSystem {
             publisher: publisher.clone(),
             dead_letters,
             topics: topics.clone(),
+            faults: config.faults.clone(),
         };
         let relay = {
             let stop = relay_stop.clone();
@@ -242,7 +283,7 @@ impl LocalSystem {
         };
         let timer = {
             let stop = relay_stop.clone();
-            let timer = DeadlineTimer::new(store.clone(), sagas.clone());
+            let timer = DeadlineTimer::new(function_store.clone(), function_sagas);
             let every = config.timer_every;
             tokio::spawn(async move {
                 let mut stats = TimerStats::default();
