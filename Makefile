@@ -12,7 +12,7 @@ with_servers = if scripts/servers.sh running; then started=0; else scripts/serve
 	set -a; . ./.run/env; set +a; $(1); status=$$?; \
 	if [ $$started = 1 ]; then scripts/servers.sh down; fi; exit $$status
 
-.PHONY: help run test test-unit test-e2e test-demo chaos test-chaos run-local lint fmt check-core-purity up down clean package deploy lint-infra
+.PHONY: help run test test-unit test-e2e test-demo chaos test-chaos fuzz run-local lint fmt check-core-purity up down clean package deploy lint-infra
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -34,6 +34,15 @@ chaos: ## orders through the functions on the local servers with seeded faults; 
 
 test-chaos: ## a short seeded chaos run (100 orders, every fault on) whose invariants must hold
 	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- --orders 100 --seed 11 --silent 0.06)
+
+FUZZ_SECS ?= 120
+CARGO_FUZZ = $(SAGAFLOW_CACHE)/cargo-fuzz/bin/cargo-fuzz
+fuzz: ## fuzz the Kafka record decoder and the event upcasters for FUZZ_SECS each (needs the nightly toolchain)
+	@[ -x $(CARGO_FUZZ) ] || $(CARGO) install cargo-fuzz --locked --root $(SAGAFLOW_CACHE)/cargo-fuzz
+	@for target in kafka_batch event_upcast; do \
+		echo "fuzzing $$target for $(FUZZ_SECS) s"; \
+		PATH=$(SAGAFLOW_CACHE)/cargo-fuzz/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz --target-dir target/fuzz $$target -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
 
 run-local: ## the order flow through the Lambda handlers and local triggers on the servers of 'make up' (uses running servers, or starts and stops its own)
 	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-local-trigger --bin local-demo -- $(ARGS))

@@ -46,6 +46,9 @@ EVENT_STORE_ACTIONS = [
     "dynamodb:PutItem",
     "dynamodb:ConditionCheckItem",
 ]
+# The saga functions also delete a saga's wake-up item (in the same TransactWriteItems) when
+# it stops waiting on a deadline.
+SAGA_STORE_ACTIONS = EVENT_STORE_ACTIONS + ["dynamodb:DeleteItem"]
 ANALYTICS_STORE_ACTIONS = [
     "dynamodb:DescribeTable",
     "dynamodb:GetItem",
@@ -111,7 +114,7 @@ FUNCTIONS = [
         "sagaflow saga orchestrator: the services' events and the saga front door (commands.saga)",
         ["events.order", "events.payment", "events.inventory", "events.shipment", "commands.saga"],
         [DEAD_LETTER],
-        EVENT_STORE_ACTIONS,
+        SAGA_STORE_ACTIONS,
         [],
     ),
     Lambda(
@@ -141,7 +144,7 @@ FUNCTIONS = [
         "sagaflow saga deadline timer: fails the saga steps whose reply never came",
         [],
         [DEAD_LETTER],
-        EVENT_STORE_ACTIONS,
+        SAGA_STORE_ACTIONS,
         [],
         trigger="schedule",
         wake_index=["dynamodb:Query"],

@@ -110,11 +110,17 @@ _query = Table.query
 _all_items = Table.all_items
 
 
+_UNSORTED = object()
+
+
 def _query_reading_one_partition(self, hash_key, *args, **kwargs):
-    """moto's Query, but a query of the table itself reads only its partition."""
+    """moto's Query, but a query of the table itself reads only its partition, and a query of
+    an index reads the items unsorted (moto sorts the matches by the index's keys after)."""
     index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
     if index_name is None and hash_key is not None and self.range_key_attr:
         self._partition_only = hash_key
+    elif index_name is not None:
+        self._partition_only = _UNSORTED
     try:
         return _query(self, hash_key, *args, **kwargs)
     finally:
@@ -126,6 +132,10 @@ def _all_items_of_the_partition(self):
     partition = getattr(self, "_partition_only", None)
     if partition is None:
         return _all_items(self)
+    if partition is _UNSORTED:
+        if not self.range_key_attr:
+            return list(self.items.values())
+        return [item for items in self.items.values() for item in items.values()]
     return sorted(self.items.get(partition, {}).values(), key=lambda item: item.range_key)
 
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine, OrderStatus};
+use sagaflow_core::domain::fixtures::address;
+use sagaflow_core::domain::{CreateOrder, Flow, Money, OrderLine, OrderStatus};
 use sagaflow_handlers::bad_input::{bad_records, BadValue};
 use sagaflow_kafka::{EventPublisher, OutboundRecord};
 use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig};
@@ -24,12 +25,7 @@ fn good_order(id: &str, flow: Flow) -> CreateOrder {
             unit_price: Money::eur(1_250),
         }],
         payment_method: "card-ok".into(),
-        shipping_address: Address {
-            name: "Ada Lovelace".into(),
-            line1: "1 Loop Road".into(),
-            city: "Paris".into(),
-            country: "FR".into(),
-        },
+        shipping_address: address(),
         flow,
     }
 }

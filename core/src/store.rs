@@ -58,6 +58,17 @@ pub struct DueStream {
     pub wake_at: Timestamp,
 }
 
+impl DueStream {
+    /// Keeps the `limit` earliest of `due` (ties by aggregate id), earliest first.
+    pub fn earliest(mut due: Vec<DueStream>, limit: usize) -> Vec<DueStream> {
+        due.sort_by(|a, b| {
+            (a.wake_at, &a.stream.aggregate_id).cmp(&(b.wake_at, &b.stream.aggregate_id))
+        });
+        due.truncate(limit);
+        due
+    }
+}
+
 /// What an append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendOutcome {
@@ -346,7 +357,7 @@ impl EventStore for InMemoryEventStore {
         limit: usize,
     ) -> Result<Vec<DueStream>, StoreError> {
         let state = self.lock();
-        let mut due: Vec<DueStream> = state
+        let due: Vec<DueStream> = state
             .wake
             .iter()
             .filter(|(stream, at)| stream.aggregate_type == aggregate_type && **at <= now)
@@ -355,10 +366,6 @@ impl EventStore for InMemoryEventStore {
                 wake_at: *at,
             })
             .collect();
-        due.sort_by(|a, b| {
-            (a.wake_at, &a.stream.aggregate_id).cmp(&(b.wake_at, &b.stream.aggregate_id))
-        });
-        due.truncate(limit);
-        Ok(due)
+        Ok(DueStream::earliest(due, limit))
     }
 }

@@ -1,4 +1,4 @@
-//! Sample values for the domain's tests.
+//! Sample values for tests of the domain and of everything built on it.
 
 use super::money::Money;
 use super::order::CreateOrder;

@@ -7,8 +7,7 @@ pub mod payment;
 pub mod shipment;
 pub mod types;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+pub mod fixtures;
 
 pub use inventory::{Inventory, InventoryCommand, InventoryError, InventoryEvent, StockLevel};
 pub use money::{Currency, Money};

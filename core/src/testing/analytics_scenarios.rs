@@ -3,8 +3,9 @@
 
 use serde_json::json;
 
+use crate::domain::fixtures::address;
 use crate::domain::order::order_upcasters;
-use crate::domain::{Address, CancelReason, Flow, Money, OrderEvent, PaymentEvent, RefundStatus};
+use crate::domain::{CancelReason, Flow, Money, OrderEvent, PaymentEvent, RefundStatus};
 use crate::event::{
     envelope_events, event_id_for, CommandMeta, EventEnvelope, StreamId, Timestamp,
 };
@@ -65,12 +66,7 @@ pub fn order_history(prefix: &str, orders: u32) -> Vec<StoredEvent> {
                 lines: Vec::new(),
                 total: total.clone(),
                 payment_method: "card-ok".into(),
-                shipping_address: Address {
-                    name: "Ada Lovelace".into(),
-                    line1: "1 Loop Road".into(),
-                    city: "Paris".into(),
-                    country: "FR".into(),
-                },
+                shipping_address: address(),
                 flow,
             }],
             &at(1),

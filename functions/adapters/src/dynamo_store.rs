@@ -471,11 +471,7 @@ impl EventStore for DynamoEventStore {
             let shard = format!("{aggregate_type}#{shard}");
             due.extend(self.due_in_shard(&shard, now, limit).await?);
         }
-        due.sort_by(|a, b| {
-            (a.wake_at, &a.stream.aggregate_id).cmp(&(b.wake_at, &b.stream.aggregate_id))
-        });
-        due.truncate(limit);
-        Ok(due)
+        Ok(DueStream::earliest(due, limit))
     }
 
     async fn is_processed(&self, key: &str) -> Result<bool, StoreError> {

@@ -40,7 +40,8 @@ mod tests {
 
     use super::*;
     use lambda_runtime::Context;
-    use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine};
+    use sagaflow_core::domain::fixtures::address;
+    use sagaflow_core::domain::{CreateOrder, Flow, Money, OrderLine};
     use sagaflow_core::flow::sagas::ORDER_SAGA;
     use sagaflow_core::saga::{InstanceStatus, StepKind};
     use sagaflow_core::{InMemoryEventStore, Timestamp};
@@ -59,12 +60,7 @@ mod tests {
                 unit_price: Money::eur(1_250),
             }],
             payment_method: "card-ok".into(),
-            shipping_address: Address {
-                name: "Ada Lovelace".into(),
-                line1: "1 Loop Road".into(),
-                city: "Paris".into(),
-                country: "FR".into(),
-            },
+            shipping_address: address(),
             flow: Flow::Orchestrated,
         })
         .unwrap()

@@ -115,3 +115,27 @@ impl EventPublisher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MSK with SASL/SCRAM (and most managed Kafka) needs TLS: librdkafka refuses these settings
+    /// when it was built without it, so creating the producer proves the build can reach them.
+    #[test]
+    fn the_producer_accepts_tls_and_sasl_scram_settings() {
+        let config = KafkaConfig::from_lookup(|name| match name {
+            "SAGAFLOW_KAFKA_BOOTSTRAP" => Some("b-1.example:9096".into()),
+            "SAGAFLOW_KAFKA_PROPERTIES" => Some(
+                "security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;\
+                 sasl.username=app;sasl.password=secret"
+                    .into(),
+            ),
+            _ => None,
+        })
+        .unwrap();
+        if let Err(e) = EventPublisher::new(&config) {
+            panic!("TLS with SASL/SCRAM must be available: {e}");
+        }
+    }
+}
