@@ -29,7 +29,7 @@ use sagaflow_core::projection::{
 };
 use sagaflow_core::{StoredEvent, Timestamp, Upcasters};
 
-use crate::attributes::{get_n, get_s, n, s, sdk_failure};
+use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
 
 /// How many items the summary counters are spread over.
 pub const SUMMARY_SHARDS: u64 = 8;
@@ -50,10 +50,7 @@ fn unavailable(reason: String, transient: bool) -> ReadModelError {
 
 /// The summary shard a stream's counters go to: FNV-1a of the stream id, stable everywhere.
 pub fn summary_shard(stream: &str) -> u64 {
-    let hash = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    hash % SUMMARY_SHARDS
+    fnv1a(stream.as_bytes()) % SUMMARY_SHARDS
 }
 
 fn shard_key(shard: u64) -> String {

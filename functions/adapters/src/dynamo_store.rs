@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use crate::attributes::{get_n, get_s, n, s, sdk_failure};
+use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
 use sagaflow_core::store::{
     validate_append, AppendOutcome, AppendRequest, DueStream, EventStore, Snapshot, StoreError,
     Wake,
@@ -59,11 +59,7 @@ fn wake_key(stream: &StreamId) -> String {
 
 /// The index partition of a stream's wake-up time: its aggregate type and a stable hash bucket.
 fn wake_shard(stream: &StreamId) -> String {
-    let hash = stream_key(stream)
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let hash = fnv1a(stream_key(stream).as_bytes());
     format!("{}#{}", stream.aggregate_type, hash % WAKE_SHARDS)
 }
 

@@ -24,14 +24,14 @@ use crate::headers::check_event_headers;
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
     read_model: Arc<A>,
-    topics: Topics,
+    subscriptions: Arc<Vec<String>>,
 }
 
 impl<A> Clone for AnalyticsHandler<A> {
     fn clone(&self) -> Self {
         Self {
             read_model: self.read_model.clone(),
-            topics: self.topics.clone(),
+            subscriptions: self.subscriptions.clone(),
         }
     }
 }
@@ -39,15 +39,16 @@ impl<A> Clone for AnalyticsHandler<A> {
 impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
     /// The handler feeding `read_model` from the events topics of `topics`.
     pub fn new(read_model: Arc<A>, topics: Topics) -> Self {
-        Self { read_model, topics }
+        let subscriptions = AGGREGATE_TYPES.iter().map(|a| topics.events(a)).collect();
+        Self {
+            read_model,
+            subscriptions: Arc::new(subscriptions),
+        }
     }
 
     /// The topics it reads: every aggregate's events.
     pub fn subscriptions(&self) -> Vec<String> {
-        AGGREGATE_TYPES
-            .iter()
-            .map(|a| self.topics.events(a))
-            .collect()
+        self.subscriptions.to_vec()
     }
 
     /// The read model.
@@ -68,7 +69,7 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
 
     /// Applies one event record to the read model.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        if !self.subscriptions().contains(&record.id.topic) {
+        if !self.subscriptions.contains(&record.id.topic) {
             return RecordOutcome::DeadLetter(format!(
                 "topic {} is not one the analytics function reads",
                 record.id.topic
