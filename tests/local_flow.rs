@@ -157,8 +157,9 @@ async fn orders_flow_through_the_functions_on_local_servers() {
         1,
         "the failed lamp order took nothing"
     );
+    // A saga ends on the reply to its last step, which trails the order's own last event.
     for id in ["ord-o-ok", "ord-o-stock", "ord-o-ship"] {
-        let saga = system.sagas.repository().load(id).await.unwrap().state;
+        let saga = saga_when_finished(&system, id).await;
         assert!(saga.is_finished(), "{id}: {saga:?}");
     }
 
@@ -417,20 +418,7 @@ async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     assert_eq!(stock.level("MUG").available, 10);
 
     // The order's cancellation reaches the saga as the reply to its last compensation.
-    let started = std::time::Instant::now();
-    let saga = loop {
-        let saga = system
-            .sagas
-            .repository()
-            .load("ord-silent")
-            .await
-            .unwrap()
-            .state;
-        if saga.is_finished() || started.elapsed() > WAIT {
-            break saga;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let saga = saga_when_finished(&system, "ord-silent").await;
     assert_eq!(
         saga.status(),
         sagaflow_core::saga::InstanceStatus::CompensationFailed,
@@ -448,4 +436,16 @@ async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     let stats = system.stop().await;
     assert!(stats.timer.advanced >= 2, "{:?}", stats.timer);
     assert!(stats.timer.failures.is_empty(), "{:?}", stats.timer);
+}
+
+/// The saga of `id` once it is finished, or as it stands after [`WAIT`].
+async fn saga_when_finished(system: &LocalSystem, id: &str) -> sagaflow_core::saga::SagaInstance {
+    let started = std::time::Instant::now();
+    loop {
+        let saga = system.sagas.repository().load(id).await.unwrap().state;
+        if saga.is_finished() || started.elapsed() > WAIT {
+            return saga;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

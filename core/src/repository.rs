@@ -148,35 +148,59 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// Loads the current state of aggregate `id`, starting from its latest usable snapshot.
+    ///
+    /// One read of the store: the snapshot and the events after it come together, or, without
+    /// snapshots, the events alone. Only a snapshot of an older state shape costs a second read.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, RepositoryError<A::Error>> {
         let stream = Self::stream_id(id);
-        let (mut state, version) = match self
-            .store
-            .load_snapshot(&stream)
-            .await
-            .map_err(RepositoryError::Store)?
-        {
-            // A snapshot of an older state shape is ignored rather than trusted: replaying is
-            // always correct, a misread snapshot is not.
-            Some(snapshot) if snapshot.state_version == A::SNAPSHOT_VERSION => {
-                match serde_json::from_value::<A>(snapshot.state) {
-                    Ok(state) => (state, snapshot.version),
-                    Err(_) => (A::default(), 0),
-                }
-            }
-            _ => (A::default(), 0),
+        let (snapshot, events) = match self.snapshot_every {
+            // A snapshot is saved with the append that crosses each multiple of `every`, so
+            // the tail after the latest is shorter than `every` but for a long last append.
+            Some(every) => self.store.load_latest(&stream, every).await,
+            None => self
+                .store
+                .load(&stream, 0)
+                .await
+                .map(|events| (None, events)),
+        }
+        .map_err(RepositoryError::Store)?;
+        // A snapshot of an older state shape is ignored rather than trusted: replaying is
+        // always correct, a misread snapshot is not.
+        let had_snapshot = snapshot.is_some();
+        let restored = snapshot
+            .filter(|s| s.state_version == A::SNAPSHOT_VERSION)
+            .and_then(|s| {
+                serde_json::from_value::<A>(s.state)
+                    .ok()
+                    .map(|a| (a, s.version))
+            });
+        let (state, version, events) = match restored {
+            Some((state, version)) => (state, version, events),
+            None if had_snapshot => (
+                A::default(),
+                0,
+                self.store
+                    .load(&stream, 0)
+                    .await
+                    .map_err(RepositoryError::Store)?,
+            ),
+            None => (A::default(), 0, events),
         };
-        let events = self
-            .store
-            .load(&stream, version)
-            .await
-            .map_err(RepositoryError::Store)?;
-        let replayed = events.len() as u64;
+        self.replay(&stream, state, version, &events)
+    }
+
+    fn replay(
+        &self,
+        stream: &StreamId,
+        mut state: A,
+        version: u64,
+        events: &[StoredEvent],
+    ) -> Result<Loaded<A>, RepositoryError<A::Error>> {
         let mut current = version;
-        for stored in &events {
+        for stored in events {
             if stored.sequence != current + 1 {
                 return Err(RepositoryError::Store(StoreError::Corrupt {
-                    stream,
+                    stream: stream.clone(),
                     reason: format!(
                         "sequence {} follows {current}: the stream has a gap",
                         stored.sequence
@@ -195,7 +219,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok(Loaded {
             state,
             version: current,
-            replayed,
+            replayed: events.len() as u64,
         })
     }
 
@@ -209,113 +233,264 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         command: &A::Command,
         meta: &CommandMeta,
     ) -> Result<CommandOutcome<A>, RepositoryError<A::Error>> {
+        let mut outcomes = self.execute_all(id, &[(command, meta)]).await;
+        outcomes
+            .pop()
+            .unwrap_or(Err(RepositoryError::Store(StoreError::Unavailable {
+                reason: "no outcome for the command".into(),
+                transient: true,
+            })))
+    }
+
+    /// Handles several commands on aggregate `id` in order, as [`Repository::execute`] would one
+    /// after another, but with one load and one append for all of them: the events of every
+    /// accepted command and all their idempotency keys go into one atomic write.
+    ///
+    /// Returns one outcome per command, in order. If any key shows an effect already recorded
+    /// (a redelivered batch), the commands are executed one by one instead, so each duplicate
+    /// is reported on its own.
+    pub async fn execute_all(
+        &self,
+        id: &str,
+        commands: &[(&A::Command, &CommandMeta)],
+    ) -> Vec<Result<CommandOutcome<A>, RepositoryError<A::Error>>> {
         let stream = Self::stream_id(id);
         let max_attempts = self.conflict_retry.max_attempts.max(1);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let loaded = self.load(id).await?;
-            let decided = match loaded.state.decide(command) {
-                Ok(events) => events,
-                Err(refusal) => {
-                    // Redelivery of a command that already took effect may now be refused by
-                    // the changed state; it must be acknowledged as a duplicate, not failed.
-                    if let Some(key) = &meta.idempotency_key {
-                        if self
-                            .store
-                            .is_processed(key)
-                            .await
-                            .map_err(RepositoryError::Store)?
-                        {
-                            return Ok(CommandOutcome {
-                                events: Vec::new(),
-                                state: loaded.state,
-                                version: loaded.version,
-                                duplicate: true,
-                                attempts,
-                            });
-                        }
-                    }
-                    return Err(RepositoryError::Domain(refusal));
-                }
+            let loaded = match self.load(id).await {
+                Ok(loaded) => loaded,
+                Err(e) => return commands.iter().map(|_| Err(e.clone())).collect(),
             };
-            let stored = envelope_events(&stream, loaded.version, &decided, meta);
-            let woken_before = loaded.state.wake_at();
-            let mut state = loaded.state;
-            for event in &decided {
-                state.apply(event);
+            let decided = Decided::run(&stream, loaded, commands);
+            if decided.accepted == 0 {
+                return self.settle_refusals(decided, attempts).await;
             }
             let request = AppendRequest {
                 stream: stream.clone(),
-                expected_version: loaded.version,
-                events: stored.clone(),
-                idempotency_key: meta.idempotency_key.clone(),
-                wake: Wake::between(woken_before, state.wake_at()),
+                expected_version: decided.before.1,
+                events: decided.events.clone(),
+                idempotency_keys: decided.keys.clone(),
+                wake: Wake::between(decided.before.0, decided.state.wake_at()),
+                snapshot: self.snapshot(&stream, decided.before.1, &decided),
             };
             match self.store.append(request).await {
-                Ok(AppendOutcome::Appended { version }) => {
-                    self.maybe_snapshot(&stream, loaded.version, version, &state, meta)
-                        .await;
-                    return Ok(CommandOutcome {
-                        events: stored,
-                        state,
-                        version,
-                        duplicate: false,
-                        attempts,
-                    });
+                Ok(AppendOutcome::Appended { .. }) => {
+                    return self.settle_refusals(decided, attempts).await;
+                }
+                Ok(AppendOutcome::Duplicate) if commands.len() > 1 => {
+                    let mut outcomes = Vec::with_capacity(commands.len());
+                    for &(command, meta) in commands {
+                        outcomes.push(Box::pin(self.execute(id, command, meta)).await);
+                    }
+                    return outcomes;
                 }
                 Ok(AppendOutcome::Duplicate) => {
                     // The effect was recorded before; the stream as it is now includes it.
-                    let current = self.load(id).await?;
-                    return Ok(CommandOutcome {
+                    let outcome = self.load(id).await.map(|current| CommandOutcome {
                         events: Vec::new(),
                         state: current.state,
                         version: current.version,
                         duplicate: true,
                         attempts,
                     });
+                    return vec![outcome];
                 }
                 Err(conflict @ StoreError::Conflict { .. }) => {
                     if attempts >= max_attempts {
-                        return Err(RepositoryError::Contended {
-                            attempts,
-                            source: conflict,
-                        });
+                        return commands
+                            .iter()
+                            .map(|_| {
+                                Err(RepositoryError::Contended {
+                                    attempts,
+                                    source: conflict.clone(),
+                                })
+                            })
+                            .collect();
                     }
                 }
-                Err(other) => return Err(RepositoryError::Store(other)),
+                Err(other) => {
+                    return commands
+                        .iter()
+                        .map(|_| Err(RepositoryError::Store(other.clone())))
+                        .collect()
+                }
             }
         }
     }
 
-    async fn maybe_snapshot(
+    /// The outcomes once the accepted commands are committed (or there were none): a refused
+    /// command whose key was recorded before is a redelivered duplicate, not a refusal.
+    async fn settle_refusals(
         &self,
-        stream: &StreamId,
-        before: u64,
-        after: u64,
-        state: &A,
-        meta: &CommandMeta,
-    ) {
-        let Some(every) = self.snapshot_every else {
-            return;
-        };
-        if before / every == after / every {
-            return;
+        decided: Decided<A>,
+        attempts: u32,
+    ) -> Vec<Result<CommandOutcome<A>, RepositoryError<A::Error>>> {
+        let mut outcomes = Vec::with_capacity(decided.outcomes.len());
+        let mut last_state = Some(decided.state);
+        for outcome in decided.outcomes {
+            let mut state_of =
+                |own: Option<A>| own.or_else(|| last_state.take()).unwrap_or_default();
+            outcomes.push(match outcome {
+                Step::Accepted {
+                    events,
+                    state,
+                    version,
+                } => Ok(CommandOutcome {
+                    events,
+                    state: state_of(state),
+                    version,
+                    duplicate: false,
+                    attempts,
+                }),
+                Step::Refused {
+                    refusal,
+                    key,
+                    state,
+                    version,
+                } => {
+                    let duplicate = match key {
+                        Some(key) => match self.store.is_processed(&key).await {
+                            Ok(recorded) => recorded,
+                            Err(e) => {
+                                outcomes.push(Err(RepositoryError::Store(e)));
+                                continue;
+                            }
+                        },
+                        None => false,
+                    };
+                    if duplicate {
+                        Ok(CommandOutcome {
+                            events: Vec::new(),
+                            state: state_of(state),
+                            version,
+                            duplicate: true,
+                            attempts,
+                        })
+                    } else {
+                        Err(RepositoryError::Domain(refusal))
+                    }
+                }
+            });
         }
-        let Ok(value) = serde_json::to_value(state) else {
-            return;
-        };
-        // A snapshot is only a shortcut: failing to save one loses nothing, the events are
-        // committed, so the error is deliberately not surfaced as a command failure.
-        let _ = self
-            .store
-            .save_snapshot(Snapshot {
-                stream: stream.clone(),
-                version: after,
-                state_version: A::SNAPSHOT_VERSION,
-                state: value,
-                taken_at: meta.now,
-            })
-            .await;
+        outcomes
+    }
+
+    /// The snapshot to save with an append that takes the stream from `before` past a multiple
+    /// of the snapshot interval, if the state is small enough for any store's item.
+    fn snapshot(&self, stream: &StreamId, before: u64, decided: &Decided<A>) -> Option<Snapshot> {
+        let every = self.snapshot_every?;
+        let after = decided.version;
+        if before / every == after / every {
+            return None;
+        }
+        let state = serde_json::to_value(&decided.state).ok()?;
+        // A snapshot is only a shortcut: one too big to store is skipped, never allowed to
+        // make the append itself fail.
+        if state.to_string().len() > MAX_SNAPSHOT_BYTES {
+            return None;
+        }
+        Some(Snapshot {
+            stream: stream.clone(),
+            version: after,
+            state_version: A::SNAPSHOT_VERSION,
+            state,
+            taken_at: decided.taken_at,
+        })
+    }
+}
+
+/// The largest serialized state saved as a snapshot; DynamoDB's items hold 400 KB in all.
+pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024;
+
+/// What deciding one command of a batch came to, before anything is written; `state` is
+/// `None` for the last command, whose state is the batch's final one.
+enum Step<A: Aggregate> {
+    /// The command's events (possibly none), the state and version after them.
+    Accepted {
+        events: Vec<StoredEvent>,
+        state: Option<A>,
+        version: u64,
+    },
+    /// The aggregate refused the command; its key says whether it may be a duplicate.
+    Refused {
+        refusal: A::Error,
+        key: Option<String>,
+        state: Option<A>,
+        version: u64,
+    },
+}
+
+/// A batch of commands decided in order on one loaded state.
+struct Decided<A: Aggregate> {
+    /// The wake-up time and version the batch was decided on.
+    before: (Option<crate::event::Timestamp>, u64),
+    /// Every accepted command's events, numbered on from `before`.
+    events: Vec<StoredEvent>,
+    /// The idempotency keys of the accepted commands.
+    keys: Vec<String>,
+    /// How many commands were accepted.
+    accepted: usize,
+    /// The state and version after the whole batch.
+    state: A,
+    version: u64,
+    /// When the last command was issued, for the snapshot.
+    taken_at: crate::event::Timestamp,
+    /// Per command, in order.
+    outcomes: Vec<Step<A>>,
+}
+
+impl<A: Aggregate> Decided<A> {
+    fn run(stream: &StreamId, loaded: Loaded<A>, commands: &[(&A::Command, &CommandMeta)]) -> Self {
+        let before = (loaded.state.wake_at(), loaded.version);
+        let mut state = loaded.state;
+        let mut version = loaded.version;
+        let mut events = Vec::new();
+        let mut keys = Vec::new();
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut accepted = 0;
+        let mut taken_at = crate::event::Timestamp(0);
+        for (i, &(command, meta)) in commands.iter().enumerate() {
+            taken_at = meta.now;
+            let decision = state.decide(command);
+            if let Ok(decided) = &decision {
+                for event in decided {
+                    state.apply(event);
+                }
+            }
+            // The last command's state is the batch's final one, handed over without a copy.
+            let own_state = (i + 1 < commands.len()).then(|| state.clone());
+            outcomes.push(match decision {
+                Ok(decided) => {
+                    let stored = envelope_events(stream, version, &decided, meta);
+                    version += stored.len() as u64;
+                    events.extend(stored.iter().cloned());
+                    keys.extend(meta.idempotency_key.iter().cloned());
+                    accepted += 1;
+                    Step::Accepted {
+                        events: stored,
+                        state: own_state,
+                        version,
+                    }
+                }
+                Err(refusal) => Step::Refused {
+                    refusal,
+                    key: meta.idempotency_key.clone(),
+                    state: own_state,
+                    version,
+                },
+            });
+        }
+        Self {
+            before,
+            events,
+            keys,
+            accepted,
+            state,
+            version,
+            taken_at,
+            outcomes,
+        }
     }
 }

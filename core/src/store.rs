@@ -20,10 +20,14 @@ pub struct AppendRequest {
     pub expected_version: u64,
     /// The events, numbered `expected_version + 1` onwards.
     pub events: Vec<StoredEvent>,
-    /// Recorded with the events in one atomic write; if already recorded, nothing is appended.
-    pub idempotency_key: Option<String>,
+    /// Recorded with the events in one atomic write; if any was already recorded, nothing is
+    /// appended. Several keys when one append carries the effects of several commands.
+    pub idempotency_keys: Vec<String>,
     /// What happens to the stream's wake-up time, in the same atomic write.
     pub wake: Wake,
+    /// The state after these events, saved in the same atomic write so taking a snapshot
+    /// costs no request of its own.
+    pub snapshot: Option<Snapshot>,
 }
 
 /// A change to the time a stream wants to be woken at (see [`crate::Aggregate::wake_at`]).
@@ -151,8 +155,21 @@ impl StoreError {
     }
 }
 
-/// Checks an append request's own shape: events numbered on from the expected version, one stream.
+/// Checks an append request's own shape: events numbered on from the expected version, one
+/// stream, a snapshot (if any) of the state after them.
 pub fn validate_append(request: &AppendRequest) -> Result<(), StoreError> {
+    if let Some(snapshot) = &request.snapshot {
+        let after = request.expected_version + request.events.len() as u64;
+        if snapshot.stream != request.stream || snapshot.version != after {
+            return Err(StoreError::InvalidAppend {
+                stream: request.stream.clone(),
+                reason: format!(
+                    "the snapshot is of {} at version {}, the append ends {} at version {after}",
+                    snapshot.stream, snapshot.version, request.stream
+                ),
+            });
+        }
+    }
     for (i, event) in request.events.iter().enumerate() {
         let wanted = request.expected_version + 1 + i as u64;
         let invalid = |reason: String| StoreError::InvalidAppend {
@@ -196,6 +213,22 @@ pub trait EventStore: Send + Sync {
 
     /// Whether an effect with this idempotency key was recorded.
     fn is_processed(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The latest snapshot of `stream` (if any) and the events after it, in order: what loading
+    /// an aggregate reads. `tail_hint` is how many events are expected after the snapshot, so a
+    /// store can read both in one request of about that size.
+    fn load_latest(
+        &self,
+        stream: &StreamId,
+        tail_hint: u64,
+    ) -> impl Future<Output = Result<(Option<Snapshot>, Vec<StoredEvent>), StoreError>> + Send {
+        let _ = tail_hint;
+        async move {
+            let snapshot = self.load_snapshot(stream).await?;
+            let after = snapshot.as_ref().map_or(0, |s| s.version);
+            Ok((snapshot, self.load(stream, after).await?))
+        }
+    }
 
     /// The latest snapshot of `stream`, if any.
     fn load_snapshot(
@@ -273,10 +306,12 @@ impl EventStore for InMemoryEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         validate_append(&request)?;
         let mut state = self.lock();
-        if let Some(key) = &request.idempotency_key {
-            if state.processed.contains(key) {
-                return Ok(AppendOutcome::Duplicate);
-            }
+        if request
+            .idempotency_keys
+            .iter()
+            .any(|key| state.processed.contains(key))
+        {
+            return Ok(AppendOutcome::Duplicate);
         }
         let actual = state
             .streams
@@ -289,8 +324,9 @@ impl EventStore for InMemoryEventStore {
                 actual,
             });
         }
-        if let Some(key) = request.idempotency_key {
-            state.processed.insert(key);
+        state.processed.extend(request.idempotency_keys);
+        if let Some(snapshot) = request.snapshot {
+            state.snapshots.insert(snapshot.stream.clone(), snapshot);
         }
         match request.wake {
             Wake::Unchanged => {}

@@ -159,8 +159,9 @@ impl EventStore for RacingStore {
                     stream: request.stream.clone(),
                     expected_version: request.expected_version,
                     events: rival,
-                    idempotency_key: None,
+                    idempotency_keys: Vec::new(),
                     wake: Wake::Unchanged,
+                    snapshot: None,
                 })
                 .await?;
         }
@@ -233,4 +234,108 @@ async fn endless_contention_gives_up_with_a_typed_error() {
             .available,
         0
     );
+}
+
+fn reserve(order: &str, quantity: u32) -> InventoryCommand {
+    InventoryCommand::Reserve {
+        order_id: order.into(),
+        lines: vec![StockLine {
+            sku: "MUG".into(),
+            quantity,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn given_stock_when_a_batch_of_reservations_runs_then_one_append_records_every_effect() {
+    let store = racing(0);
+    let repo = Repository::<Inventory, _>::new(store.clone());
+    repo.execute("main", &restock(5), &meta("stock"))
+        .await
+        .unwrap();
+    let commands = [
+        (reserve("ord-1", 2), meta("r1").with_idempotency_key("k1")),
+        (reserve("ord-2", 0), meta("r2").with_idempotency_key("k2")),
+        (reserve("ord-3", 3), meta("r3").with_idempotency_key("k3")),
+        (reserve("ord-4", 1), meta("r4").with_idempotency_key("k4")),
+    ];
+    let batch: Vec<_> = commands.iter().map(|(c, m)| (c, m)).collect();
+    let appends_before = store.appends.load(Ordering::SeqCst);
+    let outcomes = repo.execute_all("main", &batch).await;
+    assert_eq!(store.appends.load(Ordering::SeqCst), appends_before + 1);
+    assert_eq!(outcomes.len(), 4);
+    let first = outcomes[0].as_ref().unwrap();
+    assert_eq!((first.version, first.state.level("MUG").available), (2, 3));
+    assert!(matches!(outcomes[1], Err(RepositoryError::Domain(_))));
+    let third = outcomes[2].as_ref().unwrap();
+    assert_eq!((third.version, third.state.level("MUG").available), (3, 0));
+    let fourth = outcomes[3].as_ref().unwrap();
+    assert_eq!(fourth.events[0].event_type, "inventory.reservation_failed");
+    assert_eq!(fourth.events[0].causation_id, "r4");
+    for key in ["k1", "k3", "k4"] {
+        assert!(store.is_processed(key).await.unwrap(), "{key}");
+    }
+    assert!(!store.is_processed("k2").await.unwrap());
+
+    // Redelivered: every accepted command is a duplicate, the refused one is refused again.
+    let again = repo.execute_all("main", &batch).await;
+    assert_eq!(repo.load("main").await.unwrap().version, 4);
+    assert!(again[0].as_ref().unwrap().duplicate);
+    assert!(matches!(again[1], Err(RepositoryError::Domain(_))));
+    assert!(again[2].as_ref().unwrap().duplicate);
+    assert!(again[3].as_ref().unwrap().duplicate);
+}
+
+#[tokio::test]
+async fn a_batch_that_loses_a_race_is_decided_again_on_fresh_state() {
+    let store = racing(1);
+    let repo = Repository::<Inventory, _>::new(store.clone()).with_snapshots_every(2);
+    let commands = [
+        (restock(4), meta("a").with_idempotency_key("a")),
+        (reserve("ord-1", 3), meta("b").with_idempotency_key("b")),
+    ];
+    let batch: Vec<_> = commands.iter().map(|(c, m)| (c, m)).collect();
+    let outcomes = repo.execute_all("main", &batch).await;
+    assert_eq!(outcomes[1].as_ref().unwrap().attempts, 2);
+    assert_eq!(
+        outcomes[1].as_ref().unwrap().version,
+        3,
+        "after the rival's event"
+    );
+    let snapshot = store
+        .load_snapshot(&StreamId::new("inventory", "main"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snapshot.version, 3, "taken in the append that crossed 2");
+    let loaded = repo.load("main").await.unwrap();
+    assert_eq!(loaded.replayed, 0);
+    assert_eq!(loaded.state.level("MUG").available, 1);
+    assert_eq!(loaded.state.level("TEE").available, 1);
+}
+
+#[tokio::test]
+async fn a_command_costs_one_read_and_one_write_with_or_without_snapshots() {
+    use sagaflow_core::testing::CountingStore;
+    for snapshots in [None, Some(3)] {
+        let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
+        let mut repo = Repository::<Inventory, _>::new(store.clone());
+        if let Some(every) = snapshots {
+            repo = repo.with_snapshots_every(every);
+        }
+        for i in 0..10 {
+            let key = format!("c{i}");
+            repo.execute(
+                "main",
+                &restock(1),
+                &meta(&key).with_idempotency_key(key.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!((store.reads(), store.appends()), (10, 10), "{snapshots:?}");
+        let loaded = repo.load("main").await.unwrap();
+        assert_eq!(loaded.state.level("MUG").available, 10);
+        assert_eq!(loaded.replayed, if snapshots.is_some() { 1 } else { 10 });
+    }
 }

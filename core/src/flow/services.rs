@@ -12,7 +12,7 @@ use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::order::order_upcasters;
 use crate::domain::{Inventory, InventoryCommand, InventoryError, Order, Payment, Shipment};
 use crate::event::{CommandMeta, StoredEvent, Timestamp};
-use crate::repository::{Repository, RepositoryError};
+use crate::repository::{CommandOutcome, Repository, RepositoryError};
 use crate::store::EventStore;
 
 /// Why a command could not be handled; `is_permanent` decides retry or dead letter.
@@ -153,6 +153,33 @@ impl<S: EventStore> FlowServices<S> {
             _ => Err(ServiceError::UnknownCommand(command.command_type.clone())),
         }
     }
+
+    /// Handles commands in order, as [`FlowServices::handle`] would one by one, but each run of
+    /// consecutive commands to the same aggregate shares one load and one append.
+    pub async fn handle_all(
+        &self,
+        commands: &[CommandEnvelope],
+        now: Timestamp,
+    ) -> Vec<Result<HandledCommand, ServiceError>> {
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for run in commands
+            .chunk_by(|a, b| a.aggregate_type() == b.aggregate_type() && a.target_id == b.target_id)
+        {
+            let run: Vec<&CommandEnvelope> = run.iter().collect();
+            let Some(first) = run.first() else { continue };
+            outcomes.extend(match first.aggregate_type() {
+                "order" => execute_together(&self.orders, &run, now).await,
+                "payment" => execute_together(&self.payments, &run, now).await,
+                "inventory" => execute_together(&self.inventory, &run, now).await,
+                "shipment" => execute_together(&self.shipments, &run, now).await,
+                _ => run
+                    .iter()
+                    .map(|c| Err(ServiceError::UnknownCommand(c.command_type.clone())))
+                    .collect(),
+            });
+        }
+        outcomes
+    }
 }
 
 /// Decodes a command payload into `A::Command`, whose serde tag `command` is the action name.
@@ -199,30 +226,83 @@ where
     S: EventStore,
 {
     let typed = decode_command::<A>(command)?;
-    let command_type = command.command_type.clone();
-    match repository
+    repository
         .execute(&command.target_id, &typed, &command.meta(now))
         .await
-    {
-        Ok(outcome) => Ok(HandledCommand {
-            events: outcome.events,
-            duplicate: outcome.duplicate,
-        }),
-        Err(RepositoryError::Domain(e)) => Err(ServiceError::Rejected {
+        .map(handled)
+        .map_err(|e| service_error(&command.command_type, e))
+}
+
+/// Runs commands that all address one aggregate through one load and one append; a command
+/// whose payload does not decode fails alone and takes no part.
+async fn execute_together<A, S>(
+    repository: &Repository<A, S>,
+    commands: &[&CommandEnvelope],
+    now: Timestamp,
+) -> Vec<Result<HandledCommand, ServiceError>>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+    S: EventStore,
+{
+    let Some(first) = commands.first() else {
+        return Vec::new();
+    };
+    let decoded: Vec<Result<(A::Command, CommandMeta), ServiceError>> = commands
+        .iter()
+        .map(|c| decode_command::<A>(c).map(|typed| (typed, c.meta(now))))
+        .collect();
+    let batch: Vec<(&A::Command, &CommandMeta)> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().map(|(c, m)| (c, m)))
+        .collect();
+    let mut executed = repository
+        .execute_all(&first.target_id, &batch)
+        .await
+        .into_iter();
+    commands
+        .iter()
+        .zip(&decoded)
+        .map(|(command, decoded)| match decoded {
+            Err(e) => Err(e.clone()),
+            Ok(_) => match executed.next() {
+                Some(outcome) => outcome
+                    .map(handled)
+                    .map_err(|e| service_error(&command.command_type, e)),
+                None => Err(ServiceError::Transient {
+                    command_type: command.command_type.clone(),
+                    reason: "the batch gave no outcome for it".into(),
+                }),
+            },
+        })
+        .collect()
+}
+
+fn handled<A>(outcome: CommandOutcome<A>) -> HandledCommand {
+    HandledCommand {
+        events: outcome.events,
+        duplicate: outcome.duplicate,
+    }
+}
+
+fn service_error<E: std::fmt::Display>(command_type: &str, e: RepositoryError<E>) -> ServiceError {
+    let command_type = command_type.to_string();
+    match e {
+        RepositoryError::Domain(e) => ServiceError::Rejected {
             command_type,
             reason: e.to_string(),
-        }),
-        Err(e @ RepositoryError::Decode { .. }) => Err(ServiceError::Corrupt {
+        },
+        e @ RepositoryError::Decode { .. } => ServiceError::Corrupt {
             command_type,
             reason: e.to_string(),
-        }),
-        Err(e) if e.is_transient() => Err(ServiceError::Transient {
+        },
+        e if e.is_transient() => ServiceError::Transient {
             command_type,
             reason: e.to_string(),
-        }),
-        Err(e) => Err(ServiceError::Corrupt {
+        },
+        e => ServiceError::Corrupt {
             command_type,
             reason: e.to_string(),
-        }),
+        },
     }
 }

@@ -2,7 +2,9 @@
 //! and event store and read model scenarios written once and run against every backend.
 
 pub mod analytics_scenarios;
+mod counting;
 mod fixture;
 pub mod store_scenarios;
 
+pub use counting::CountingStore;
 pub use fixture::{AggregateFixture, AggregateResult};

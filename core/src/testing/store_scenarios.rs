@@ -36,8 +36,9 @@ fn request(stream: &StreamId, expected: u64, count: u64, key: Option<&str>) -> A
         stream: stream.clone(),
         expected_version: expected,
         events: events(stream, expected, count),
-        idempotency_key: key.map(str::to_string),
+        idempotency_keys: key.map(str::to_string).into_iter().collect(),
         wake: Wake::Unchanged,
+        snapshot: None,
     }
 }
 
@@ -167,6 +168,79 @@ pub async fn snapshots_keep_the_latest<S: EventStore>(store: &S, prefix: &str) {
     assert_eq!(store.load_snapshot(&stream).await, Ok(Some(snap(20))));
 }
 
+/// A snapshot saved with an append loads back with exactly the events after it; a stream
+/// without one loads whole.
+pub async fn snapshots_in_appends_load_with_their_tail<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-tail"));
+    let snap = |version: u64| Snapshot {
+        stream: stream.clone(),
+        version,
+        state_version: 1,
+        state: json!({ "total": version }),
+        taken_at: Timestamp(5),
+    };
+    store
+        .append(request(&stream, 0, 2, None))
+        .await
+        .expect("append 1-2");
+    let (none, whole) = store.load_latest(&stream, 4).await.expect("load whole");
+    assert_eq!(none, None);
+    assert_eq!(whole.len(), 2);
+    for (from, count) in [(2, 3), (5, 1)] {
+        store
+            .append(AppendRequest {
+                snapshot: Some(snap(from + count)),
+                ..request(&stream, from, count, None)
+            })
+            .await
+            .expect("append with a snapshot");
+    }
+    store
+        .append(request(&stream, 6, 3, None))
+        .await
+        .expect("append 7-9");
+    let (snapshot, tail) = store.load_latest(&stream, 4).await.expect("load latest");
+    assert_eq!(snapshot, Some(snap(6)));
+    let sequences: Vec<u64> = tail.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, vec![7, 8, 9]);
+    assert_eq!(store.load_snapshot(&stream).await, Ok(Some(snap(6))));
+    let all = store.load(&stream, 0).await.expect("load all");
+    assert_eq!(all.len(), 9, "snapshots are not events");
+    let misplaced = store
+        .append(AppendRequest {
+            snapshot: Some(snap(12)),
+            ..request(&stream, 9, 1, None)
+        })
+        .await;
+    assert!(
+        matches!(misplaced, Err(StoreError::InvalidAppend { .. })),
+        "{misplaced:?}"
+    );
+}
+
+/// One append may record several idempotency keys; if any was recorded before, nothing of it
+/// is appended and none of its new keys is recorded.
+pub async fn several_keys_in_one_append<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-keys"));
+    let key = |k: &str| format!("{prefix}-keys-{k}");
+    let keyed = |expected: u64, keys: &[&str]| AppendRequest {
+        idempotency_keys: keys.iter().map(|k| key(k)).collect(),
+        ..request(&stream, expected, 2, None)
+    };
+    assert_eq!(
+        store.append(keyed(0, &["a", "b"])).await,
+        Ok(AppendOutcome::Appended { version: 2 })
+    );
+    assert_eq!(store.is_processed(&key("a")).await, Ok(true));
+    assert_eq!(store.is_processed(&key("b")).await, Ok(true));
+    assert_eq!(
+        store.append(keyed(2, &["c", "b"])).await,
+        Ok(AppendOutcome::Duplicate)
+    );
+    assert_eq!(store.is_processed(&key("c")).await, Ok(false));
+    assert_eq!(store.load(&stream, 0).await.expect("load").len(), 2);
+}
+
 /// Long streams load completely (backends that page must follow every page).
 pub async fn long_streams_load_completely<S: EventStore>(store: &S, prefix: &str, length: u64) {
     let stream = StreamId::new("scenario", format!("{prefix}-long"));
@@ -263,6 +337,8 @@ pub async fn run_all<S: EventStore>(store: &S, prefix: &str) {
     conflict_does_not_record_the_key(store, prefix).await;
     malformed_appends_are_refused(store, prefix).await;
     snapshots_keep_the_latest(store, prefix).await;
+    snapshots_in_appends_load_with_their_tail(store, prefix).await;
+    several_keys_in_one_append(store, prefix).await;
     long_streams_load_completely(store, prefix, 260).await;
     wake_times_follow_appends(store, prefix).await;
 }

@@ -7,12 +7,18 @@
 //! |---|---|---|---|
 //! | event | `<aggregate_type>#<aggregate_id>` | sequence | `kind`=`event`, `event_id`, `event_type`, `envelope` (the JSON form of the event) |
 //! | processed command | `processed#<idempotency key>` | 0 | `kind`=`processed`, `expires_at` (TTL, epoch seconds) |
-//! | snapshot | `snapshot#<aggregate_type>#<aggregate_id>` | 0 | `kind`=`snapshot`, `version`, `state_version`, `state`, `taken_at` |
+//! | snapshot | `<aggregate_type>#<aggregate_id>` | version + 0.5 | `kind`=`snapshot`, `version`, `state_version`, `state`, `taken_at` |
 //! | wake-up time | `wake#<aggregate_type>#<aggregate_id>` | 0 | `kind`=`wake`, `aggregate_type`, `aggregate_id`, `wake_shard`, `wake_at` |
 //!
 //! Wake-up items exist only while a stream waits (a saga on a step's deadline); they are put or
 //! deleted in the same transaction as the events that change the wait, and the sparse index
 //! [`WAKE_INDEX`] (`wake_shard`, `wake_at`) lets a timer query what is due without a scan.
+//!
+//! A snapshot sits in its stream's partition just after the event it includes, so one query
+//! read newest first ([`EventStore::load_latest`]) returns the events after the latest snapshot
+//! and the snapshot itself: loading an aggregate is one request. It is written in the same
+//! transaction as the events that crossed the snapshot interval. Older snapshots stay (one per
+//! interval, never read again once a newer one exists).
 //!
 //! The table's stream (new images) feeds the outbox relay, which publishes `event` items only.
 
@@ -67,8 +73,13 @@ fn processed_key(key: &str) -> String {
     format!("processed#{key}")
 }
 
-fn snapshot_key(stream: &StreamId) -> String {
-    format!("snapshot#{}", stream_key(stream))
+/// The sort key of the snapshot that includes `version`: between that event and the next.
+fn snapshot_sort_key(version: u64) -> AttributeValue {
+    AttributeValue::N(format!("{version}.5"))
+}
+
+fn is_snapshot(item: &HashMap<String, AttributeValue>) -> bool {
+    get_s(item, "kind") == Some("snapshot")
 }
 
 /// Classifies an SDK error as the store's error.
@@ -110,14 +121,16 @@ impl DynamoEventStore {
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(stream_key(stream)))
             .scan_index_forward(false)
-            .limit(1)
+            // The newest item may be a snapshot; the one below it is then the newest event.
+            .limit(2)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| unavailable("Query", &e))?;
         Ok(out
             .items()
-            .first()
+            .iter()
+            .find(|item| !is_snapshot(item))
             .and_then(|item| get_n::<u64>(item, "sk"))
             .unwrap_or(0))
     }
@@ -298,7 +311,7 @@ impl DynamoEventStore {
         &self,
         request: &AppendRequest,
         now: Timestamp,
-    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, std::ops::Range<usize>), StoreError> {
         let mut items = Vec::with_capacity(request.events.len() + 2);
         // Without this check a writer that believes the stream is longer than it is could
         // leave a gap; the conditional puts alone only catch writers that are behind.
@@ -315,37 +328,134 @@ impl DynamoEventStore {
         for event in &request.events {
             items.push(self.event_item(event)?);
         }
-        let processed_index = match &request.idempotency_key {
-            Some(key) => {
-                let expires = now.as_millis() / 1000 + PROCESSED_TTL_SECONDS;
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .item("pk", s(processed_key(key)))
-                    .item("sk", n(0))
-                    .item("kind", s("processed"))
-                    .item("expires_at", n(expires))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(|e| build_error(&request.stream, e))?;
-                items.push(TransactWriteItem::builder().put(put).build());
-                Some(items.len() - 1)
-            }
-            None => None,
-        };
+        let first_processed = items.len();
+        for key in &request.idempotency_keys {
+            let expires = now.as_millis() / 1000 + PROCESSED_TTL_SECONDS;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(processed_key(key)))
+                .item("sk", n(0))
+                .item("kind", s("processed"))
+                .item("expires_at", n(expires))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| build_error(&request.stream, e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let processed = first_processed..items.len();
         if let Some(item) = self.wake_item(request)? {
             items.push(item);
+        }
+        if let Some(snapshot) = &request.snapshot {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.snapshot_put(snapshot)?)
+                    .build(),
+            );
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::InvalidAppend {
                 stream: request.stream.clone(),
                 reason: format!(
-                    "{} events need {} transaction items, DynamoDB allows {MAX_TRANSACTION_ITEMS}: one command must produce fewer events",
+                    "{} events and {} keys need {} transaction items, DynamoDB allows {MAX_TRANSACTION_ITEMS}: append fewer at once",
                     request.events.len(),
+                    request.idempotency_keys.len(),
                     items.len()
                 ),
             });
         }
-        Ok((items, processed_index))
+        Ok((items, processed))
+    }
+
+    /// The put of a snapshot item, in its stream's partition just after its version.
+    fn snapshot_put(&self, snapshot: &Snapshot) -> Result<Put, StoreError> {
+        let state =
+            serde_json::to_string(&snapshot.state).map_err(|e| build_error(&snapshot.stream, e))?;
+        Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(stream_key(&snapshot.stream)))
+            .item("sk", snapshot_sort_key(snapshot.version))
+            .item("kind", s("snapshot"))
+            .item("version", n(snapshot.version))
+            .item("state_version", n(snapshot.state_version))
+            .item("state", s(state))
+            .item("taken_at", n(snapshot.taken_at.as_millis()))
+            .build()
+            .map_err(|e| build_error(&snapshot.stream, e))
+    }
+
+    /// Reads a snapshot item back.
+    fn snapshot_of(
+        stream: &StreamId,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Snapshot, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt {
+            stream: stream.clone(),
+            reason: format!("snapshot item has no valid `{what}`"),
+        };
+        let state = get_s(item, "state").ok_or_else(|| corrupt("state"))?;
+        Ok(Snapshot {
+            stream: stream.clone(),
+            version: get_n(item, "version").ok_or_else(|| corrupt("version"))?,
+            state_version: get_n(item, "state_version").ok_or_else(|| corrupt("state_version"))?,
+            state: serde_json::from_str(state).map_err(|_| corrupt("state"))?,
+            taken_at: Timestamp(get_n(item, "taken_at").ok_or_else(|| corrupt("taken_at"))?),
+        })
+    }
+
+    /// Reads an event item back.
+    fn event_of(
+        stream: &StreamId,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<StoredEvent, StoreError> {
+        let envelope = get_s(item, "envelope").ok_or_else(|| StoreError::Corrupt {
+            stream: stream.clone(),
+            reason: format!("item {:?} has no envelope", item.get("sk")),
+        })?;
+        StoredEvent::from_json(envelope.as_bytes()).map_err(|e| StoreError::Corrupt {
+            stream: stream.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads `stream` newest first until `stop` says an item ends the read, or the stream
+    /// does; the first page holds at most `first_page` items.
+    async fn read_newest_first(
+        &self,
+        stream: &StreamId,
+        first_page: Option<i32>,
+        filter_snapshots: bool,
+        mut visit: impl FnMut(&HashMap<String, AttributeValue>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        let mut limit = first_page;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(stream_key(stream)))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_limit(limit.take())
+                .set_exclusive_start_key(start.take());
+            if filter_snapshots {
+                query = query
+                    .filter_expression("kind = :snapshot")
+                    .expression_attribute_values(":snapshot", s("snapshot"));
+            }
+            let page = query.send().await.map_err(|e| unavailable("Query", &e))?;
+            for item in page.items() {
+                if visit(item)? {
+                    return Ok(());
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(()),
+            }
+        }
     }
 
     async fn conflict(&self, request: &AppendRequest) -> StoreError {
@@ -364,7 +474,10 @@ impl DynamoEventStore {
 impl EventStore for DynamoEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         validate_append(&request)?;
-        if request.events.is_empty() && request.idempotency_key.is_none() {
+        if request.events.is_empty()
+            && request.idempotency_keys.is_empty()
+            && request.snapshot.is_none()
+        {
             return Ok(AppendOutcome::Appended {
                 version: request.expected_version,
             });
@@ -373,7 +486,7 @@ impl EventStore for DynamoEventStore {
             .events
             .first()
             .map_or(Timestamp(0), |e| e.occurred_at);
-        let (items, processed_index) = self.transaction(&request, now)?;
+        let (items, processed) = self.transaction(&request, now)?;
         let result = self
             .client
             .transact_write_items()
@@ -393,7 +506,7 @@ impl EventStore for DynamoEventStore {
                             .and_then(|r| r.code())
                             .is_some_and(|code| code == "ConditionalCheckFailed")
                     };
-                    if processed_index.is_some_and(failed) {
+                    if processed.clone().any(failed) {
                         return Ok(AppendOutcome::Duplicate);
                     }
                     if (0..reasons.len()).any(failed) {
@@ -435,18 +548,8 @@ impl EventStore for DynamoEventStore {
                 .send()
                 .await
                 .map_err(|e| unavailable("Query", &e))?;
-            for item in page.items() {
-                let envelope = get_s(item, "envelope").ok_or_else(|| StoreError::Corrupt {
-                    stream: stream.clone(),
-                    reason: format!("item {:?} has no envelope", item.get("sk")),
-                })?;
-                let event = StoredEvent::from_json(envelope.as_bytes()).map_err(|e| {
-                    StoreError::Corrupt {
-                        stream: stream.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                events.push(event);
+            for item in page.items().iter().filter(|item| !is_snapshot(item)) {
+                events.push(Self::event_of(stream, item)?);
             }
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
@@ -474,50 +577,50 @@ impl EventStore for DynamoEventStore {
         Ok(self.get_single(processed_key(key)).await?.is_some())
     }
 
+    async fn load_latest(
+        &self,
+        stream: &StreamId,
+        tail_hint: u64,
+    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), StoreError> {
+        let mut snapshot = None;
+        let mut events = Vec::new();
+        // The tail and the snapshot below it fit the first page when the hint is right; a
+        // stream without a snapshot is read on, whole.
+        let first_page = i32::try_from(tail_hint.saturating_add(2)).unwrap_or(i32::MAX);
+        self.read_newest_first(stream, Some(first_page), false, |item| {
+            if is_snapshot(item) {
+                snapshot = Some(Self::snapshot_of(stream, item)?);
+                return Ok(true);
+            }
+            events.push(Self::event_of(stream, item)?);
+            Ok(false)
+        })
+        .await?;
+        events.reverse();
+        Ok((snapshot, events))
+    }
+
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let Some(item) = self.get_single(snapshot_key(stream)).await? else {
-            return Ok(None);
-        };
-        let item = &item;
-        let corrupt = |what: &str| StoreError::Corrupt {
-            stream: stream.clone(),
-            reason: format!("snapshot item has no valid `{what}`"),
-        };
-        let state = get_s(item, "state").ok_or_else(|| corrupt("state"))?;
-        Ok(Some(Snapshot {
-            stream: stream.clone(),
-            version: get_n(item, "version").ok_or_else(|| corrupt("version"))?,
-            state_version: get_n(item, "state_version").ok_or_else(|| corrupt("state_version"))?,
-            state: serde_json::from_str(state).map_err(|_| corrupt("state"))?,
-            taken_at: Timestamp(get_n(item, "taken_at").ok_or_else(|| corrupt("taken_at"))?),
-        }))
+        let mut snapshot = None;
+        self.read_newest_first(stream, None, true, |item| {
+            snapshot = Some(Self::snapshot_of(stream, item)?);
+            Ok(true)
+        })
+        .await?;
+        Ok(snapshot)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let state =
-            serde_json::to_string(&snapshot.state).map_err(|e| build_error(&snapshot.stream, e))?;
-        let result = self
-            .client
+        // Each version has its own item and readers take the newest, so a late write of an
+        // older snapshot can never hide a newer one.
+        let put = self.snapshot_put(&snapshot)?;
+        self.client
             .put_item()
+            .set_item(Some(put.item))
             .table_name(&self.table)
-            .item("pk", s(snapshot_key(&snapshot.stream)))
-            .item("sk", n(0))
-            .item("kind", s("snapshot"))
-            .item("version", n(snapshot.version))
-            .item("state_version", n(snapshot.state_version))
-            .item("state", s(state))
-            .item("taken_at", n(snapshot.taken_at.as_millis()))
-            // An older snapshot written late must not replace a newer one.
-            .condition_expression("attribute_not_exists(pk) OR version < :version")
-            .expression_attribute_values(":version", n(snapshot.version))
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(unavailable("PutItem", &e)),
-        }
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable("PutItem", &e))
     }
 }

@@ -60,8 +60,9 @@ async fn a_long_stream_loads_across_query_pages() {
                 stream: stream.clone(),
                 expected_version: version,
                 events,
-                idempotency_key: None,
+                idempotency_keys: Vec::new(),
                 wake: Wake::Unchanged,
+                snapshot: None,
             })
             .await
             .unwrap();
@@ -95,8 +96,9 @@ async fn a_batch_over_the_transaction_limit_is_refused_with_a_clear_error() {
             stream: stream.clone(),
             expected_version: 0,
             events,
-            idempotency_key: Some("k-huge".into()),
+            idempotency_keys: vec!["k-huge".into()],
             wake: Wake::Unchanged,
+            snapshot: None,
         })
         .await
         .unwrap_err();

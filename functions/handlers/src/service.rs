@@ -10,7 +10,7 @@ use sagaflow_core::flow::check_known_event;
 
 use crate::headers::{check_command_headers, check_event_headers};
 use sagaflow_core::flow::choreography::{needs_order, react, PolicyError};
-use sagaflow_core::flow::services::FlowServices;
+use sagaflow_core::flow::services::{FlowServices, HandledCommand, ServiceError};
 use sagaflow_core::{EventStore, StoredEvent, Timestamp, Upcasters};
 use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
@@ -75,24 +75,91 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
 
     /// Handles one record: a command of this service, or another service's event.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
+        match self.command_of(record) {
+            Some(Ok(command)) => self.execute(&command).await,
+            Some(Err(reason)) => RecordOutcome::DeadLetter(reason),
+            None => self.handle_event_record(record).await,
+        }
+    }
+
+    /// Handles one key group's records in order, stopping at the first to retry. Consecutive
+    /// commands to the same aggregate are executed together: one load and one append for all.
+    pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
+        let prepared: Vec<Option<Result<CommandEnvelope, String>>> =
+            records.iter().map(|r| self.command_of(r)).collect();
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut i = 0;
+        while i < records.len() {
+            let run_end = match &prepared[i] {
+                Some(Ok(first)) => {
+                    let mut end = i + 1;
+                    while let Some(Some(Ok(next))) = prepared.get(end) {
+                        if next.aggregate_type() != first.aggregate_type()
+                            || next.target_id != first.target_id
+                        {
+                            break;
+                        }
+                        end += 1;
+                    }
+                    end
+                }
+                _ => i + 1,
+            };
+            let step = match &prepared[i] {
+                Some(Ok(_)) => {
+                    let run: Vec<CommandEnvelope> = prepared[i..run_end]
+                        .iter()
+                        .filter_map(|p| p.as_ref().and_then(|c| c.as_ref().ok()).cloned())
+                        .collect();
+                    self.services
+                        .handle_all(&run, (self.clock)())
+                        .await
+                        .into_iter()
+                        .map(command_outcome)
+                        .collect()
+                }
+                Some(Err(reason)) => vec![RecordOutcome::DeadLetter(reason.clone())],
+                None => vec![self.handle_event_record(&records[i]).await],
+            };
+            for outcome in step {
+                let retry = matches!(outcome, RecordOutcome::Retry(_));
+                outcomes.push(outcome);
+                if retry {
+                    return outcomes;
+                }
+            }
+            i = run_end;
+        }
+        outcomes
+    }
+
+    /// The command a record of this service's command topic carries, checked against its
+    /// headers; `None` for a record of another topic.
+    fn command_of(&self, record: &InboundRecord) -> Option<Result<CommandEnvelope, String>> {
+        if record.id.topic != self.topics.commands(&self.service) {
+            return None;
+        }
+        let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
+            return Some(Err("record has no value".into()));
+        };
+        Some(match CommandEnvelope::from_json(value) {
+            Ok(command) if command.aggregate_type() == self.service => {
+                check_command_headers(record, &command).map(|()| command)
+            }
+            Ok(command) => Err(format!(
+                "command `{}` does not belong to the {} service",
+                command.command_type, self.service
+            )),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    /// Handles a record that is not one of this service's commands: another service's event.
+    async fn handle_event_record(&self, record: &InboundRecord) -> RecordOutcome {
         let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
             return RecordOutcome::DeadLetter("record has no value".into());
         };
-        if record.id.topic == self.topics.commands(&self.service) {
-            match CommandEnvelope::from_json(value) {
-                Ok(command) if command.aggregate_type() == self.service => {
-                    if let Err(reason) = check_command_headers(record, &command) {
-                        return RecordOutcome::DeadLetter(reason);
-                    }
-                    self.execute(&command).await
-                }
-                Ok(command) => RecordOutcome::DeadLetter(format!(
-                    "command `{}` does not belong to the {} service",
-                    command.command_type, self.service
-                )),
-                Err(e) => RecordOutcome::DeadLetter(e.to_string()),
-            }
-        } else if SERVICE_NAMES
+        if SERVICE_NAMES
             .iter()
             .any(|s| record.id.topic == self.topics.events(s))
         {
@@ -147,11 +214,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     }
 
     async fn execute(&self, command: &CommandEnvelope) -> RecordOutcome {
-        match self.services.handle(command, (self.clock)()).await {
-            Ok(_) => RecordOutcome::Done,
-            Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
-            Err(e) => RecordOutcome::Retry(e.to_string()),
-        }
+        command_outcome(self.services.handle(command, (self.clock)()).await)
     }
 
     /// The services underneath, for reads.
@@ -160,17 +223,122 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     }
 }
 
+/// What a command's result means for its record: done, dead-lettered for good, or retried.
+fn command_outcome(result: Result<HandledCommand, ServiceError>) -> RecordOutcome {
+    match result {
+        Ok(_) => RecordOutcome::Done,
+        Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
+        Err(e) => RecordOutcome::Retry(e.to_string()),
+    }
+}
+
 impl<S: EventStore + 'static> RecordHandler for ServiceHandler<S> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })
+    }
+
+    fn handle_group(&self, records: Vec<InboundRecord>) -> BoxFuture<Vec<RecordOutcome>> {
+        let this = self.clone();
+        Box::pin(async move { this.handle_records(&records).await })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sagaflow_core::testing::CountingStore;
     use sagaflow_core::InMemoryEventStore;
+    use sagaflow_kafka::records::command_record;
+    use sagaflow_lambda_kafka::RecordId;
+    use serde_json::json;
+
+    fn reserve(order: &str, quantity: u32) -> CommandEnvelope {
+        CommandEnvelope {
+            command_id: format!("reserve-{order}"),
+            command_type: "inventory.reserve".into(),
+            target_id: sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE.into(),
+            payload: json!({ "order_id": order, "lines": [{ "sku": "MUG", "quantity": quantity }] }),
+            correlation_id: order.into(),
+            causation_id: format!("cause-{order}"),
+            issued_at: Timestamp(5),
+        }
+    }
+
+    fn inbound(offset: i64, command: &CommandEnvelope) -> InboundRecord {
+        let record = command_record(&Topics::default(), command);
+        InboundRecord {
+            id: RecordId {
+                topic: record.topic,
+                partition: 0,
+                offset,
+            },
+            timestamp_ms: 5,
+            key: Some(record.key.into_bytes()),
+            value: Some(record.value),
+            headers: record.headers,
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_to_one_aggregate_in_a_group_share_one_load_and_one_append() {
+        let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
+        let handler = ServiceHandler::new("inventory", store.clone(), Topics::default()).unwrap();
+        handler
+            .services()
+            .restock("MUG", 4, Timestamp(1))
+            .await
+            .unwrap();
+        let mut bad = inbound(3, &reserve("ord-3", 1));
+        bad.headers
+            .retain(|(name, _)| name != sagaflow_kafka::records::COMMAND_TYPE_HEADER);
+        let group = vec![
+            inbound(1, &reserve("ord-1", 2)),
+            inbound(2, &reserve("ord-2", 0)),
+            bad,
+            inbound(4, &reserve("ord-4", 2)),
+            inbound(5, &reserve("ord-5", 1)),
+        ];
+        let (reads, appends) = (store.reads(), store.appends());
+        let outcomes = handler.handle_records(&group).await;
+        assert!(matches!(outcomes[0], RecordOutcome::Done));
+        assert!(
+            matches!(&outcomes[1], RecordOutcome::DeadLetter(r) if r.contains("quantity")),
+            "{:?}",
+            outcomes[1]
+        );
+        assert!(
+            matches!(&outcomes[2], RecordOutcome::DeadLetter(r) if r.contains("command_type")),
+            "{:?}",
+            outcomes[2]
+        );
+        assert!(matches!(outcomes[3], RecordOutcome::Done));
+        assert!(matches!(outcomes[4], RecordOutcome::Done));
+        // ord-1 and ord-2 share a load and an append, the bad record splits the run, ord-4
+        // and ord-5 share the next; the refused ord-2 costs its key lookup.
+        assert_eq!(store.appends() - appends, 2);
+        assert_eq!(store.reads() - reads, 3);
+        let stock = handler
+            .services()
+            .inventory()
+            .load(sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE)
+            .await
+            .unwrap()
+            .state;
+        assert_eq!(stock.level("MUG").available, 0);
+        assert_eq!(stock.level("MUG").reserved, 4);
+
+        // Redelivered, the group appends nothing new.
+        let again = handler.handle_records(&group).await;
+        assert_eq!(again, outcomes);
+        let reloaded = handler
+            .services()
+            .inventory()
+            .load(sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE)
+            .await
+            .unwrap();
+        assert_eq!(reloaded.state, stock);
+    }
 
     #[test]
     fn only_the_four_services_have_handlers() {

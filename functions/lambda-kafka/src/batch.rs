@@ -31,6 +31,31 @@ pub enum RecordOutcome {
 pub trait RecordHandler: Send + Sync + 'static {
     /// Processes `record` and says how it went.
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome>;
+
+    /// Processes the records of one key group in order and says how each went, one outcome
+    /// per record for a prefix of them: it may stop after the first `Retry`, and the records
+    /// after it are retried behind it. The default runs [`RecordHandler::handle`] on each in
+    /// turn, each on its own task so a panic fails only its record; a handler overrides it
+    /// to share work between records (one load and one write for several commands to one
+    /// aggregate).
+    fn handle_group(&self, records: Vec<InboundRecord>) -> BoxFuture<Vec<RecordOutcome>> {
+        let pending: Vec<BoxFuture<RecordOutcome>> =
+            records.into_iter().map(|r| self.handle(r)).collect();
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(pending.len());
+            for future in pending {
+                let outcome = tokio::spawn(future).await.unwrap_or_else(|e| {
+                    RecordOutcome::Retry(format!("handler {}", describe_join_error(e)))
+                });
+                let stop = matches!(outcome, RecordOutcome::Retry(_));
+                outcomes.push(outcome);
+                if stop {
+                    break;
+                }
+            }
+            outcomes
+        })
+    }
 }
 
 /// Where records that can never succeed are written, e.g. a dead-letter topic.
@@ -188,45 +213,63 @@ pub async fn process_batch(
     summarize(records, settled)
 }
 
-/// Runs one key group in order, skipping everything after the first record to retry.
+/// Runs one key group in order through the handler, skipping everything after the first
+/// record to retry; records that could not be decoded are dead-lettered in their place.
 async fn run_group(
     group: Vec<DecodedRecord>,
     handler: Arc<dyn RecordHandler>,
     sink: Arc<dyn DeadLetterSink>,
     now_ms: i64,
 ) -> Vec<(RecordId, Settled)> {
-    let mut settled = Vec::with_capacity(group.len());
+    let mut inbound = Vec::with_capacity(group.len());
+    let mut pending = Vec::with_capacity(group.len());
+    for DecodedRecord { id, result, raw } in group {
+        match result {
+            Ok(record) => {
+                inbound.push(record);
+                pending.push((id, raw, None));
+            }
+            Err(err) => pending.push((id, raw, Some(err.to_string()))),
+        }
+    }
+    let handled = if inbound.is_empty() {
+        Vec::new()
+    } else {
+        let handler = Arc::clone(&handler);
+        isolated(move || handler.handle_group(inbound))
+            .await
+            .unwrap_or_else(|why| vec![RecordOutcome::Retry(format!("handler {why}"))])
+    };
+    let mut handled = handled.into_iter();
+    let mut settled = Vec::with_capacity(pending.len());
     let mut blocked = false;
-    for record in group {
-        let id = record.id.clone();
+    for (id, raw, undecodable) in pending {
         if blocked {
             settled.push((id, Settled::Skipped));
             continue;
         }
-        let outcome = settle(record, &handler, &sink, now_ms).await;
+        let outcome = match undecodable {
+            Some(reason) => RecordOutcome::DeadLetter(reason),
+            // A handler that stopped early, or panicked, leaves the rest to be retried.
+            None => handled.next().unwrap_or_else(|| {
+                RecordOutcome::Retry("the handler gave no outcome for it".into())
+            }),
+        };
+        let outcome = settle(id.clone(), raw, outcome, &sink, now_ms).await;
         blocked = matches!(outcome, Settled::Retried(_));
         settled.push((id, outcome));
     }
     settled
 }
 
-/// Runs one record through the handler, then the sink if it must be dead-lettered.
+/// Settles one record's outcome, sending it to the sink if it must be dead-lettered.
 async fn settle(
-    record: DecodedRecord,
-    handler: &Arc<dyn RecordHandler>,
+    id: RecordId,
+    raw: RawRecord,
+    outcome: RecordOutcome,
     sink: &Arc<dyn DeadLetterSink>,
     now_ms: i64,
 ) -> Settled {
-    let DecodedRecord { id, result, raw } = record;
-    let outcome = match result {
-        Ok(inbound) => {
-            let handler = Arc::clone(handler);
-            isolated(move || handler.handle(inbound))
-                .await
-                .unwrap_or_else(|why| RecordOutcome::Retry(format!("handler {why}")))
-        }
-        Err(err) => RecordOutcome::DeadLetter(err.to_string()),
-    };
     match outcome {
         RecordOutcome::Done => Settled::Done,
         RecordOutcome::Retry(reason) => Settled::Retried(reason),

@@ -6,9 +6,11 @@
 
 pub mod faults;
 pub mod kafka_source;
+pub mod request_count;
 pub mod stream_source;
 pub mod system;
 
 pub use faults::{FaultPlan, FaultRates};
 pub use kafka_source::{EventSource, KafkaTrigger, TriggerConfig, TriggerStats};
+pub use request_count::{OperationCount, RequestCounter};
 pub use system::{DeadLetterRecord, LocalStats, LocalSystem, LocalSystemConfig};

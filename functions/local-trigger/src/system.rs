@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::faults::FaultPlan;
 use crate::kafka_source::{KafkaTrigger, RunningTrigger, TriggerConfig, TriggerStats};
+use crate::request_count::RequestCounter;
 use crate::stream_source::{StreamError, StreamTrigger};
 
 /// How the local system is laid out.
@@ -56,6 +57,8 @@ pub struct LocalSystemConfig {
     /// chaos run). The system's own reads (`store`, `services`, `sagas`, the analytics query)
     /// use a client without faults.
     pub faults: Option<Arc<FaultPlan>>,
+    /// Counts the functions' DynamoDB requests (the benchmarks' cost per order), if set.
+    pub request_counter: Option<RequestCounter>,
 }
 
 impl LocalSystemConfig {
@@ -70,6 +73,7 @@ impl LocalSystemConfig {
             stopped_services: Vec::new(),
             timer_every: Duration::from_millis(500),
             faults: None,
+            request_counter: None,
         }
     }
 }
@@ -151,15 +155,17 @@ impl LocalSystem {
             .map_err(|e| e.to_string())?;
         let store = Arc::new(DynamoEventStore::new(client.clone(), table.clone()));
         // What the functions write through: the same table, with the chaos run's faults.
-        let function_client = match &config.faults {
-            Some(plan) => aws_sdk_dynamodb::Client::from_conf(
-                client
-                    .config()
-                    .to_builder()
-                    .interceptor(plan.dynamodb_interceptor())
-                    .build(),
-            ),
-            None => client.clone(),
+        let function_client = if config.faults.is_none() && config.request_counter.is_none() {
+            client.clone()
+        } else {
+            let mut builder = client.config().to_builder();
+            if let Some(counter) = &config.request_counter {
+                builder = builder.interceptor(counter.interceptor());
+            }
+            if let Some(plan) = &config.faults {
+                builder = builder.interceptor(plan.dynamodb_interceptor());
+            }
+            aws_sdk_dynamodb::Client::from_conf(builder.build())
         };
         let function_store = Arc::new(DynamoEventStore::new(
             function_client.clone(),

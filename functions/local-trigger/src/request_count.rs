@@ -1,0 +1,211 @@
+//! Counting DynamoDB requests by operation with an SDK interceptor: what a path costs in
+//! requests and (estimated) capacity units, measured on the wire rather than assumed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+
+/// What one operation cost over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperationCount {
+    /// Requests sent (retries by the SDK included: each is billed).
+    pub requests: u64,
+    /// Items a write touched: the `TransactItems` of a transaction, one for a single-item write.
+    pub items_written: u64,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Response body bytes (for reads, about the size of the items returned).
+    pub response_bytes: u64,
+    /// Estimated write request units (a transactional write costs two per KB per item).
+    pub write_units: u64,
+    /// Estimated read request units (a consistent read costs one per 4 KB returned).
+    pub read_units: u64,
+    /// Time from sending each request to its response arriving, summed, in microseconds: over
+    /// a run's wall time, how busy the endpoint kept the callers waiting.
+    pub waited_micros: u64,
+}
+
+/// Which operation a request called and when it left, kept in the request's config bag until
+/// its response arrives (the request itself is gone by then).
+#[derive(Clone, Debug)]
+struct SentAt(std::time::Instant, String);
+
+impl Storable for SentAt {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Counts every DynamoDB request of the clients it is installed on, by operation name.
+#[derive(Clone, Debug, Default)]
+pub struct RequestCounter {
+    counts: Arc<Mutex<BTreeMap<String, OperationCount>>>,
+}
+
+impl RequestCounter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The counts so far, by operation (`Query`, `TransactWriteItems`, ...).
+    pub fn snapshot(&self) -> BTreeMap<String, OperationCount> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Requests so far, every operation together.
+    pub fn total_requests(&self) -> u64 {
+        self.snapshot().values().map(|c| c.requests).sum()
+    }
+
+    /// Sets every count back to zero.
+    pub fn reset(&self) {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The interceptor to add to a DynamoDB client's config.
+    pub fn interceptor(&self) -> CountingInterceptor {
+        CountingInterceptor {
+            counter: self.clone(),
+        }
+    }
+
+    fn add(&self, operation: &str, change: impl FnOnce(&mut OperationCount)) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        change(counts.entry(operation.to_string()).or_default());
+    }
+}
+
+/// The interceptor of a [`RequestCounter`].
+#[derive(Clone, Debug)]
+pub struct CountingInterceptor {
+    counter: RequestCounter,
+}
+
+/// The operation a request calls, from its `X-Amz-Target` (`DynamoDB_20120810.Query`).
+fn operation(target: Option<&str>) -> &str {
+    target
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("unknown")
+}
+
+/// Write units of a request whose body is `body`: a transaction costs 2 per KB of each item,
+/// a single write 1 per KB; items are taken as the body's bytes spread evenly over them.
+fn write_units(operation: &str, body: &[u8]) -> (u64, u64) {
+    let kb = |bytes: u64| bytes.div_ceil(1024).max(1);
+    match operation {
+        "TransactWriteItems" => {
+            let items = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v.get("TransactItems")
+                        .and_then(|t| t.as_array())
+                        .map(Vec::len)
+                })
+                .unwrap_or(1) as u64;
+            let per_item = kb(body.len() as u64 / items.max(1));
+            (items, 2 * items * per_item)
+        }
+        "PutItem" | "UpdateItem" | "DeleteItem" => (1, kb(body.len() as u64)),
+        "BatchWriteItem" => {
+            let items = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v.get("RequestItems")
+                        .and_then(|r| r.as_object())
+                        .map(|tables| {
+                            tables
+                                .values()
+                                .filter_map(|w| w.as_array().map(Vec::len))
+                                .sum::<usize>()
+                        })
+                })
+                .unwrap_or(1) as u64;
+            (items, items * kb(body.len() as u64 / items.max(1)))
+        }
+        _ => (0, 0),
+    }
+}
+
+const READS: [&str; 4] = ["Query", "GetItem", "Scan", "BatchGetItem"];
+
+impl Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "sagaflow-request-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let operation = operation(request.headers().get("x-amz-target"));
+        cfg.interceptor_state()
+            .store_put(SentAt(std::time::Instant::now(), operation.to_string()));
+        let body = request.body().bytes().unwrap_or_default();
+        let (items, units) = write_units(operation, body);
+        self.counter.add(operation, |c| {
+            c.requests += 1;
+            c.items_written += items;
+            c.write_units += units;
+            c.request_bytes += body.len() as u64;
+        });
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(SentAt(sent, operation)) = cfg.load::<SentAt>().cloned() else {
+            return Ok(());
+        };
+        let waited = sent.elapsed().as_micros() as u64;
+        // The body still streams at this point; its length is in the header.
+        let bytes = context
+            .response()
+            .headers()
+            .get("content-length")
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(0);
+        let is_read = READS.contains(&operation.as_str());
+        self.counter.add(&operation, |c| {
+            c.waited_micros += waited;
+            c.response_bytes += bytes;
+            if is_read {
+                c.read_units += bytes.div_ceil(4096).max(1);
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_and_units_come_from_the_request() {
+        assert_eq!(operation(Some("DynamoDB_20120810.Query")), "Query");
+        assert_eq!(operation(None), "unknown");
+        let body = br#"{"TransactItems":[{"Put":{}},{"Put":{}},{"ConditionCheck":{}}]}"#;
+        assert_eq!(write_units("TransactWriteItems", body), (3, 6));
+        let big = vec![b' '; 3000];
+        assert_eq!(write_units("PutItem", &big), (1, 3));
+        assert_eq!(write_units("Query", body), (0, 0));
+    }
+}
