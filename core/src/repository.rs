@@ -1,8 +1,9 @@
 //! The repository: load an aggregate (from its latest snapshot), decide, append with optimistic
 //! concurrency and an idempotency key, and snapshot every N events.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::aggregate::Aggregate;
 use crate::event::{envelope_events, CommandMeta, DecodeError, StoredEvent, StreamId};
@@ -92,7 +93,41 @@ pub struct Repository<A, S> {
     upcasters: Arc<Upcasters>,
     snapshot_every: Option<u64>,
     conflict_retry: ConflictRetry,
+    cache: Option<Arc<StateCache<A>>>,
     aggregate: PhantomData<fn() -> A>,
+}
+
+/// The states this process last saw of recently used aggregates, so a command to one of them
+/// can be decided without reading the store. Never trusted blindly: the append still expects
+/// the cached version, so a stale entry ends in a conflict, and a refusal decided on a cached
+/// state is decided again on a fresh load before it is reported.
+struct StateCache<A> {
+    entries: Mutex<HashMap<String, (A, u64)>>,
+    capacity: usize,
+}
+
+impl<A: Clone> StateCache<A> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (A, u64)>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &str) -> Option<(A, u64)> {
+        self.entries().get(id).cloned()
+    }
+
+    fn put(&self, id: &str, state: &A, version: u64) {
+        let mut entries = self.entries();
+        // Starting over when full keeps the bound without bookkeeping per read; a miss costs
+        // only the read the cache would have saved.
+        if entries.len() >= self.capacity && !entries.contains_key(id) {
+            entries.clear();
+        }
+        entries.insert(id.to_string(), (state.clone(), version));
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries().remove(id);
+    }
 }
 
 impl<A, S> Clone for Repository<A, S> {
@@ -102,6 +137,7 @@ impl<A, S> Clone for Repository<A, S> {
             upcasters: self.upcasters.clone(),
             snapshot_every: self.snapshot_every,
             conflict_retry: self.conflict_retry,
+            cache: self.cache.clone(),
             aggregate: PhantomData,
         }
     }
@@ -115,8 +151,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             upcasters: Arc::new(Upcasters::default()),
             snapshot_every: None,
             conflict_retry: ConflictRetry::default(),
+            cache: None,
             aggregate: PhantomData,
         }
+    }
+
+    /// Remembers the states of up to `capacity` aggregates between commands, so a command to
+    /// one this process wrote or read last costs one write and no read. Clones share it.
+    pub fn with_state_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| {
+            Arc::new(StateCache {
+                entries: Mutex::new(HashMap::new()),
+                capacity,
+            })
+        });
+        self
     }
 
     /// Reads old schema versions through these upcasters.
@@ -189,6 +238,25 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.replay(&stream, state, version, &events)
     }
 
+    /// The state of aggregate `id` as this process last saw or wrote it, read from the store
+    /// only when it has not seen it. For readers that use only what never changes once written
+    /// (an order's lines, address and flow); without a state cache, the same as `load`.
+    pub async fn load_recent(&self, id: &str) -> Result<Loaded<A>, RepositoryError<A::Error>> {
+        if let Some((state, version)) = self.cache.as_ref().and_then(|c| c.get(id)) {
+            return Ok(Loaded {
+                state,
+                version,
+                replayed: 0,
+            });
+        }
+        let loaded = self.load(id).await?;
+        // An aggregate that does not exist yet is not remembered: it may exist a moment later.
+        if loaded.version > 0 {
+            self.remember(id, &loaded.state, loaded.version);
+        }
+        Ok(loaded)
+    }
+
     fn replay(
         &self,
         stream: &StreamId,
@@ -257,13 +325,31 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let stream = Self::stream_id(id);
         let max_attempts = self.conflict_retry.max_attempts.max(1);
         let mut attempts = 0;
+        let mut cached = self.cache.as_ref().and_then(|c| c.get(id));
         loop {
             attempts += 1;
-            let loaded = match self.load(id).await {
-                Ok(loaded) => loaded,
-                Err(e) => return commands.iter().map(|_| Err(e.clone())).collect(),
+            let from_cache = cached.is_some();
+            let loaded = match cached.take() {
+                Some((state, version)) => Loaded {
+                    state,
+                    version,
+                    replayed: 0,
+                },
+                None => match self.load(id).await {
+                    Ok(loaded) => {
+                        self.remember(id, &loaded.state, loaded.version);
+                        loaded
+                    }
+                    Err(e) => return commands.iter().map(|_| Err(e.clone())).collect(),
+                },
             };
             let decided = Decided::run(&stream, loaded, commands);
+            if from_cache && decided.accepted < commands.len() {
+                // A refusal may come from a state that moved on elsewhere: decide again on
+                // what the store holds, without counting it as an attempt.
+                attempts -= 1;
+                continue;
+            }
             if decided.accepted == 0 {
                 return self.settle_refusals(decided, attempts).await;
             }
@@ -275,7 +361,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 wake: Wake::between(decided.before.0, decided.state.wake_at()),
                 snapshot: self.snapshot(&stream, decided.before.1, &decided),
             };
-            match self.store.append(request).await {
+            let outcome = self.store.append(request).await;
+            match &outcome {
+                Ok(AppendOutcome::Appended { .. }) => {
+                    self.remember(id, &decided.state, decided.version)
+                }
+                _ => self.forget(id),
+            }
+            match outcome {
                 Ok(AppendOutcome::Appended { .. }) => {
                     return self.settle_refusals(decided, attempts).await;
                 }
@@ -317,6 +410,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         .collect()
                 }
             }
+        }
+    }
+
+    fn remember(&self, id: &str, state: &A, version: u64) {
+        if let Some(cache) = &self.cache {
+            cache.put(id, state, version);
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
         }
     }
 

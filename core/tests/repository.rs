@@ -339,3 +339,108 @@ async fn a_command_costs_one_read_and_one_write_with_or_without_snapshots() {
         assert_eq!(loaded.replayed, if snapshots.is_some() { 1 } else { 10 });
     }
 }
+
+#[tokio::test]
+async fn with_a_state_cache_a_command_costs_one_write_and_no_read() {
+    use sagaflow_core::testing::CountingStore;
+    let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
+    let repo = Repository::<Inventory, _>::new(store.clone()).with_state_cache(8);
+    for i in 0..10 {
+        let key = format!("c{i}");
+        repo.execute(
+            "main",
+            &restock(1),
+            &meta(&key).with_idempotency_key(key.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!((store.reads(), store.appends()), (1, 10));
+    assert_eq!(
+        repo.load("main")
+            .await
+            .unwrap()
+            .state
+            .level("MUG")
+            .available,
+        10
+    );
+}
+
+#[tokio::test]
+async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_the_stored_one() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let cached = Repository::<Inventory, _>::new(store.clone()).with_state_cache(8);
+    let other = Repository::<Inventory, _>::new(store.clone());
+    cached
+        .execute("main", &restock(1), &meta("s"))
+        .await
+        .unwrap();
+    // Another writer takes the last mug; the cache still shows it available.
+    other
+        .execute("main", &reserve("ord-1", 1), &meta("r1"))
+        .await
+        .unwrap();
+    let outcome = cached
+        .execute("main", &reserve("ord-2", 1), &meta("r2"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.attempts, 2, "the stale decision conflicted");
+    assert_eq!(outcome.events[0].event_type, "inventory.reservation_failed");
+
+    // A command that changes nothing must not be recorded on a stale state either: shipping
+    // an order the cache has never seen reserved would be a no-op there.
+    other
+        .execute("main", &restock(1), &meta("s2"))
+        .await
+        .unwrap();
+    other
+        .execute("main", &reserve("ord-3", 1), &meta("r3"))
+        .await
+        .unwrap();
+    let ship = InventoryCommand::Ship {
+        order_id: "ord-3".into(),
+    };
+    let shipped = cached
+        .execute(
+            "main",
+            &ship,
+            &meta("ship-3").with_idempotency_key("ship-3"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shipped.events[0].event_type, "inventory.shipped");
+
+    // A refusal decided on a cached state is checked against the stored one first.
+    cached
+        .execute("main", &reserve("ord-9", 1), &meta("r9"))
+        .await
+        .unwrap();
+    other
+        .execute(
+            "main",
+            &InventoryCommand::Release {
+                order_id: "ord-9".into(),
+                reason: "cancelled".into(),
+            },
+            &meta("rel-9"),
+        )
+        .await
+        .unwrap();
+    other
+        .execute("main", &restock(2), &meta("s3"))
+        .await
+        .unwrap();
+    let different = InventoryCommand::Reserve {
+        order_id: "ord-9".into(),
+        lines: vec![StockLine {
+            sku: "MUG".into(),
+            quantity: 2,
+        }],
+    };
+    let again = cached
+        .execute("main", &different, &meta("r9b"))
+        .await
+        .unwrap();
+    assert_eq!(again.events[0].event_type, "inventory.reserved");
+}

@@ -263,11 +263,15 @@ impl<S> Clone for SagaRunner<S> {
     }
 }
 
+/// Sagas whose state one orchestrator keeps between replies (see
+/// [`Repository::with_state_cache`]): more than the sagas in flight at once.
+pub const STATE_CACHE_ENTRIES: usize = 4_096;
+
 impl<S: EventStore> SagaRunner<S> {
     /// An orchestrator over `store` that knows `definitions`.
     pub fn new(store: Arc<S>, definitions: Vec<SagaDefinition>) -> Self {
         Self {
-            sagas: Repository::new(store),
+            sagas: Repository::new(store).with_state_cache(STATE_CACHE_ENTRIES),
             definitions: Arc::new(
                 definitions
                     .into_iter()

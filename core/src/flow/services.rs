@@ -71,6 +71,10 @@ pub struct HandledCommand {
     pub duplicate: bool,
 }
 
+/// Aggregates per service whose state a function keeps between commands (see
+/// [`Repository::with_state_cache`]).
+pub const STATE_CACHE_ENTRIES: usize = 4_096;
+
 /// Order, payment, inventory and shipment services over one event store.
 pub struct FlowServices<S> {
     orders: Repository<Order, S>,
@@ -94,10 +98,14 @@ impl<S: EventStore> FlowServices<S> {
     /// Services over `store`; the hot warehouse stream is snapshotted every `snapshot_every` events.
     pub fn new(store: Arc<S>, snapshot_every: u64) -> Self {
         Self {
-            orders: Repository::new(store.clone()).with_upcasters(Arc::new(order_upcasters())),
-            payments: Repository::new(store.clone()),
-            inventory: Repository::new(store.clone()).with_snapshots_every(snapshot_every),
-            shipments: Repository::new(store),
+            orders: Repository::new(store.clone())
+                .with_upcasters(Arc::new(order_upcasters()))
+                .with_state_cache(STATE_CACHE_ENTRIES),
+            payments: Repository::new(store.clone()).with_state_cache(STATE_CACHE_ENTRIES),
+            inventory: Repository::new(store.clone())
+                .with_snapshots_every(snapshot_every)
+                .with_state_cache(STATE_CACHE_ENTRIES),
+            shipments: Repository::new(store).with_state_cache(STATE_CACHE_ENTRIES),
         }
     }
 

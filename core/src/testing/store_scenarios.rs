@@ -218,6 +218,28 @@ pub async fn snapshots_in_appends_load_with_their_tail<S: EventStore>(store: &S,
     );
 }
 
+/// An append of no events (a command that changed nothing) still holds only at the version it
+/// was decided on: a stream that moved on refuses it and its key stays unrecorded.
+pub async fn an_empty_append_expects_its_version<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-noop"));
+    let key = format!("{prefix}-noop-key");
+    store
+        .append(request(&stream, 0, 2, None))
+        .await
+        .expect("append 1-2");
+    let stale = store.append(request(&stream, 1, 0, Some(&key))).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(store.is_processed(&key).await, Ok(false));
+    assert_eq!(
+        store.append(request(&stream, 2, 0, Some(&key))).await,
+        Ok(AppendOutcome::Appended { version: 2 })
+    );
+    assert_eq!(store.is_processed(&key).await, Ok(true));
+}
+
 /// One append may record several idempotency keys; if any was recorded before, nothing of it
 /// is appended and none of its new keys is recorded.
 pub async fn several_keys_in_one_append<S: EventStore>(store: &S, prefix: &str) {
@@ -339,6 +361,7 @@ pub async fn run_all<S: EventStore>(store: &S, prefix: &str) {
     snapshots_keep_the_latest(store, prefix).await;
     snapshots_in_appends_load_with_their_tail(store, prefix).await;
     several_keys_in_one_append(store, prefix).await;
+    an_empty_append_expects_its_version(store, prefix).await;
     long_streams_load_completely(store, prefix, 260).await;
     wake_times_follow_appends(store, prefix).await;
 }

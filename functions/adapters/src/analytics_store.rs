@@ -17,6 +17,7 @@
 //! retries instead of losing a smaller minimum.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -42,7 +43,11 @@ pub struct DynamoAnalyticsStore {
     client: Client,
     table: String,
     upcasters: Upcasters,
+    progress: Arc<Mutex<HashMap<String, StreamProgress>>>,
 }
+
+/// Streams whose progress one function remembers between events.
+const REMEMBERED_STREAMS: usize = 16_384;
 
 fn unavailable(reason: String, transient: bool) -> ReadModelError {
     ReadModelError::Unavailable { reason, transient }
@@ -130,7 +135,23 @@ impl DynamoAnalyticsStore {
             client,
             table: table.into(),
             upcasters,
+            progress: Arc::default(),
         }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamProgress>> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers a stream's progress this process committed. What it remembers can only be
+    /// behind the table (progress only moves forward), so a stale entry makes the guarded put
+    /// fail and the progress is read again; it never makes a new event look applied.
+    fn remember(&self, stream_pk: &str, progress: &StreamProgress) {
+        let mut remembered = self.remembered();
+        if remembered.len() >= REMEMBERED_STREAMS && !remembered.contains_key(stream_pk) {
+            remembered.clear();
+        }
+        remembered.insert(stream_pk.to_string(), progress.clone());
     }
 
     /// The table name.
@@ -311,7 +332,15 @@ impl AnalyticsStore for DynamoAnalyticsStore {
         let stream_pk = format!("stream#{stream}");
         let shard = summary_shard(&stream);
         for attempt in 0..MAX_ATTEMPTS {
-            let read = read_progress(self.get_item(&stream_pk).await?.as_ref());
+            let cached = if attempt == 0 {
+                self.remembered().get(&stream_pk).cloned()
+            } else {
+                None
+            };
+            let read = match cached {
+                Some(progress) => Some(progress),
+                None => read_progress(self.get_item(&stream_pk).await?.as_ref()),
+            };
             let Some(change) =
                 analytics_change(&read.clone().unwrap_or_default(), event, &self.upcasters)?
             else {
@@ -326,8 +355,15 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 self.progress_put(&stream_pk, read.as_ref(), &change.progress)?,
                 self.shard_update(shard, &change, &extremes)?,
             ];
-            match self.commit(items).await? {
-                Attempt::Committed => return Ok(Applied::New),
+            let committed = self.commit(items).await;
+            if !matches!(committed, Ok(Attempt::Committed)) {
+                self.remembered().remove(&stream_pk);
+            }
+            match committed? {
+                Attempt::Committed => {
+                    self.remember(&stream_pk, &change.progress);
+                    return Ok(Applied::New);
+                }
                 Attempt::Moved => {
                     // Contention on a shard clears within milliseconds; back off a little more
                     // each time so racing writers spread out.

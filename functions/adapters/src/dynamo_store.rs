@@ -328,6 +328,18 @@ impl DynamoEventStore {
         for event in &request.events {
             items.push(self.event_item(event)?);
         }
+        if request.events.is_empty() {
+            // Recording a key without events says "decided on this version, nothing to add":
+            // true only if no event came after it, which the event puts would otherwise check.
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", s(stream_key(&request.stream)))
+                .key("sk", n(request.expected_version + 1))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| build_error(&request.stream, e))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         let first_processed = items.len();
         for key in &request.idempotency_keys {
             let expires = now.as_millis() / 1000 + PROCESSED_TTL_SECONDS;
