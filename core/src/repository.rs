@@ -344,7 +344,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 },
             };
             let decided = Decided::run(&stream, loaded, commands);
-            if from_cache && decided.accepted < commands.len() {
+            if from_cache && decided.refused > 0 {
                 // A refusal may come from a state that moved on elsewhere: decide again on
                 // what the store holds, without counting it as an attempt.
                 attempts -= 1;
@@ -449,6 +449,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     duplicate: false,
                     attempts,
                 }),
+                Step::Repeated { state, version } => Ok(CommandOutcome {
+                    events: Vec::new(),
+                    state: state_of(state),
+                    version,
+                    duplicate: true,
+                    attempts,
+                }),
                 Step::Refused {
                     refusal,
                     key,
@@ -518,6 +525,8 @@ enum Step<A: Aggregate> {
         state: Option<A>,
         version: u64,
     },
+    /// The command's key was already among this batch's: a repeat of an earlier command.
+    Repeated { state: Option<A>, version: u64 },
     /// The aggregate refused the command; its key says whether it may be a duplicate.
     Refused {
         refusal: A::Error,
@@ -537,6 +546,8 @@ struct Decided<A: Aggregate> {
     keys: Vec<String>,
     /// How many commands were accepted.
     accepted: usize,
+    /// How many the aggregate refused.
+    refused: usize,
     /// The state and version after the whole batch.
     state: A,
     version: u64,
@@ -555,9 +566,23 @@ impl<A: Aggregate> Decided<A> {
         let mut keys = Vec::new();
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut accepted = 0;
+        let mut refused = 0;
         let mut taken_at = crate::event::Timestamp(0);
         for (i, &(command, meta)) in commands.iter().enumerate() {
             taken_at = meta.now;
+            // A batch may carry the same command twice (a redelivered record beside its
+            // original): its effect is the one already decided in this batch.
+            if meta
+                .idempotency_key
+                .as_ref()
+                .is_some_and(|key| keys.contains(key))
+            {
+                outcomes.push(Step::Repeated {
+                    state: (i + 1 < commands.len()).then(|| state.clone()),
+                    version,
+                });
+                continue;
+            }
             let decision = state.decide(command);
             if let Ok(decided) = &decision {
                 for event in decided {
@@ -579,12 +604,15 @@ impl<A: Aggregate> Decided<A> {
                         version,
                     }
                 }
-                Err(refusal) => Step::Refused {
-                    refusal,
-                    key: meta.idempotency_key.clone(),
-                    state: own_state,
-                    version,
-                },
+                Err(refusal) => {
+                    refused += 1;
+                    Step::Refused {
+                        refusal,
+                        key: meta.idempotency_key.clone(),
+                        state: own_state,
+                        version,
+                    }
+                }
             });
         }
         Self {
@@ -592,6 +620,7 @@ impl<A: Aggregate> Decided<A> {
             events,
             keys,
             accepted,
+            refused,
             state,
             version,
             taken_at,

@@ -444,3 +444,20 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         .unwrap();
     assert_eq!(again.events[0].event_type, "inventory.reserved");
 }
+
+#[tokio::test]
+async fn a_command_repeated_within_a_batch_takes_effect_once() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let repo = Repository::<Inventory, _>::new(store.clone()).with_state_cache(8);
+    repo.execute("main", &restock(5), &meta("s")).await.unwrap();
+    let command = reserve("ord-1", 2);
+    let keyed = meta("r1").with_idempotency_key("r1");
+    let outcomes = repo
+        .execute_all("main", &[(&command, &keyed), (&command, &keyed)])
+        .await;
+    let (first, second) = (outcomes[0].as_ref().unwrap(), outcomes[1].as_ref().unwrap());
+    assert_eq!((first.events.len(), first.duplicate), (1, false));
+    assert_eq!((second.events.len(), second.duplicate), (0, true));
+    assert_eq!(second.state.level("MUG").reserved, 2);
+    assert_eq!(store.event_count(), 2);
+}

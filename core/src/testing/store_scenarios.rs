@@ -261,6 +261,12 @@ pub async fn several_keys_in_one_append<S: EventStore>(store: &S, prefix: &str) 
     );
     assert_eq!(store.is_processed(&key("c")).await, Ok(false));
     assert_eq!(store.load(&stream, 0).await.expect("load").len(), 2);
+    assert_eq!(
+        store.append(keyed(2, &["d", "d"])).await,
+        Ok(AppendOutcome::Appended { version: 4 }),
+        "a key listed twice is recorded once"
+    );
+    assert_eq!(store.is_processed(&key("d")).await, Ok(true));
 }
 
 /// Long streams load completely (backends that page must follow every page).

@@ -341,7 +341,15 @@ impl DynamoEventStore {
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
         let first_processed = items.len();
+        // DynamoDB refuses a transaction that touches one item twice; a key listed twice is
+        // recorded once.
+        let mut keys: Vec<&String> = Vec::with_capacity(request.idempotency_keys.len());
         for key in &request.idempotency_keys {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for key in keys {
             let expires = now.as_millis() / 1000 + PROCESSED_TTL_SECONDS;
             let put = Put::builder()
                 .table_name(&self.table)

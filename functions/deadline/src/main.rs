@@ -30,7 +30,7 @@ async fn handler<S: EventStore + 'static>(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let timer = FunctionContext::from_env().await?.deadline_timer()?;
+    let timer = FunctionContext::deadline_timer_from_env().await?;
     run(service_fn(|event| handler(&timer, event))).await
 }
 

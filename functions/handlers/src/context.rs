@@ -60,13 +60,24 @@ pub struct FunctionContext {
 impl FunctionContext {
     /// Builds the clients from the environment and opens their connections now, so the first
     /// invocation does not pay for the handshakes.
+    ///
+    /// The events table is checked before the function reports ready, so a wrong table name
+    /// fails the init. Kafka is warmed alongside instead: librdkafka needs tens of
+    /// milliseconds to settle its broker connections, and the functions only produce dead
+    /// letters (the relay's records), which can wait for it.
     pub async fn from_env() -> Result<Self, InitError> {
         let adapters = AdapterConfig::from_env()?;
         let kafka = KafkaConfig::from_env()?;
         let client = dynamodb_client().await;
         describe_table(&client, &adapters.events_table).await?;
         let publisher = EventPublisher::new(&kafka)?;
-        publisher.warm().await?;
+        let warming = publisher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warming.warm().await {
+                // Not fatal: the first publish connects again and reports its own failure.
+                eprintln!("sagaflow: Kafka warm-up failed, the first publish will retry: {e}");
+            }
+        });
         Ok(Self {
             store: Arc::new(DynamoEventStore::new(
                 client.clone(),
@@ -92,22 +103,20 @@ impl FunctionContext {
         Ok(self.kafka_function(Arc::new(self.orchestrator()?)))
     }
 
-    /// The scheduled deadline timer over these clients: it ticks the same sagas the
+    /// The scheduled deadline timer, built from the environment with its table checked and
+    /// no Kafka client (it only reads and writes the events table): it ticks the same sagas the
     /// orchestrator runs, under the same definitions.
-    pub fn deadline_timer(&self) -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
-        Ok(DeadlineTimer::new(
-            self.store.clone(),
-            self.orchestrator()?.sagas().clone(),
-        ))
+    pub async fn deadline_timer_from_env() -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
+        let adapters = AdapterConfig::from_env()?;
+        let kafka = KafkaConfig::from_env()?;
+        let client = dynamodb_client().await;
+        describe_table(&client, &adapters.events_table).await?;
+        let store = Arc::new(DynamoEventStore::new(client, adapters.events_table.clone()));
+        deadline_timer(store, &kafka, &adapters)
     }
 
     fn orchestrator(&self) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
-        OrchestratorHandler::with_step_timeout(
-            self.store.clone(),
-            self.kafka.topics.clone(),
-            self.adapters.step_timeout_ms,
-        )
-        .map_err(|e| InitError::Definition(e.to_string()))
+        orchestrator(self.store.clone(), &self.kafka, &self.adapters)
     }
 
     /// The analytics function over the analytics table, whose connection it checks now.
@@ -133,6 +142,26 @@ impl FunctionContext {
             sagaflow_lambda_kafka::BatchConfig::default(),
         )
     }
+}
+
+fn orchestrator(
+    store: Arc<DynamoEventStore>,
+    kafka: &KafkaConfig,
+    adapters: &AdapterConfig,
+) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
+    OrchestratorHandler::with_step_timeout(store, kafka.topics.clone(), adapters.step_timeout_ms)
+        .map_err(|e| InitError::Definition(e.to_string()))
+}
+
+fn deadline_timer(
+    store: Arc<DynamoEventStore>,
+    kafka: &KafkaConfig,
+    adapters: &AdapterConfig,
+) -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
+    let sagas = orchestrator(store.clone(), kafka, adapters)?
+        .sagas()
+        .clone();
+    Ok(DeadlineTimer::new(store, sagas))
 }
 
 /// Opens the connection to DynamoDB and checks that `table` is there.
