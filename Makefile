@@ -12,7 +12,7 @@ with_servers = if scripts/servers.sh running; then started=0; else scripts/serve
 	set -a; . ./.run/env; set +a; $(1); status=$$?; \
 	if [ $$started = 1 ]; then scripts/servers.sh down; fi; exit $$status
 
-.PHONY: help run test test-unit test-e2e test-demo chaos test-chaos fuzz run-local lint fmt check-core-purity up down clean package deploy lint-infra
+.PHONY: help run test test-unit test-e2e test-demo chaos test-chaos bench fuzz run-local lint fmt check-core-purity up down clean package deploy lint-infra
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -34,6 +34,13 @@ chaos: ## orders through the functions on the local servers with seeded faults; 
 
 test-chaos: ## a short seeded chaos run (100 orders, every fault on) whose invariants must hold
 	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- --orders 100 --seed 11 --silent 0.06)
+
+# The bench measures release builds: its own binary and every function's bootstrap (for init).
+FUNCTION_PACKAGES = -p sagaflow-order -p sagaflow-payment -p sagaflow-inventory -p sagaflow-shipping \
+	-p sagaflow-orchestrator -p sagaflow-analytics -p sagaflow-deadline -p sagaflow-relay
+bench: ## sagaflow beside cqrs-es and dynamo-es, a Kafka batch, function init, end to end, cost per order; see BENCHMARKS.md (quick: make bench ARGS=--quick)
+	@$(CARGO) build --release --quiet -p sagaflow-bench $(FUNCTION_PACKAGES)
+	@$(call with_servers,target/release/sagaflow-bench $(ARGS))
 
 FUZZ_SECS ?= 120
 CARGO_FUZZ = $(SAGAFLOW_CACHE)/cargo-fuzz/bin/cargo-fuzz
