@@ -7,7 +7,7 @@
 //! moves ids and lines where sagaflow's (which borrows) clones them. That is cqrs-es's advantage
 //! to keep, not something to take away from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use cqrs_es::event_sink::EventSink;
@@ -19,6 +19,7 @@ use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use sagaflow_core::domain::inventory::normalise;
 use sagaflow_core::domain::types::{validate_id, FieldError, StockLine};
 use sagaflow_core::domain::{Inventory, InventoryCommand, InventoryError, InventoryEvent};
 
@@ -43,34 +44,6 @@ impl cqrs_es::DomainEvent for StockEvent {
             .unwrap_or(1)
             .to_string()
     }
-}
-
-/// The same merge and checks as `inventory::normalise` (private there), with the same errors.
-fn normalise(lines: &[StockLine]) -> Result<Vec<StockLine>, FieldError> {
-    if lines.is_empty() {
-        return Err(FieldError::new("lines", "at least one line is needed"));
-    }
-    let mut merged: BTreeMap<&str, u32> = BTreeMap::new();
-    for (i, line) in lines.iter().enumerate() {
-        validate_id(&format!("lines[{i}].sku"), &line.sku)?;
-        if line.quantity == 0 {
-            return Err(FieldError::new(
-                format!("lines[{i}].quantity"),
-                "must be at least 1",
-            ));
-        }
-        let entry = merged.entry(&line.sku).or_default();
-        *entry = entry.checked_add(line.quantity).ok_or_else(|| {
-            FieldError::new(format!("lines[{i}].quantity"), "total quantity overflows")
-        })?;
-    }
-    Ok(merged
-        .into_iter()
-        .map(|(sku, quantity)| StockLine {
-            sku: sku.to_string(),
-            quantity,
-        })
-        .collect())
 }
 
 /// Why a reservation of `lines` cannot be made from `state`, worded as sagaflow words it.

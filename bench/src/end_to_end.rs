@@ -77,14 +77,6 @@ fn order(run: &str, n: usize) -> CreateOrder {
     }
 }
 
-async fn finished(system: &LocalSystem) -> Result<usize, String> {
-    let summary = system.analytics_summary().await?;
-    Ok(["completed", "cancelled"]
-        .iter()
-        .map(|s| summary.orders_by_status.get(*s).copied().unwrap_or(0) as usize)
-        .sum())
-}
-
 /// Runs the section and prints its table.
 pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
     let orders = if settings.quick { 60 } else { 300 };
@@ -108,7 +100,7 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
         // The finished count is read sparingly: each read is a request to the endpoint measured.
         while n >= IN_FLIGHT && n - IN_FLIGHT >= done {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            done = finished(&system).await?;
+            done = system.finished_orders().await?;
         }
         let create = order(&run_id, n);
         placed_at.insert(create.order_id.clone(), clock::now().as_millis());
@@ -117,7 +109,7 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
     let mut last_change = Instant::now();
     while done < orders {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now_done = finished(&system).await?;
+        let now_done = system.finished_orders().await?;
         if now_done != done {
             (done, last_change) = (now_done, Instant::now());
         } else if last_change.elapsed() > Duration::from_secs(120) {

@@ -60,15 +60,6 @@ fn order(seed: u64, n: usize) -> CreateOrder {
     }
 }
 
-/// Orders the analytics read model counts as completed or cancelled.
-async fn finished(system: &LocalSystem) -> Result<usize, String> {
-    let summary = system.analytics_summary().await?;
-    Ok(["completed", "cancelled"]
-        .iter()
-        .map(|s| summary.orders_by_status.get(*s).copied().unwrap_or(0) as usize)
-        .sum())
-}
-
 /// Waits until the analytics read model counts every order as finished, printing progress;
 /// gives up when nothing finishes for `stall`.
 async fn wait_for_orders(
@@ -79,7 +70,7 @@ async fn wait_for_orders(
     let started = Instant::now();
     let (mut last_done, mut last_change) = (0u64, Instant::now());
     loop {
-        let done = finished(system).await? as u64;
+        let done = system.finished_orders().await? as u64;
         if done != last_done {
             eprintln!(
                 "  {done}/{orders} orders finished after {:.0}s",
@@ -171,7 +162,7 @@ async fn run(args: Args) -> Result<bool, String> {
         // is read sparingly: each read is a request to the same endpoint the functions use.
         while n >= args.in_flight && n - args.in_flight >= done {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            done = finished(&system).await?;
+            done = system.finished_orders().await?;
         }
         system.place_order(create).await?;
         if let Some(record) = bad.get(n / every).filter(|_| n % every == 0) {

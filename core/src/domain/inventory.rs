@@ -155,7 +155,8 @@ pub struct Inventory {
 }
 
 /// Merges lines of the same SKU and validates them, so a reservation is one line per SKU.
-fn normalise(lines: &[StockLine]) -> Result<Vec<StockLine>, FieldError> {
+/// The lines of a reservation merged per SKU and checked: ids valid, quantities at least 1.
+pub fn normalise(lines: &[StockLine]) -> Result<Vec<StockLine>, FieldError> {
     if lines.is_empty() {
         return Err(FieldError::new("lines", "at least one line is needed"));
     }

@@ -385,6 +385,15 @@ impl LocalSystem {
         }
     }
 
+    /// Orders the analytics read model counts as completed or cancelled.
+    pub async fn finished_orders(&self) -> Result<usize, String> {
+        let summary = self.analytics_summary().await?;
+        Ok(["completed", "cancelled"]
+            .iter()
+            .map(|s| summary.orders_by_status.get(*s).copied().unwrap_or(0) as usize)
+            .sum())
+    }
+
     /// The analytics summary, asked through the analytics function's query bus.
     pub async fn analytics_summary(&self) -> Result<AnalyticsSummary, String> {
         self.queries
