@@ -429,6 +429,13 @@ def parameters():
             "Description": "How long a saga step waits for its reply before the deadline timer fails it"
             " (SAGAFLOW_STEP_TIMEOUT_MS).",
         },
+        "StepAttempts": {
+            "Type": "Number",
+            "Default": 6,
+            "MinValue": 1,
+            "Description": "Sends of a saga compensation, each awaited twice as long as the one before"
+            " (up to 8 step timeouts), before the saga records it as failed (SAGAFLOW_STEP_ATTEMPTS).",
+        },
         "DeadlineSchedule": {
             "Type": "String",
             "Default": "rate(1 minute)",
@@ -537,6 +544,7 @@ def globals_():
                     "SAGAFLOW_TOPIC_PREFIX": Ref("TopicPrefix"),
                     "SAGAFLOW_KAFKA_PROPERTIES": Ref("KafkaClientProperties"),
                     "SAGAFLOW_STEP_TIMEOUT_MS": Ref("StepTimeoutMilliseconds"),
+                    "SAGAFLOW_STEP_ATTEMPTS": Ref("StepAttempts"),
                     "RUST_LOG": Ref("LogLevel"),
                 }
             },

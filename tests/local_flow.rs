@@ -9,6 +9,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sagaflow_core::domain::{
     Address, CreateOrder, Flow, Money, OrderLine, OrderStatus, PaymentStatus, RefundStatus,
 };
+use sagaflow_core::flow::sagas::StepTiming;
 use sagaflow_kafka::{EventPublisher, OutboundRecord};
 use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig};
 
@@ -380,7 +381,11 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
 async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     require_servers();
     let system = LocalSystem::start(LocalSystemConfig {
-        step_timeout_ms: 3_000,
+        // Two sends of the shipment cancellation, awaited 3 s and 6 s, before it is given up.
+        step_timing: StepTiming {
+            timeout_ms: 3_000,
+            attempts: 2,
+        },
         stopped_services: vec!["shipment".into()],
         timer_every: Duration::from_millis(250),
         ..LocalSystemConfig::named(format!("silent{}", std::process::id()))

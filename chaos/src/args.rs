@@ -23,6 +23,7 @@ injected on a seeded schedule; prints one line per invariant and exits 1 if any 
   --bad-records N        bad records mixed in, each must be dead-lettered (default 10)
   --in-flight N          orders placed but not finished at any time, at most (default 20)
   --step-timeout-ms N    how long a saga step waits for its reply (default 20000)
+  --step-attempts N      sends of a compensation before the saga records it failed (default 6)
   --stall-secs N         give up when nothing finished for this long (default 180)
   --no-faults            the same run with every fault rate at zero
   --help                 this text";
@@ -46,6 +47,8 @@ pub struct Args {
     pub in_flight: usize,
     /// Saga step timeout.
     pub step_timeout_ms: i64,
+    /// Sends of a compensation before it is recorded as failed.
+    pub step_attempts: u32,
     /// Give up after no progress for this long.
     pub stall: Duration,
 }
@@ -69,6 +72,7 @@ impl Default for Args {
             bad_records: 10,
             in_flight: 20,
             step_timeout_ms: 20_000,
+            step_attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
             stall: Duration::from_secs(180),
         }
     }
@@ -130,6 +134,9 @@ impl Args {
                 "--bad-records" => parsed.bad_records = number(&value)? as usize,
                 "--in-flight" => parsed.in_flight = number(&value)?.max(1) as usize,
                 "--step-timeout-ms" => parsed.step_timeout_ms = number(&value)?.max(1) as i64,
+                "--step-attempts" => {
+                    parsed.step_attempts = u32::try_from(number(&value)?.max(1)).unwrap_or(u32::MAX)
+                }
                 "--stall-secs" => parsed.stall = Duration::from_secs(number(&value)?.max(1)),
                 other => return Err(ArgsError::Invalid(format!("unknown flag {other}"))),
             }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine};
+use sagaflow_core::flow::sagas::StepTiming;
 use sagaflow_core::projection::AnalyticsStore;
 use sagaflow_handlers::bad_input::{bad_records, BadValue};
 use sagaflow_kafka::{EventPublisher, OutboundRecord};
@@ -117,7 +118,10 @@ async fn run(args: Args) -> Result<bool, String> {
     let started = Instant::now();
     let system = LocalSystem::start(LocalSystemConfig {
         partitions: args.partitions,
-        step_timeout_ms: args.step_timeout_ms,
+        step_timing: StepTiming {
+            timeout_ms: args.step_timeout_ms,
+            attempts: args.step_attempts,
+        },
         timer_every: Duration::from_secs(2),
         faults: Some(plan.clone()),
         ..LocalSystemConfig::named(format!("chaos{}x{}", args.seed, std::process::id()))

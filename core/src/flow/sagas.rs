@@ -15,8 +15,8 @@ use crate::flow::services::FlowServices;
 use crate::repository::{Repository, RepositoryError};
 use crate::saga::{
     commands_in, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, DispatchOutcome,
-    Reply, SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError, SagaEvent,
-    SagaInput, SagaInstance, SagaStep, SagaTrigger, Sleeper,
+    Reply, RetryPolicy, SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError,
+    SagaEvent, SagaInput, SagaInstance, SagaStep, SagaTrigger, Sleeper,
 };
 use crate::store::EventStore;
 
@@ -26,6 +26,10 @@ pub const ORDER_SAGA: &str = "order-processing";
 pub const SHIPPING_SAGA: &str = "shipping";
 /// How long a step may wait for its reply before it counts as failed.
 pub const STEP_TIMEOUT_MS: i64 = 30_000;
+/// Attempts of each step's command: in process, on transient errors; durably, of a compensation
+/// whose reply does not come, awaited 1, 2, 4, 8, 8 and 8 step timeouts (31 in all, 15.5 minutes
+/// at the default timeout) before the saga records it as failed.
+pub const STEP_ATTEMPTS: u32 = 6;
 
 fn text(data: &SagaData, field: &str) -> Result<String, String> {
     data.input
@@ -66,17 +70,37 @@ fn cancel_reason(data: &SagaData) -> CancelReason {
     }
 }
 
+/// How patiently the durable order saga waits on its services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepTiming {
+    /// How long a step's reply is awaited before the step fails, in milliseconds.
+    pub timeout_ms: i64,
+    /// Attempts of each step's command (see [`STEP_ATTEMPTS`]).
+    pub attempts: u32,
+}
+
+impl Default for StepTiming {
+    fn default() -> Self {
+        Self {
+            timeout_ms: STEP_TIMEOUT_MS,
+            attempts: STEP_ATTEMPTS,
+        }
+    }
+}
+
 /// The order-processing saga: create order, process payment, reserve inventory, schedule
 /// shipment; on success complete the order and ship the stock. Its input is a `CreateOrder`.
 pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
-    order_saga_with_timeout(STEP_TIMEOUT_MS)
+    order_saga_with_timing(StepTiming::default())
 }
 
-/// The order-processing saga with every step's reply awaited for `step_timeout_ms` (a
-/// deployment whose services answer slower, or a test that wants deadlines to fire soon).
-pub fn order_saga_with_timeout(
-    step_timeout_ms: i64,
-) -> Result<SagaDefinition, SagaDefinitionError> {
+/// The order-processing saga with its own [`StepTiming`] (a deployment whose services answer
+/// slower, or a test that wants deadlines to fire soon).
+pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, SagaDefinitionError> {
+    let StepTiming {
+        timeout_ms: step_timeout_ms,
+        attempts,
+    } = timing;
     SagaDefinition::new(ORDER_SAGA)
         .step(
             SagaStep::new("create_order", |d: &SagaData| {
@@ -103,7 +127,7 @@ pub fn order_saga_with_timeout(
                 },
                 &["order.cancelled"],
             )
-            .timeout_ms(step_timeout_ms),
+            .timeout_ms(step_timeout_ms).retry(RetryPolicy::attempts(attempts)),
         )
         .step(
             SagaStep::new("process_payment", |d: &SagaData| {
@@ -132,10 +156,10 @@ pub fn order_saga_with_timeout(
                 },
                 &["payment.refunded", "payment.voided"],
             )
-            .timeout_ms(step_timeout_ms),
+            .timeout_ms(step_timeout_ms).retry(RetryPolicy::attempts(attempts)),
         )
-        .step(reserve_inventory_step(step_timeout_ms))
-        .step(schedule_shipment_step("schedule_shipment", step_timeout_ms))
+        .step(reserve_inventory_step(step_timeout_ms, attempts))
+        .step(schedule_shipment_step("schedule_shipment", step_timeout_ms, attempts))
         .on_completed(|d: &SagaData| {
             let order_id = text(d, "order_id")?;
             Ok(vec![
@@ -150,7 +174,7 @@ pub fn order_saga_with_timeout(
         .build()
 }
 
-fn reserve_inventory_step(step_timeout_ms: i64) -> SagaStep {
+fn reserve_inventory_step(step_timeout_ms: i64, attempts: u32) -> SagaStep {
     SagaStep::new("reserve_inventory", |d: &SagaData| {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
@@ -172,10 +196,11 @@ fn reserve_inventory_step(step_timeout_ms: i64) -> SagaStep {
         &["inventory.released"],
     )
     .timeout_ms(step_timeout_ms)
+    .retry(RetryPolicy::attempts(attempts))
 }
 
 /// Books a carrier for the order's address; cancelling the shipment undoes it.
-fn schedule_shipment_step(name: &str, step_timeout_ms: i64) -> SagaStep {
+fn schedule_shipment_step(name: &str, step_timeout_ms: i64, attempts: u32) -> SagaStep {
     SagaStep::new(name, |d: &SagaData| {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
@@ -188,6 +213,7 @@ fn schedule_shipment_step(name: &str, step_timeout_ms: i64) -> SagaStep {
     .fails_on(&["shipment.failed"])
     .compensate_with(cancel_shipment, &["shipment.cancelled"])
     .timeout_ms(step_timeout_ms)
+    .retry(RetryPolicy::attempts(attempts))
 }
 
 fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
@@ -203,8 +229,12 @@ fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
 /// success the stock ships. Its input has `order_id`, `lines` (SKU and quantity) and `shipping_address`.
 pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
     SagaDefinition::new(SHIPPING_SAGA)
-        .step(reserve_inventory_step(STEP_TIMEOUT_MS))
-        .step(schedule_shipment_step("create_shipment", STEP_TIMEOUT_MS))
+        .step(reserve_inventory_step(STEP_TIMEOUT_MS, STEP_ATTEMPTS))
+        .step(schedule_shipment_step(
+            "create_shipment",
+            STEP_TIMEOUT_MS,
+            STEP_ATTEMPTS,
+        ))
         .step(
             SagaStep::new("confirm_shipment", |d: &SagaData| {
                 let order_id = text(d, "order_id")?;
@@ -215,7 +245,8 @@ pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
                 ))
             })
             .succeeds_on(&["shipment.confirmed"])
-            .timeout_ms(STEP_TIMEOUT_MS),
+            .timeout_ms(STEP_TIMEOUT_MS)
+            .retry(RetryPolicy::attempts(STEP_ATTEMPTS)),
         )
         .on_completed(|d: &SagaData| {
             Ok(vec![SagaCommand::new(

@@ -188,6 +188,9 @@ impl fmt::Debug for Compensation {
 /// Default step timeout: long enough for a slow service, short enough to notice a lost reply.
 const DEFAULT_TIMEOUT_MS: i64 = 30_000;
 
+/// The most a compensation attempt is awaited, as a multiple of its step's timeout.
+pub const MAX_COMPENSATION_WAIT_FACTOR: u32 = 8;
+
 /// One step of a saga: a command, the replies that mean success or failure, and how to undo it.
 #[derive(Clone)]
 pub struct SagaStep {
@@ -306,6 +309,19 @@ impl SagaStep {
     /// The step's retry policy.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
+    }
+
+    /// How long the durable orchestrator awaits attempt `attempt` (from 1) of this step's
+    /// compensation: the timeout, doubled for each earlier attempt up to
+    /// [`MAX_COMPENSATION_WAIT_FACTOR`] times it.
+    ///
+    /// A compensation that goes unanswered is usually queued behind a backlog, not lost, so
+    /// each repeat is given more time instead of piling more repeats onto the same queue.
+    pub fn compensation_wait(&self, attempt: u32) -> i64 {
+        let doublings = attempt
+            .saturating_sub(1)
+            .min(MAX_COMPENSATION_WAIT_FACTOR.ilog2());
+        self.timeout_ms.saturating_mul(1_i64 << doublings)
     }
 }
 

@@ -75,7 +75,7 @@ pub enum SagaEvent {
         /// When the saga stops waiting for the reply.
         deadline: Timestamp,
     },
-    /// A step's compensation was confirmed.
+    /// A step's compensation was confirmed, possibly after it was given up on (a late reply).
     #[serde(rename = "saga.step_compensated")]
     StepCompensated {
         /// The step undone.
@@ -158,12 +158,14 @@ pub enum InstanceStatus {
     Completed,
     /// A step failed and every needed compensation succeeded.
     Compensated,
-    /// A step failed and at least one compensation was given up.
+    /// A step failed and at least one compensation was given up and has not been confirmed
+    /// since; a late confirmation turns the saga into `Compensated`.
     CompensationFailed,
 }
 
 impl InstanceStatus {
-    /// Whether the saga has ended and ignores every further input.
+    /// Whether the saga has ended: it ignores every further input but the late confirmation
+    /// of a compensation it gave up on.
     pub const fn is_finished(self) -> bool {
         matches!(
             self,
@@ -411,7 +413,17 @@ impl SagaInstance {
                 if !self.compensated.contains(step) {
                     self.compensated.push(step.clone());
                 }
-                self.awaiting = None;
+                // A late confirmation of a compensation given up on takes it off the failed
+                // list; a finished saga with nothing left failed was compensated after all.
+                self.compensation_failed.retain(|failed| failed != step);
+                if self.status == InstanceStatus::CompensationFailed
+                    && self.compensation_failed.is_empty()
+                {
+                    self.status = InstanceStatus::Compensated;
+                }
+                if self.awaiting.as_ref().is_some_and(|a| a.step == *step) {
+                    self.awaiting = None;
+                }
             }
             SagaEvent::CompensationFailed { step, .. } => {
                 self.pop_compensation_through(step);

@@ -199,7 +199,22 @@ pub fn orchestrate(
         });
     }
     if state.is_finished() {
-        return Ok(SagaDecision::default());
+        return match input {
+            // A compensation given up on may still be confirmed: its command was queued, not
+            // lost. The saga's record then says what really happened to the money and stock.
+            SagaInput::Reply {
+                event_id,
+                event_type,
+                payload,
+            } if state.status() == InstanceStatus::CompensationFailed
+                && !state.has_seen_reply(event_id) =>
+            {
+                let mut decider = Decider::new(definition, state, now, event_id);
+                decider.on_late_compensation(event_id, event_type, payload)?;
+                Ok(decider.finish())
+            }
+            _ => Ok(SagaDecision::default()),
+        };
     }
     match input {
         // A second start of the same saga is a redelivery: nothing new happens.
@@ -271,7 +286,8 @@ impl<'a> Decider<'a> {
             .ok_or_else(|| SagaError::UnknownStep(name.to_string()))
     }
 
-    /// The message for `step`'s command, due back by `now` plus the step's timeout.
+    /// The message for `step`'s command, due back by `now` plus the step's timeout (for a
+    /// compensation, the growing wait of its attempt).
     fn message(
         &self,
         step: &SagaStep,
@@ -284,7 +300,11 @@ impl<'a> Decider<'a> {
             saga_type: self.definition.name(),
             correlation_id: self.next.correlation_id(),
         };
-        let deadline = self.now.plus_millis(step.timeout());
+        let wait = match kind {
+            StepKind::Compensation => step.compensation_wait(attempt),
+            StepKind::Forward | StepKind::Completion => step.timeout(),
+        };
+        let deadline = self.now.plus_millis(wait);
         let message = context.message(
             step.name(),
             kind,
@@ -346,6 +366,9 @@ impl<'a> Decider<'a> {
         event_type: &str,
         payload: &Value,
     ) -> Result<(), SagaError> {
+        if self.on_late_compensation(event_id, event_type, payload)? {
+            return Ok(());
+        }
         let Some(awaited) = self.next.awaited().cloned() else {
             return Ok(());
         };
@@ -383,6 +406,36 @@ impl<'a> Decider<'a> {
             // Replies of other steps, late replies and unrelated events are not this step's.
             StepKind::Forward | StepKind::Completion => Ok(()),
         }
+    }
+
+    /// Records a confirmation of a compensation already given up on; `Ok(true)` if the reply
+    /// was one. It changes nothing else: the saga has moved on from that step.
+    fn on_late_compensation(
+        &mut self,
+        event_id: &str,
+        event_type: &str,
+        payload: &Value,
+    ) -> Result<bool, SagaError> {
+        let mut confirmed = None;
+        for name in self.next.failed_compensations() {
+            let step = self.step(name)?;
+            if step
+                .compensation()
+                .is_some_and(|compensation| compensation.succeeds_on(event_type))
+            {
+                confirmed = Some(step.name().to_string());
+                break;
+            }
+        }
+        let Some(step) = confirmed else {
+            return Ok(false);
+        };
+        self.emit(SagaEvent::StepCompensated {
+            step,
+            reply_event_id: Some(event_id.to_string()),
+            reply: payload.clone(),
+        });
+        Ok(true)
     }
 
     fn on_tick(&mut self) -> Result<(), SagaError> {
@@ -988,8 +1041,27 @@ mod tests {
         assert_eq!(requested(&decision.events[1]).0, "charge");
     }
 
+    /// The history of a saga whose `charge` compensation was given up after 3 unanswered
+    /// attempts, now awaiting the release of `reserve`.
+    fn charge_compensation_given_up(def: &SagaDefinition) -> Vec<SagaEvent> {
+        let mut past = awaiting_ship(def);
+        past.extend(
+            when(
+                def,
+                &given(def, &past),
+                reply("evt-3", "shipment.failed"),
+                at(100),
+            )
+            .events,
+        );
+        for now in [2_100, 6_100, 14_100] {
+            past.extend(when(def, &given(def, &past), SagaInput::Tick, at(now)).events);
+        }
+        past
+    }
+
     #[test]
-    fn a_compensation_timeout_retries_until_max_attempts_then_fails_and_moves_on() {
+    fn a_compensation_timeout_retries_with_growing_waits_then_fails_and_moves_on() {
         let def = order_saga();
         let mut past = awaiting_ship(&def);
         past.extend(
@@ -1001,7 +1073,8 @@ mod tests {
             )
             .events,
         );
-        // Refund of `charge` requested at +100, deadline +2100; policy allows 3 attempts.
+        // Refund of `charge` (timeout 2000) requested at +100, deadline +2100; 3 attempts, each
+        // awaited twice as long as the one before.
         let state = given(&def, &past);
         assert!(when(&def, &state, SagaInput::Tick, at(2_099)).is_empty());
         let first_id = requested(past.last().unwrap()).2.command_id.clone();
@@ -1009,16 +1082,19 @@ mod tests {
         let decision = when(&def, &state, SagaInput::Tick, at(2_100));
         assert_eq!(types(&decision.events), ["saga.compensation_requested"]);
         let (step, attempt, command, deadline) = requested(&decision.events[0]);
-        assert_eq!((step, attempt, deadline), ("charge", 2, at(4_100)));
+        assert_eq!((step, attempt, deadline), ("charge", 2, at(6_100)));
         assert_eq!(command.attempt, 2);
         assert_ne!(command.command_id, first_id);
         past.extend(decision.events);
 
-        let decision = when(&def, &given(&def, &past), SagaInput::Tick, at(4_100));
-        assert_eq!(requested(&decision.events[0]).1, 3);
+        let state = given(&def, &past);
+        assert!(when(&def, &state, SagaInput::Tick, at(6_099)).is_empty());
+        let decision = when(&def, &state, SagaInput::Tick, at(6_100));
+        let (_, attempt, _, deadline) = requested(&decision.events[0]);
+        assert_eq!((attempt, deadline), (3, at(14_100)));
         past.extend(decision.events);
 
-        let decision = when(&def, &given(&def, &past), SagaInput::Tick, at(6_100));
+        let decision = when(&def, &given(&def, &past), SagaInput::Tick, at(14_100));
         assert_eq!(
             decision.events[0],
             SagaEvent::CompensationFailed {
@@ -1030,27 +1106,20 @@ mod tests {
         let (step, attempt, _, _) = requested(&decision.events[1]);
         assert_eq!((step, attempt), ("reserve", 1));
         past.extend(decision.events);
+        assert_eq!(past, charge_compensation_given_up(&def));
 
-        // A late refund confirmation no longer counts: `reserve` is awaited now.
-        assert!(when(
-            &def,
-            &given(&def, &past),
-            reply("evt-4", "payment.refunded"),
-            at(6_200)
-        )
-        .is_empty());
         let decision = when(
             &def,
             &given(&def, &past),
             reply("evt-5", "inventory.released"),
-            at(6_300),
+            at(14_300),
         );
         assert_eq!(
             decision.events[1],
             SagaEvent::Aborted {
                 reason: "step `ship` failed: shipment.failed".into(),
                 compensation_failed: vec!["charge".into()],
-                finished_at: at(6_300),
+                finished_at: at(14_300),
             }
         );
         past.extend(decision.events);
@@ -1058,6 +1127,100 @@ mod tests {
         assert_eq!(after.status(), InstanceStatus::CompensationFailed);
         assert_eq!(after.compensated_steps(), ["reserve"]);
         assert_eq!(after.failed_compensations(), ["charge"]);
+    }
+
+    #[test]
+    fn the_compensation_wait_doubles_up_to_eight_timeouts() {
+        let step = SagaStep::new("s", |_| Ok(SagaCommand::new("x.do", "x-1", json!({}))))
+            .timeout_ms(1_000);
+        let waits: Vec<i64> = (1..=7).map(|n| step.compensation_wait(n)).collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000, 8_000]);
+    }
+
+    #[test]
+    fn a_late_confirmation_while_compensating_takes_the_step_off_the_failed_list() {
+        let def = order_saga();
+        let mut past = charge_compensation_given_up(&def);
+
+        // The refund was queued, not lost: its confirmation arrives while `reserve` is awaited.
+        let decision = when(
+            &def,
+            &given(&def, &past),
+            reply("evt-4", "payment.refunded"),
+            at(14_200),
+        );
+        assert_eq!(
+            decision.events,
+            [SagaEvent::StepCompensated {
+                step: "charge".into(),
+                reply_event_id: Some("evt-4".into()),
+                reply: json!({ "payment_id": "pay-9", "from": "evt-4" }),
+            }]
+        );
+        assert!(decision.commands.is_empty());
+        past.extend(decision.events);
+        let state = given(&def, &past);
+        assert!(state.failed_compensations().is_empty());
+        assert_eq!(
+            state.awaiting().map(|(step, kind, _)| (step, kind)),
+            Some(("reserve", StepKind::Compensation))
+        );
+
+        let decision = when(
+            &def,
+            &state,
+            reply("evt-5", "inventory.released"),
+            at(14_300),
+        );
+        assert_eq!(
+            decision.events[1],
+            SagaEvent::Aborted {
+                reason: "step `ship` failed: shipment.failed".into(),
+                compensation_failed: vec![],
+                finished_at: at(14_300),
+            }
+        );
+        past.extend(decision.events);
+        assert_eq!(given(&def, &past).status(), InstanceStatus::Compensated);
+    }
+
+    #[test]
+    fn a_late_confirmation_after_the_saga_ended_turns_compensation_failed_into_compensated() {
+        let def = order_saga();
+        let mut past = charge_compensation_given_up(&def);
+        past.extend(
+            when(
+                &def,
+                &given(&def, &past),
+                reply("evt-5", "inventory.released"),
+                at(14_300),
+            )
+            .events,
+        );
+        let state = given(&def, &past);
+        assert_eq!(state.status(), InstanceStatus::CompensationFailed);
+
+        // Replies that confirm nothing given up on change nothing.
+        for input in [
+            reply("evt-5", "payment.refunded"),
+            reply("evt-6", "inventory.released"),
+            reply("evt-7", "shipment.scheduled"),
+            SagaInput::Tick,
+        ] {
+            assert!(when(&def, &state, input, at(20_000)).is_empty());
+        }
+
+        let decision = when(&def, &state, reply("evt-8", "payment.voided"), at(20_000));
+        assert_eq!(types(&decision.events), ["saga.step_compensated"]);
+        assert!(decision.commands.is_empty());
+        past.extend(decision.events);
+        let after = given(&def, &past);
+        assert_eq!(after.status(), InstanceStatus::Compensated);
+        assert!(after.failed_compensations().is_empty());
+        assert_eq!(after.compensated_steps(), ["reserve", "charge"]);
+        assert_eq!(after.finished_at(), Some(at(14_300)));
+        // Redelivered, the confirmation is recognised by its id.
+        assert!(when(&def, &after, reply("evt-8", "payment.voided"), at(20_100)).is_empty());
     }
 
     #[test]

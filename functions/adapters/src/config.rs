@@ -1,6 +1,7 @@
 //! Configuration from the environment, with defaults that match `localstack/` and `infra/`.
 
 use aws_config::BehaviorVersion;
+use sagaflow_core::flow::sagas::StepTiming;
 
 /// Environment variable naming the events table.
 pub const EVENTS_TABLE_VAR: &str = "SAGAFLOW_EVENTS_TABLE";
@@ -8,6 +9,8 @@ pub const EVENTS_TABLE_VAR: &str = "SAGAFLOW_EVENTS_TABLE";
 pub const ANALYTICS_TABLE_VAR: &str = "SAGAFLOW_ANALYTICS_TABLE";
 /// Environment variable: how long a saga step waits for its reply, in milliseconds.
 pub const STEP_TIMEOUT_VAR: &str = "SAGAFLOW_STEP_TIMEOUT_MS";
+/// Environment variable: attempts of a saga compensation before it is recorded as failed.
+pub const STEP_ATTEMPTS_VAR: &str = "SAGAFLOW_STEP_ATTEMPTS";
 
 /// A configuration variable whose value cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +31,8 @@ pub struct AdapterConfig {
     pub events_table: String,
     /// The analytics read model table.
     pub analytics_table: String,
-    /// How long a saga step waits for its reply before it fails and the saga compensates.
-    pub step_timeout_ms: i64,
+    /// How long a saga step waits for its reply, and how often a compensation is sent.
+    pub step_timing: StepTiming,
 }
 
 impl Default for AdapterConfig {
@@ -37,7 +40,7 @@ impl Default for AdapterConfig {
         Self {
             events_table: "sagaflow-events".into(),
             analytics_table: "sagaflow-analytics".into(),
-            step_timeout_ms: sagaflow_core::flow::sagas::STEP_TIMEOUT_MS,
+            step_timing: StepTiming::default(),
         }
     }
 }
@@ -56,27 +59,52 @@ impl AdapterConfig {
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or(default)
         };
-        let step_timeout_ms = match lookup(STEP_TIMEOUT_VAR).filter(|v| !v.trim().is_empty()) {
-            None => defaults.step_timeout_ms,
-            Some(value) => {
-                value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|ms: &i64| *ms > 0)
-                    .ok_or(ConfigError {
-                        name: STEP_TIMEOUT_VAR,
-                        value,
-                        expected: "a positive number of milliseconds",
-                    })?
-            }
-        };
+        let timeout_ms = positive(
+            &lookup,
+            STEP_TIMEOUT_VAR,
+            defaults.step_timing.timeout_ms,
+            "a positive number of milliseconds",
+        )?;
+        let attempts = positive(
+            &lookup,
+            STEP_ATTEMPTS_VAR,
+            defaults.step_timing.attempts,
+            "a positive number of attempts",
+        )?;
         Ok(Self {
             events_table: get(EVENTS_TABLE_VAR, defaults.events_table),
             analytics_table: get(ANALYTICS_TABLE_VAR, defaults.analytics_table),
-            step_timeout_ms,
+            step_timing: StepTiming {
+                timeout_ms,
+                attempts,
+            },
         })
     }
+}
+
+/// The positive number in variable `name`, or `default` when it is unset or empty.
+fn positive<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
+    let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|number: &T| *number > T::default())
+        .ok_or(ConfigError {
+            name,
+            value,
+            expected,
+        })
 }
 
 /// A DynamoDB client from the standard AWS environment (region, credentials, and
@@ -101,7 +129,22 @@ mod tests {
         .unwrap();
         assert_eq!(config.events_table, "custom-events");
         assert_eq!(config.analytics_table, "sagaflow-analytics");
-        assert_eq!(config.step_timeout_ms, 2_500);
+        assert_eq!(
+            config.step_timing,
+            StepTiming {
+                timeout_ms: 2_500,
+                attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
+            }
+        );
+        let attempts =
+            AdapterConfig::from_lookup(|name| (name == STEP_ATTEMPTS_VAR).then(|| " 9 ".into()));
+        assert_eq!(attempts.unwrap().step_timing.attempts, 9);
+        let bad =
+            AdapterConfig::from_lookup(|name| (name == STEP_ATTEMPTS_VAR).then(|| "0".into()));
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "SAGAFLOW_STEP_ATTEMPTS=\"0\": a positive number of attempts"
+        );
         let bad =
             AdapterConfig::from_lookup(|name| (name == STEP_TIMEOUT_VAR).then(|| "-5".into()));
         assert_eq!(

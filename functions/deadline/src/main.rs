@@ -42,7 +42,7 @@ mod tests {
     use lambda_runtime::Context;
     use sagaflow_core::domain::fixtures::address;
     use sagaflow_core::domain::{CreateOrder, Flow, Money, OrderLine};
-    use sagaflow_core::flow::sagas::ORDER_SAGA;
+    use sagaflow_core::flow::sagas::{StepTiming, ORDER_SAGA};
     use sagaflow_core::saga::{InstanceStatus, StepKind};
     use sagaflow_core::{InMemoryEventStore, Timestamp};
     use sagaflow_handlers::OrchestratorHandler;
@@ -78,10 +78,13 @@ mod tests {
     #[tokio::test]
     async fn a_step_past_its_deadline_fails_and_its_saga_compensates_once() {
         let store = Arc::new(InMemoryEventStore::new());
-        let orchestrator = OrchestratorHandler::with_step_timeout(
+        let orchestrator = OrchestratorHandler::with_step_timing(
             store.clone(),
             Topics::default(),
-            STEP_TIMEOUT_MS,
+            StepTiming {
+                timeout_ms: STEP_TIMEOUT_MS,
+                ..StepTiming::default()
+            },
         )
         .unwrap();
         let sagas = orchestrator.sagas().clone();

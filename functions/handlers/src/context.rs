@@ -149,7 +149,7 @@ fn orchestrator(
     kafka: &KafkaConfig,
     adapters: &AdapterConfig,
 ) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
-    OrchestratorHandler::with_step_timeout(store, kafka.topics.clone(), adapters.step_timeout_ms)
+    OrchestratorHandler::with_step_timing(store, kafka.topics.clone(), adapters.step_timing)
         .map_err(|e| InitError::Definition(e.to_string()))
 }
 

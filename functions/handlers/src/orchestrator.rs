@@ -7,9 +7,7 @@ use sagaflow_core::command::CommandEnvelope;
 use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{CreateOrder, Flow};
 use sagaflow_core::flow::check_known_event;
-use sagaflow_core::flow::sagas::{
-    order_saga_with_timeout, SagaRunner, ORDER_SAGA, STEP_TIMEOUT_MS,
-};
+use sagaflow_core::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
 use sagaflow_core::saga::SagaDefinitionError;
 use sagaflow_core::{EventStore, StoredEvent, Timestamp, Upcasters};
 use sagaflow_kafka::Topics;
@@ -41,17 +39,17 @@ impl<S> Clone for OrchestratorHandler<S> {
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// The orchestrator of the order-processing saga over `store`.
     pub fn new(store: Arc<S>, topics: Topics) -> Result<Self, SagaDefinitionError> {
-        Self::with_step_timeout(store, topics, STEP_TIMEOUT_MS)
+        Self::with_step_timing(store, topics, StepTiming::default())
     }
 
-    /// The orchestrator whose saga steps wait `step_timeout_ms` for their replies.
-    pub fn with_step_timeout(
+    /// The orchestrator whose saga steps wait and retry as `timing` says.
+    pub fn with_step_timing(
         store: Arc<S>,
         topics: Topics,
-        step_timeout_ms: i64,
+        timing: StepTiming,
     ) -> Result<Self, SagaDefinitionError> {
         Ok(Self {
-            sagas: SagaRunner::new(store, vec![order_saga_with_timeout(step_timeout_ms)?]),
+            sagas: SagaRunner::new(store, vec![order_saga_with_timing(timing)?]),
             topics,
             clock: clock::now,
             upcasters: Arc::new(order_upcasters()),

@@ -13,7 +13,7 @@ use sagaflow_adapters::{dynamodb_client, DynamoAnalyticsStore, DynamoEventStore}
 use sagaflow_core::command::{command_id_for, CommandEnvelope};
 use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{CreateOrder, Flow, Order, OrderStatus};
-use sagaflow_core::flow::sagas::SagaRunner;
+use sagaflow_core::flow::sagas::{SagaRunner, StepTiming};
 use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyticsSummary};
@@ -46,8 +46,9 @@ pub struct LocalSystemConfig {
     pub partitions: i32,
     /// Batching of every Kafka trigger.
     pub trigger: TriggerConfig,
-    /// How long a saga step waits for its reply (the orchestrator's and the timer's setting).
-    pub step_timeout_ms: i64,
+    /// How long a saga step waits for its reply and how often a compensation is sent (the
+    /// orchestrator's and the timer's setting).
+    pub step_timing: StepTiming,
     /// Services whose function is not started (their commands are never answered), to show
     /// the deadline timer failing the step and the saga compensating.
     pub stopped_services: Vec<String>,
@@ -69,7 +70,7 @@ impl LocalSystemConfig {
             consumer_groups: None,
             partitions: 2,
             trigger: TriggerConfig::default(),
-            step_timeout_ms: sagaflow_core::flow::sagas::STEP_TIMEOUT_MS,
+            step_timing: StepTiming::default(),
             stopped_services: Vec::new(),
             timer_every: Duration::from_millis(500),
             faults: None,
@@ -204,17 +205,17 @@ impl LocalSystem {
             );
             triggers.push(trigger.start(runtime.clone())?);
         }
-        let orchestrator = OrchestratorHandler::with_step_timeout(
+        let orchestrator = OrchestratorHandler::with_step_timing(
             function_store.clone(),
             topics.clone(),
-            config.step_timeout_ms,
+            config.step_timing,
         )
         .map_err(|e| e.to_string())?;
         let function_sagas = orchestrator.sagas().clone();
-        let sagas = OrchestratorHandler::with_step_timeout(
+        let sagas = OrchestratorHandler::with_step_timing(
             store.clone(),
             topics.clone(),
-            config.step_timeout_ms,
+            config.step_timing,
         )
         .map_err(|e| e.to_string())?
         .sagas()
