@@ -105,9 +105,23 @@ fn orders_terminal(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check 
 fn sagas_finished(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut broken = Vec::new();
+    let (mut resent, mut confirmed_late) = (0, 0);
     for id in expected.orchestrated {
         match decode::<SagaEvent>(&stream("saga", id)) {
             Ok(events) => {
+                let mut given_up = Vec::new();
+                for event in &events {
+                    match event {
+                        SagaEvent::CompensationRequested { attempt, .. } if *attempt > 1 => {
+                            resent += 1
+                        }
+                        SagaEvent::CompensationFailed { step, .. } => given_up.push(step),
+                        SagaEvent::StepCompensated { step, .. } if given_up.contains(&step) => {
+                            confirmed_late += 1
+                        }
+                        _ => {}
+                    }
+                }
                 let saga = SagaInstance::from_events(&events);
                 *by_status.entry(format!("{:?}", saga.status())).or_default() += 1;
                 if !matches!(
@@ -122,7 +136,10 @@ fn sagas_finished(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
     }
     Check {
         name: "every saga is completed or compensated",
-        counted: format!("{by_status:?}"),
+        counted: format!(
+            "{by_status:?}; {resent} compensations sent again, {confirmed_late} confirmed after \
+             they were given up"
+        ),
         broken,
     }
 }
