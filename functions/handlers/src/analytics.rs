@@ -12,8 +12,8 @@ use sagaflow_core::StoredEvent;
 use sagaflow_kafka::topics::AGGREGATE_TYPES;
 use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::{
-    BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse, RecordHandler,
-    RecordOutcome,
+    parse_kafka_event, BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse,
+    RecordHandler, RecordOutcome,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -119,9 +119,9 @@ impl AnalyticsRequest {
             Some(other) => Err(format!(
                 "unknown analytics query {other}: the one query is {{\"query\": \"summary\"}}"
             )),
-            None => serde_json::from_value(payload)
+            None => parse_kafka_event(payload)
                 .map(|batch| AnalyticsRequest::Batch(Box::new(batch)))
-                .map_err(|e| format!("payload is neither a query nor a Kafka batch: {e}")),
+                .map_err(|e| format!("payload is neither a query nor a Kafka batch ({e})")),
         }
     }
 }

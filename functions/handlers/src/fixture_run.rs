@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use sagaflow_core::InMemoryEventStore;
 use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::{BatchConfig, DeadLetter, KafkaBatchResponse, RecordHandler};
@@ -12,9 +11,10 @@ use sagaflow_lambda_kafka::{BatchConfig, DeadLetter, KafkaBatchResponse, RecordH
 use crate::function::{KafkaFunction, RecordedDeadLetters};
 use crate::orchestrator::OrchestratorHandler;
 use crate::service::{ServiceHandler, UnknownService};
+use serde_json::Value;
 
-/// Reads `fixtures/<name>` of the crate under test as the payload a Kafka trigger sends.
-pub fn load_kafka_fixture(name: &str) -> Result<KafkaEvent, String> {
+/// Reads `fixtures/<name>` of the crate under test as the JSON a Kafka trigger sends.
+pub fn load_kafka_fixture(name: &str) -> Result<Value, String> {
     let text = std::fs::read_to_string(format!("fixtures/{name}"))
         .map_err(|e| format!("fixtures/{name}: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("fixtures/{name}: {e}"))
@@ -102,9 +102,9 @@ impl MemoryFunction<OrchestratorHandler<InMemoryEventStore>> {
 
 impl<H> MemoryFunction<H> {
     /// Delivers `payload` through `invoke` (the binary's own handler), then delivers it again.
-    pub async fn deliver_twice<F, Fut>(&self, payload: KafkaEvent, invoke: F) -> Redelivery
+    pub async fn deliver_twice<F, Fut>(&self, payload: Value, invoke: F) -> Redelivery
     where
-        F: Fn(KafkaEvent) -> Fut,
+        F: Fn(Value) -> Fut,
         Fut: Future<Output = KafkaBatchResponse>,
     {
         let first = invoke(payload.clone()).await;

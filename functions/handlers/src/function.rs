@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use sagaflow_lambda_kafka::{
-    process_batch, BatchConfig, BatchResult, BoxFuture, DeadLetter, DeadLetterSink, RecordHandler,
+    parse_kafka_event, process_batch, BatchConfig, BatchResult, BoxFuture, DeadLetter,
+    DeadLetterSink, PayloadError, RecordHandler,
 };
+use serde_json::Value;
 
 use crate::clock;
 
@@ -30,6 +32,12 @@ impl KafkaFunction {
             dead_letters,
             config,
         }
+    }
+
+    /// Reads one invocation's payload as a Kafka batch ([`parse_kafka_event`]: never a panic)
+    /// and processes it.
+    pub async fn handle_payload(&self, payload: Value) -> Result<BatchResult, PayloadError> {
+        Ok(self.handle_batch(&parse_kafka_event(payload)?).await)
     }
 
     /// Processes one invocation's batch.

@@ -3,10 +3,10 @@
 //! ships once the shipment is scheduled and releases when it fails. Failed records are reported
 //! as partial batch failures; bad ones are dead-lettered.
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use sagaflow_handlers::KafkaBatchResponse;
 use sagaflow_handlers::{FunctionContext, KafkaFunction};
+use serde_json::Value;
 
 /// The service this function runs.
 const SERVICE: &str = "inventory";
@@ -14,9 +14,9 @@ const SERVICE: &str = "inventory";
 /// Handles one batch from the Kafka trigger.
 async fn handler(
     function: &KafkaFunction,
-    event: LambdaEvent<KafkaEvent>,
+    event: LambdaEvent<Value>,
 ) -> Result<KafkaBatchResponse, Error> {
-    Ok(function.handle_batch(&event.payload).await.response)
+    Ok(function.handle_payload(event.payload).await?.response)
 }
 
 #[tokio::main]

@@ -5,6 +5,7 @@
 pub mod batch;
 mod groups;
 mod isolate;
+pub mod payload;
 pub mod record;
 pub mod response;
 
@@ -17,6 +18,7 @@ pub use batch::{
     process_batch, BatchConfig, BatchReport, BatchResult, BoxFuture, DeadLetter, DeadLetterSink,
     RecordHandler, RecordOutcome,
 };
+pub use payload::{parse_kafka_event, PayloadError};
 pub use record::{
     decode_batch, DecodedRecord, EncodedField, InboundRecord, RawRecord, RecordDecodeError,
     RecordId,

@@ -3,17 +3,17 @@
 //! (`sagaflow.events.*`) to the saga of their order, which records the next command to send.
 //! Failed records are reported as partial batch failures; bad ones are dead-lettered.
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use sagaflow_handlers::KafkaBatchResponse;
 use sagaflow_handlers::{FunctionContext, KafkaFunction};
+use serde_json::Value;
 
 /// Handles one batch from the Kafka trigger.
 async fn handler(
     function: &KafkaFunction,
-    event: LambdaEvent<KafkaEvent>,
+    event: LambdaEvent<Value>,
 ) -> Result<KafkaBatchResponse, Error> {
-    Ok(function.handle_batch(&event.payload).await.response)
+    Ok(function.handle_payload(event.payload).await?.response)
 }
 
 #[tokio::main]

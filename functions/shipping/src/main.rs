@@ -2,10 +2,10 @@
 //! `sagaflow.commands.shipment`, and in choreographed orders schedules one once the stock is
 //! reserved. Failed records are reported as partial batch failures; bad ones are dead-lettered.
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use sagaflow_handlers::KafkaBatchResponse;
 use sagaflow_handlers::{FunctionContext, KafkaFunction};
+use serde_json::Value;
 
 /// The service this function runs (the `shipment` aggregate's).
 const SERVICE: &str = "shipment";
@@ -13,9 +13,9 @@ const SERVICE: &str = "shipment";
 /// Handles one batch from the Kafka trigger.
 async fn handler(
     function: &KafkaFunction,
-    event: LambdaEvent<KafkaEvent>,
+    event: LambdaEvent<Value>,
 ) -> Result<KafkaBatchResponse, Error> {
-    Ok(function.handle_batch(&event.payload).await.response)
+    Ok(function.handle_payload(event.payload).await?.response)
 }
 
 #[tokio::main]
