@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sagaflow_handlers::KafkaFunction;
+use sagaflow_lambda_kafka::parse_kafka_event;
 
 use crate::faults::{FaultPlan, TriggerFault};
 use sagaflow_kafka::KafkaConfig;
@@ -311,8 +311,9 @@ impl KafkaTrigger {
                 })
                 .cloned()
                 .collect();
+            // Parsed as the functions parse what Lambda sends them.
             let event = |records: &[ConsumedRecord]| {
-                serde_json::from_value::<KafkaEvent>(kafka_event(
+                parse_kafka_event(kafka_event(
                     records,
                     self.config.event_source,
                     &self.kafka.bootstrap_servers,
@@ -467,7 +468,7 @@ mod tests {
             payload["records"]["t-1"][0]["headers"][0]["event_type"],
             json!([-1, 97])
         );
-        let event: KafkaEvent = serde_json::from_value(payload).unwrap();
+        let event = parse_kafka_event(payload).unwrap();
         let decoded = sagaflow_lambda_kafka::decode_batch(&event);
         assert_eq!(decoded.len(), 2);
         let first = decoded[0].result.as_ref().unwrap();
