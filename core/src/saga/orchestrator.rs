@@ -1041,19 +1041,32 @@ mod tests {
         assert_eq!(requested(&decision.events[1]).0, "charge");
     }
 
+    /// `history` followed by what `input` at `now` decides.
+    fn then_after(
+        def: &SagaDefinition,
+        mut history: Vec<SagaEvent>,
+        input: SagaInput,
+        now: Timestamp,
+    ) -> Vec<SagaEvent> {
+        let decision = when(def, &given(def, &history), input, now);
+        history.extend(decision.events);
+        history
+    }
+
+    /// The history of a saga whose `ship` step failed at +100, refunding `charge` first.
+    fn ship_failed(def: &SagaDefinition) -> Vec<SagaEvent> {
+        then_after(
+            def,
+            awaiting_ship(def),
+            reply("evt-3", "shipment.failed"),
+            at(100),
+        )
+    }
+
     /// The history of a saga whose `charge` compensation was given up after 3 unanswered
     /// attempts, now awaiting the release of `reserve`.
     fn charge_compensation_given_up(def: &SagaDefinition) -> Vec<SagaEvent> {
-        let mut past = awaiting_ship(def);
-        past.extend(
-            when(
-                def,
-                &given(def, &past),
-                reply("evt-3", "shipment.failed"),
-                at(100),
-            )
-            .events,
-        );
+        let mut past = ship_failed(def);
         for now in [2_100, 6_100, 14_100] {
             past.extend(when(def, &given(def, &past), SagaInput::Tick, at(now)).events);
         }
@@ -1063,16 +1076,7 @@ mod tests {
     #[test]
     fn a_compensation_timeout_retries_with_growing_waits_then_fails_and_moves_on() {
         let def = order_saga();
-        let mut past = awaiting_ship(&def);
-        past.extend(
-            when(
-                &def,
-                &given(&def, &past),
-                reply("evt-3", "shipment.failed"),
-                at(100),
-            )
-            .events,
-        );
+        let mut past = ship_failed(&def);
         // Refund of `charge` (timeout 2000) requested at +100, deadline +2100; 3 attempts, each
         // awaited twice as long as the one before.
         let state = given(&def, &past);
@@ -1187,15 +1191,11 @@ mod tests {
     #[test]
     fn a_late_confirmation_after_the_saga_ended_turns_compensation_failed_into_compensated() {
         let def = order_saga();
-        let mut past = charge_compensation_given_up(&def);
-        past.extend(
-            when(
-                &def,
-                &given(&def, &past),
-                reply("evt-5", "inventory.released"),
-                at(14_300),
-            )
-            .events,
+        let mut past = then_after(
+            &def,
+            charge_compensation_given_up(&def),
+            reply("evt-5", "inventory.released"),
+            at(14_300),
         );
         let state = given(&def, &past);
         assert_eq!(state.status(), InstanceStatus::CompensationFailed);
