@@ -15,21 +15,38 @@
    load of a stream cost time in proportion to the whole table. It now reads only the queried
    partition, as DynamoDB does. (Index queries still read every item; sagaflow's one index is
    queried once per timer run.)
+4. Even one partition was sorted whole for every Query, so loading a hot stream (a SKU's stock,
+   written by every order) cost time in proportion to its length: 60 ms at 5,000 events, and
+   it grew with every order of a long chaos run. DynamoDB reads a key range in time proportional
+   to what it returns. Now each partition keeps its sort keys in order as they are written, and
+   a Query of the table finds its first key by bisection and reads only up to its Limit.
+5. A Query of an index read every item of the table. Each table now keeps the items that carry
+   an index's hash key attribute (the index's items, as DynamoDB's sparse index does), and an
+   index Query reads only those.
+6. moto serializes every response by walking the service model, and an AttributeValue (a
+   structure of ten members) cost ten lookups per attribute: half of the time of each request.
+   Values that are already in DynamoDB's wire form (strings, numbers, booleans, nulls, sets of
+   strings or numbers, maps and lists of those) are written as they are; anything else, such as
+   binary, still goes through moto's serializer. The per-request log line is not written.
 
     python moto_serialized.py HOST PORT
 """
+import bisect
 import copy
+import logging
 import os
 import sys
 import threading
 import time
+from collections import defaultdict
 
 from werkzeug.serving import run_simple
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.table import RESULT_SIZE_LIMIT, Table
+from moto.core.serialize import BaseJSONSerializer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.server import MotoRequestHandler
 
@@ -135,12 +152,223 @@ def _all_items_of_the_partition(self):
     if partition is _UNSORTED:
         if not self.range_key_attr:
             return list(self.items.values())
+        if getattr(self, "_index_hash_attrs", None) is not None:
+            return list(self._index_items.values())
         return [item for items in self.items.values() for item in items.values()]
     return sorted(self.items.get(partition, {}).values(), key=lambda item: item.range_key)
 
 
-Table.query = _query_reading_one_partition
+class _Partition(dict):
+    """The items of one hash key, which also keeps their range keys in order (items are mostly
+    written in increasing key order, so an append keeps it; anything else re-sorts on the next
+    read) and tells its table which items belong to an index."""
+
+    __slots__ = ("table", "_keys")
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+        self._keys = []
+
+    def __setitem__(self, key, item):
+        keys = self._keys
+        if keys is not None and key not in self:
+            if not keys or keys[-1] < key:
+                keys.append(key)
+            else:
+                self._keys = None
+        super().__setitem__(key, item)
+        _index_item(self.table, item)
+
+    def __delitem__(self, key):
+        item = self[key]
+        super().__delitem__(key)
+        self._keys = None
+        _unindex_item(self.table, item)
+
+    def pop(self, key, *default):
+        if key not in self:
+            return super().pop(key, *default)
+        item = super().pop(key)
+        self._keys = None
+        _unindex_item(self.table, item)
+        return item
+
+    def _dirty(*_args, **_kwargs):
+        raise NotImplementedError("moto changed how it writes partitions; see moto_serialized.py")
+
+    update = setdefault = popitem = clear = _dirty
+
+    def sorted_keys(self):
+        if self._keys is None:
+            self._keys = sorted(self.keys(), key=lambda key: key.cast_value)
+        return self._keys
+
+
+def _index_hash_attrs(table):
+    return {key["AttributeName"] for index in table.all_indexes() for key in index.schema
+            if key["KeyType"] == "HASH"}
+
+
+def _index_item(table, item):
+    attrs = getattr(table, "_index_hash_attrs", None)
+    if attrs is None:
+        return
+    identity = (item.hash_key, item.range_key)
+    if any(attr in item.attrs for attr in attrs):
+        table._index_items[identity] = item
+    else:
+        table._index_items.pop(identity, None)
+
+
+def _unindex_item(table, item):
+    if getattr(table, "_index_hash_attrs", None) is not None:
+        table._index_items.pop((item.hash_key, item.range_key), None)
+
+
+_table_init = Table.__init__
+
+
+def _table_init_with_ordered_partitions(self, *args, **kwargs):
+    _table_init(self, *args, **kwargs)
+    if self.range_key_attr is not None:
+        self._index_hash_attrs = _index_hash_attrs(self)
+        self._index_items = {}
+        self.items = defaultdict(lambda: _Partition(self))
+
+
+Table.__init__ = _table_init_with_ordered_partitions
+
+_update_item = DynamoDBBackend.update_item
+
+
+def _update_item_indexed(self, table_name, key, *args, **kwargs):
+    """moto's UpdateItem changes an item in place; look again at whether it is in an index."""
+    item = _update_item(self, table_name, key, *args, **kwargs)
+    if item is not None:
+        _index_item(self.get_table(table_name), item)
+    return item
+
+
+DynamoDBBackend.update_item = _update_item_indexed
+
+_RANGE = {
+    "EQ": "EQ", "=": "EQ", "LT": "LT", "<": "LT", "LE": "LE", "<=": "LE", "GT": "GT", ">": "GT",
+    "GE": "GE", ">=": "GE", "BETWEEN": "BETWEEN", "BEGINS_WITH": "BEGINS_WITH",
+}
+
+
+def _key_span(keys, comparison, values):
+    """The slice [lo, hi) of the ordered keys that the range condition selects."""
+    cast = lambda key: key.cast_value  # noqa: E731
+    if comparison is None:
+        return 0, len(keys)
+    first = values[0].cast_value
+    if comparison == "EQ":
+        return bisect.bisect_left(keys, first, key=cast), bisect.bisect_right(keys, first, key=cast)
+    if comparison == "LT":
+        return 0, bisect.bisect_left(keys, first, key=cast)
+    if comparison == "LE":
+        return 0, bisect.bisect_right(keys, first, key=cast)
+    if comparison == "GT":
+        return bisect.bisect_right(keys, first, key=cast), len(keys)
+    if comparison == "GE":
+        return bisect.bisect_left(keys, first, key=cast), len(keys)
+    if comparison == "BETWEEN":
+        last = values[1].cast_value
+        return bisect.bisect_left(keys, first, key=cast), bisect.bisect_right(keys, last, key=cast)
+    lo = hi = bisect.bisect_left(keys, first, key=cast)
+    while hi < len(keys) and isinstance(keys[hi].cast_value, str) and keys[hi].cast_value.startswith(first):
+        hi += 1
+    return lo, hi
+
+
+def _query_table_by_key_range(self, hash_key, range_comparison, range_objs, limit,
+                              exclusive_start_key, scan_index_forward, projection_expressions,
+                              filter_expression):
+    partition = self.items.get(hash_key)
+    if partition is None:
+        return [], 0, None
+    keys = partition.sorted_keys()
+    lo, hi = _key_span(keys, _RANGE[range_comparison] if range_comparison else None, range_objs)
+    if exclusive_start_key is not None:
+        start = DynamoType(exclusive_start_key[self.range_key_attr]).cast_value
+        cast = lambda key: key.cast_value  # noqa: E731
+        if scan_index_forward is False:
+            hi = min(hi, bisect.bisect_left(keys, start, key=cast))
+        else:
+            lo = max(lo, bisect.bisect_right(keys, start, key=cast))
+    span = range(hi - 1, lo - 1, -1) if scan_index_forward is False else range(lo, hi)
+    results, size, last_evaluated_key = [], 0, None
+    for position in span:
+        item = partition[keys[position]]
+        if len(results) == limit or size + item.size() > RESULT_SIZE_LIMIT:
+            last_evaluated_key = self._get_last_evaluated_key(results[-1], None)
+            break
+        results.append(item)
+        size += item.size()
+    scanned_count = len(results)
+    results = copy.deepcopy(results)
+    if filter_expression is not None:
+        results = [item for item in results if filter_expression.expr(item)]
+    if projection_expressions:
+        results = [item.project(projection_expressions) for item in results]
+    return results, scanned_count, last_evaluated_key
+
+
+def _query_by_key_range(self, hash_key, range_comparison, range_objs, limit,
+                        exclusive_start_key, scan_index_forward, projection_expressions,
+                        index_name=None, consistent_read=False, filter_expression=None,
+                        hash_key_conditions=None, range_key_conditions=None, **filter_kwargs):
+    """A Query of the table reads only the key range it asks for; anything else is moto's."""
+    if (index_name is None and not filter_kwargs and hash_key is not None
+            and getattr(self, "_index_items", None) is not None
+            and (range_comparison is None or range_comparison in _RANGE)
+            and (not range_key_conditions or len(range_key_conditions) == 1)):
+        return _query_table_by_key_range(self, hash_key, range_comparison, range_objs, limit,
+                                         exclusive_start_key, scan_index_forward,
+                                         projection_expressions, filter_expression)
+    return _query_reading_one_partition(
+        self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+        scan_index_forward, projection_expressions, index_name=index_name,
+        consistent_read=consistent_read, filter_expression=filter_expression,
+        hash_key_conditions=hash_key_conditions, range_key_conditions=range_key_conditions,
+        **filter_kwargs)
+
+
+Table.query = _query_by_key_range
 Table.all_items = _all_items_of_the_partition
+
+
+def _wire_form(value, depth=0):
+    """Whether an AttributeValue is already what DynamoDB sends (no binary, which moto encodes)."""
+    if not isinstance(value, dict) or len(value) != 1 or depth > 32:
+        return False
+    (kind, inner), = value.items()
+    if kind in ("S", "N"):
+        return isinstance(inner, str)
+    if kind in ("BOOL", "NULL"):
+        return isinstance(inner, bool)
+    if kind in ("SS", "NS"):
+        return isinstance(inner, list) and all(isinstance(v, str) for v in inner)
+    if kind == "M":
+        return isinstance(inner, dict) and all(_wire_form(v, depth + 1) for v in inner.values())
+    if kind == "L":
+        return isinstance(inner, list) and all(_wire_form(v, depth + 1) for v in inner)
+    return False
+
+
+_serialize_structure = BaseJSONSerializer._serialize_type_structure
+
+
+def _serialize_structure_in_wire_form(self, serialized, value, shape, key):
+    if key and shape.name == "AttributeValue" and _wire_form(value):
+        self._default_serialize(serialized, value, shape, key)
+        return
+    _serialize_structure(self, serialized, value, shape, key)
+
+
+BaseJSONSerializer._serialize_type_structure = _serialize_structure_in_wire_form
 
 
 class Serialized:
@@ -177,6 +405,7 @@ class Serialized:
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(host, port, Serialized(app), threaded=True, request_handler=MotoRequestHandler)
 

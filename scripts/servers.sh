@@ -10,6 +10,7 @@
 #   scripts/servers.sh down    stop what `up` started
 #   scripts/servers.sh running exit 0 if the servers of an earlier `up` still run
 #   scripts/servers.sh status  say what is running
+#   scripts/servers.sh check-moto  install moto if missing; check the corrected moto against moto
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -160,6 +161,10 @@ case "${1:-}" in
       fi
     done
     ;;
+  check-moto)
+    ensure_moto
+    "$VENV/bin/python" "$ROOT/scripts/moto_serialized_check.py" "${2:-400}"
+    ;;
   *)
-    echo "usage: $0 up|down|running|status" >&2; exit 2 ;;
+    echo "usage: $0 up|down|running|status|check-moto [writes]" >&2; exit 2 ;;
 esac
