@@ -16,10 +16,12 @@
    partition, as DynamoDB does. (Index queries still read every item; sagaflow's one index is
    queried once per timer run.)
 4. Even one partition was sorted whole for every Query, so loading a hot stream (a SKU's stock,
-   written by every order) cost time in proportion to its length: 60 ms at 5,000 events, and
-   it grew with every order of a long chaos run. DynamoDB reads a key range in time proportional
-   to what it returns. Now each partition keeps its sort keys in order as they are written, and
-   a Query of the table finds its first key by bisection and reads only up to its Limit.
+   written by every order) cost time in proportion to its length, and more with every order of
+   a long chaos run: the newest 2 items of a 5,000-item partition took 82 ms. DynamoDB reads a
+   key range in time proportional to what it returns. Now each partition keeps its sort keys in
+   order as they are written, and a Query of the table finds its first key by bisection and
+   reads only up to its Limit: 16 ms, as for a short partition. (A key of the wrong type still
+   takes moto's own path and answer.)
 5. A Query of an index read every item of the table. Each table now keeps the items that carry
    an index's hash key attribute (the index's items, as DynamoDB's sparse index does), and an
    index Query reads only those.
@@ -323,6 +325,7 @@ def _query_by_key_range(self, hash_key, range_comparison, range_objs, limit,
     """A Query of the table reads only the key range it asks for; anything else is moto's."""
     if (index_name is None and not filter_kwargs and hash_key is not None
             and getattr(self, "_index_items", None) is not None
+            and hash_key.type == self.hash_key_type
             and (range_comparison is None or range_comparison in _RANGE)
             and (not range_key_conditions or len(range_key_conditions) == 1)):
         return _query_table_by_key_range(self, hash_key, range_comparison, range_objs, limit,
