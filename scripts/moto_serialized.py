@@ -154,9 +154,17 @@ def _all_items_of_the_partition(self):
     if partition is _UNSORTED:
         if not self.range_key_attr:
             return list(self.items.values())
-        if getattr(self, "_index_hash_attrs", None) is not None:
-            return list(self._index_items.values())
-        return [item for items in self.items.values() for item in items.values()]
+        if getattr(self, "_index_hash_attrs", None) is None:
+            return [item for items in self.items.values() for item in items.values()]
+        attrs = _index_hash_attrs(self)
+        if attrs != self._index_hash_attrs:
+            # An index added since the table was created (UpdateTable): index what it covers.
+            self._index_hash_attrs = attrs
+            self._index_items = {}
+            for items in self.items.values():
+                for item in items.values():
+                    _index_item(self, item)
+        return list(self._index_items.values())
     return sorted(self.items.get(partition, {}).values(), key=lambda item: item.range_key)
 
 

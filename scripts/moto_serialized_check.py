@@ -1,7 +1,7 @@
 """Checks that moto_serialized.py answers exactly as moto does: the same random writes go to a
 plain moto_server and to the corrected one, and every Query (of the table and of an index, any
-key condition, either direction, with limits and paging) and every GetItem must return the same
-items, attributes of every type included. (moto
+key condition, either direction, with limits and paging; an index added half-way too) and every
+GetItem must return the same items, attributes of every type included. (moto
 also hands out a LastEvaluatedKey when only items outside the key condition follow, so the
 caller reads one more, empty, page; DynamoDB may do the same. Empty pages are not compared.)
 
@@ -137,7 +137,24 @@ def apply(op, tables):
         table.update_item(**kwargs)
 
 
-def random_query(rng):
+def add_index(table):
+    """A second index, added once items exist (UpdateTable), keyed on an attribute items
+    already carry."""
+    table.meta.client.update_table(
+        TableName=table.name,
+        AttributeDefinitions=[{"AttributeName": "at", "AttributeType": "N"},
+                              {"AttributeName": "sk", "AttributeType": "N"}],
+        GlobalSecondaryIndexUpdates=[{"Create": {
+            "IndexName": "late",
+            "KeySchema": [{"AttributeName": "at", "KeyType": "HASH"},
+                          {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"}}}])
+
+
+def random_query(rng, late_index):
+    if late_index and rng.random() < 0.1:
+        return "numeric", {"IndexName": "late", "KeyConditionExpression": Key("at").eq(
+            rng.randrange(50))}
     if rng.random() < 0.2:
         condition = Key("shard").eq(f"s{rng.randrange(2)}")
         if rng.random() < 0.5:
@@ -195,12 +212,17 @@ def main():
         fixed = {t.name: t for t in fixed}
         rng = random.Random(int(os.environ.get("SEED", "7")))
         queries = 0
+        late_index = False
         for round_ in range(rounds):
+            if round_ == rounds // 2:
+                add_index(plain["numeric"])
+                add_index(fixed["numeric"])
+                late_index = True
             op = random_write(rng, plain["numeric"], plain["text"])
             apply(op, plain)
             apply(op, fixed)
             if round_ % 5 == 0:
-                name, query = random_query(rng)
+                name, query = random_query(rng, late_index)
                 limit = rng.choice([None, 1, 2, 3, 7, 52])
                 want = pages(plain[name], query, limit)
                 got = pages(fixed[name], query, limit)
