@@ -25,7 +25,10 @@
 5. A Query of an index read every item of the table. Each table now keeps the items that carry
    an index's hash key attribute (the index's items, as DynamoDB's sparse index does), and an
    index Query reads only those.
-6. moto serializes every response by walking the service model, and an AttributeValue (a
+6. A Scan sorted the whole table for every page, then walked to the page's start key: 11 s a
+   page at 250,000 items, so reading a 10,000-order run's events back took longer than the run.
+   The table's items are now sorted once per change of the table, and a page starts by bisection.
+7. moto serializes every response by walking the service model, and an AttributeValue (a
    structure of ten members) cost ten lookups per attribute: half of the time of each request.
    Values that are already in DynamoDB's wire form (strings, numbers, booleans, nulls, sets of
    strings or numbers, maps and lists of those) are written as they are; anything else, such as
@@ -150,7 +153,8 @@ def _all_items_of_the_partition(self):
     """Every item (sorted, as moto's own), or only those of the partition a query reads."""
     partition = getattr(self, "_partition_only", None)
     if partition is None:
-        return _all_items(self)
+        rest = getattr(self, "_scan_rest", None)
+        return _all_items(self) if rest is None else rest
     if partition is _UNSORTED:
         if not self.range_key_attr:
             return list(self.items.values())
@@ -189,12 +193,14 @@ class _Partition(dict):
                 self._keys = None
         super().__setitem__(key, item)
         _index_item(self.table, item)
+        self.table._scan_order = None
 
     def __delitem__(self, key):
         item = self[key]
         super().__delitem__(key)
         self._keys = None
         _unindex_item(self.table, item)
+        self.table._scan_order = None
 
     def pop(self, key, *default):
         if key not in self:
@@ -202,6 +208,7 @@ class _Partition(dict):
         item = super().pop(key)
         self._keys = None
         _unindex_item(self.table, item)
+        self.table._scan_order = None
         return item
 
     def _dirty(*_args, **_kwargs):
@@ -347,8 +354,45 @@ def _query_by_key_range(self, hash_key, range_comparison, range_objs, limit,
         **filter_kwargs)
 
 
+def _items_in_scan_order(table):
+    """Every item of the table sorted by (hash key, range key), with those keys; kept until the
+    table changes."""
+    if getattr(table, "_scan_order", None) is None:
+        items = [item for partition in table.items.values() for item in partition.values()]
+        items.sort(key=lambda item: (item.hash_key.cast_value, item.range_key.cast_value))
+        keys = [(item.hash_key.cast_value, item.range_key.cast_value) for item in items]
+        table._scan_order = (items, keys)
+    return table._scan_order
+
+
+_scan = Table.scan
+
+
+def _scan_from_start_key(self, filters, limit, exclusive_start_key, filter_expression=None,
+                         index_name=None, consistent_read=False, projection_expression=None,
+                         segments=(None, None)):
+    """moto's Scan of a table, but a page starts at its start key by bisection, not by walking
+    the sorted table from its first item."""
+    if index_name or segments != (None, None) or getattr(self, "_index_items", None) is None:
+        return _scan(self, filters, limit, exclusive_start_key, filter_expression, index_name,
+                     consistent_read, projection_expression, segments)
+    items, keys = _items_in_scan_order(self)
+    start = 0
+    if exclusive_start_key:
+        start = bisect.bisect_right(keys, (
+            DynamoType(exclusive_start_key[self.hash_key_attr]).cast_value,
+            DynamoType(exclusive_start_key[self.range_key_attr]).cast_value))
+    self._scan_rest = items[start:]
+    try:
+        return _scan(self, filters, limit, None, filter_expression, index_name, consistent_read,
+                     projection_expression, segments)
+    finally:
+        self._scan_rest = None
+
+
 Table.query = _query_by_key_range
 Table.all_items = _all_items_of_the_partition
+Table.scan = _scan_from_start_key
 
 
 def _wire_form(value, depth=0):

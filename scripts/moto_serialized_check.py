@@ -1,7 +1,7 @@
 """Checks that moto_serialized.py answers exactly as moto does: the same random writes go to a
 plain moto_server and to the corrected one, and every Query (of the table and of an index, any
 key condition, either direction, with limits and paging; an index added half-way too) and every
-GetItem must return the same items, attributes of every type included. (moto
+GetItem and every paged Scan must return the same items, attributes of every type included. (moto
 also hands out a LastEvaluatedKey when only items outside the key condition follow, so the
 caller reads one more, empty, page; DynamoDB may do the same. Empty pages are not compared.)
 
@@ -19,7 +19,7 @@ import time
 from decimal import Decimal
 
 import boto3
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import Binary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -179,15 +179,22 @@ def random_query(rng, late_index):
     return table, query
 
 
-def pages(table, query, limit):
+def scanned(table, limit, only_events):
+    """Every page of a Scan of the table, paged by `limit` (and 1 MB)."""
+    query = {"FilterExpression": Attr("v").lt(500)} if only_events else {}
+    return pages(table, query, limit, table.scan)
+
+
+def pages(table, query, limit, read=None):
+    read = read or table.query
     found, start = [], None
-    for _ in range(500):
+    for _ in range(2000):
         kwargs = dict(query)
         if limit:
             kwargs["Limit"] = limit
         if start:
             kwargs["ExclusiveStartKey"] = start
-        page = table.query(**kwargs)
+        page = read(**kwargs)
         if page["Items"]:
             found.append(page["Items"])
         start = page.get("LastEvaluatedKey")
@@ -227,6 +234,11 @@ def main():
                 want = pages(plain[name], query, limit)
                 got = pages(fixed[name], query, limit)
                 queries += 1
+                if round_ % 50 == 0:
+                    limit, only = rng.choice([None, 3, 25]), rng.random() < 0.5
+                    for name in ("numeric", "text"):
+                        want.append(scanned(plain[name], limit, only and name == "numeric"))
+                        got.append(scanned(fixed[name], limit, only and name == "numeric"))
                 key = {"pk": f"p{rng.randrange(4)}", "sk": rng.randrange(-20, 200)}
                 want.append(plain["numeric"].get_item(Key=key).get("Item"))
                 got.append(fixed["numeric"].get_item(Key=key).get("Item"))
