@@ -172,6 +172,11 @@ def _all_items_of_the_partition(self):
     return sorted(self.items.get(partition, {}).values(), key=lambda item: item.range_key)
 
 
+def _cast(key):
+    """The Python value a key sorts by, as moto compares keys."""
+    return key.cast_value
+
+
 class _Partition(dict):
     """The items of one hash key, which also keeps their range keys in order (items are mostly
     written in increasing key order, so an append keeps it; anything else re-sorts on the next
@@ -218,7 +223,7 @@ class _Partition(dict):
 
     def sorted_keys(self):
         if self._keys is None:
-            self._keys = sorted(self.keys(), key=lambda key: key.cast_value)
+            self._keys = sorted(self.keys(), key=_cast)
         return self._keys
 
 
@@ -277,7 +282,7 @@ _RANGE = {
 
 def _key_span(keys, comparison, values):
     """The slice [lo, hi) of the ordered keys that the range condition selects."""
-    cast = lambda key: key.cast_value  # noqa: E731
+    cast = _cast
     if comparison is None:
         return 0, len(keys)
     first = values[0].cast_value
@@ -310,7 +315,7 @@ def _query_table_by_key_range(self, hash_key, range_comparison, range_objs, limi
     lo, hi = _key_span(keys, _RANGE[range_comparison] if range_comparison else None, range_objs)
     if exclusive_start_key is not None:
         start = DynamoType(exclusive_start_key[self.range_key_attr]).cast_value
-        cast = lambda key: key.cast_value  # noqa: E731
+        cast = _cast
         if scan_index_forward is False:
             hi = min(hi, bisect.bisect_left(keys, start, key=cast))
         else:
