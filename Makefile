@@ -12,7 +12,7 @@ with_servers = if scripts/servers.sh running; then started=0; else scripts/serve
 	set -a; . ./.run/env; set +a; $(1); status=$$?; \
 	if [ $$started = 1 ]; then scripts/servers.sh down; fi; exit $$status
 
-.PHONY: help run test check-moto test-unit test-e2e test-demo chaos test-chaos bench fuzz run-local lint fmt check-core-purity up down clean package deploy lint-infra
+.PHONY: help run test test-unit test-e2e test-demo chaos test-chaos bench fuzz run-local lint fmt check-core-purity up down clean package deploy lint-infra
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -20,23 +20,20 @@ help: ## list the commands
 run: ## run the whole order flow in one process on embedded defaults (flags: make run ARGS="--help")
 	$(CARGO) run --quiet -p sagaflow-demo -- $(ARGS)
 
-test: lint lint-infra check-core-purity check-moto test-unit test-demo test-chaos ## everything CI runs: lint, infra checks, core purity, the local DynamoDB's corrections, all tests, the demo's and a short chaos run's invariants
+test: lint lint-infra check-core-purity test-unit test-demo test-chaos ## everything CI runs: lint, infra checks, core purity, all tests, the demo's and a short chaos run's invariants
 
-check-moto: ## the corrected moto (scripts/moto_serialized.py) answers every random query as moto does
-	@scripts/servers.sh check-moto
-
-test-unit: ## every crate's tests, the end-to-end ones and the runtime proof included, against the local servers (moto, tansu)
+test-unit: ## every crate's tests, the end-to-end ones and the runtime proof included, against the local servers (dynoxide, tansu)
 	@scripts/infra_tools.sh
 	@$(call with_servers,SAGAFLOW_CARGO_LAMBDA=$(CARGO_LAMBDA) $(CARGO) test --workspace)
 
-test-e2e: ## only the end-to-end tests: the whole flow through the functions' local triggers on moto and tansu
+test-e2e: ## only the end-to-end tests: the whole flow through the functions' local triggers on dynoxide and tansu
 	@$(call with_servers,$(CARGO) test -p sagaflow-e2e)
 
 chaos: ## orders through the functions on the local servers with seeded faults; prints each invariant (release build; flags: make chaos ARGS="--help")
 	@$(call with_servers,$(CARGO) run --release --quiet -p sagaflow-chaos -- $(ARGS))
 
-test-chaos: ## a short seeded chaos run (100 orders, every fault on) whose invariants must hold
-	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- --orders 100 --seed 11 --silent 0.06)
+test-chaos: ## a short seeded chaos run (100 orders, every fault on, one DynamoDB outage) whose invariants must hold
+	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- --orders 100 --seed 11 --silent 0.06 --outages 1 --outage-secs 5)
 
 # The bench measures release builds: its own binary and every function's bootstrap (for init).
 FUNCTION_PACKAGES = -p sagaflow-order -p sagaflow-payment -p sagaflow-inventory -p sagaflow-shipping \

@@ -4,7 +4,7 @@
 #                                          cargo-lambda and the zig it links with (ziglang)
 #   ~/.cache/sagaflow/infra-checkov-venv  checkov
 # Two venvs: aws-sam-cli and checkov each pin boto3 to a different exact version, so pip finds
-# no install that holds both. Neither is the moto venv (~/.cache/sagaflow/venv) of servers.sh.
+# no install that holds both.
 # Needs only python3 with its venv module. Prints nothing when the pinned versions are there.
 #
 #   scripts/infra_tools.sh                 install what is missing (or pinned differently)

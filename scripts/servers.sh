@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Installs, starts and stops the local servers sagaflow's tests talk to. With a Docker engine
-# (and SAGAFLOW_USE_DOCKER not 'never') it runs localstack/docker-compose.yml; without one:
-#   moto_server  (DynamoDB and DynamoDB Streams) from PyPI, in a venv under ~/.cache/sagaflow
-#   tansu        (a Kafka-protocol broker, in-memory storage) built from crates.io once, kept
-#                under ~/.cache/sagaflow/tansu (a cold build takes 10 to 20 minutes on 2 cores)
+# Installs, starts and stops the local servers sagaflow's tests talk to:
+#   dynoxide  (DynamoDB and DynamoDB Streams, a Rust emulator on SQLite) built from crates.io
+#             once into ~/.cache/sagaflow/dynoxide (about 3 minutes cold on 2 cores), run on a
+#             database file under .run/ so it can be stopped and started again with its data
+#             (the chaos run's endpoint outages)
+#   tansu     (a Kafka-protocol broker, in-memory storage) built from crates.io once into
+#             ~/.cache/sagaflow/tansu (10 to 20 minutes cold on 2 cores)
+# With SAGAFLOW_USE_DOCKER=1 and a Docker engine that answers, it runs localstack/docker-compose.yml
+# instead (Redpanda, and dynoxide's image or LocalStack for DynamoDB); never without being asked.
 # Everything binds to 127.0.0.1. `down` stops only the processes `up` started, by their PIDs.
 #
-#   scripts/servers.sh up      install what is missing, start, wait until ready, write .run/env
-#   scripts/servers.sh down    stop what `up` started
-#   scripts/servers.sh running exit 0 if the servers of an earlier `up` still run
-#   scripts/servers.sh status  say what is running
-#   scripts/servers.sh check-moto  install moto if missing; check the corrected moto against moto
+#   scripts/servers.sh up       install what is missing, start, wait until ready, write .run/env
+#   scripts/servers.sh down     stop what `up` started
+#   scripts/servers.sh running  exit 0 if the servers of an earlier `up` still run
+#   scripts/servers.sh status   say what is running
+#   scripts/servers.sh outage dynamodb SECONDS
+#                               stop the DynamoDB endpoint, wait, start it again on its database
+#                               file (the chaos run's outage fault)
+#   scripts/servers.sh install  install what is missing, start nothing
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${SAGAFLOW_CACHE:-$HOME/.cache/sagaflow}
 RUN=$ROOT/.run
-MOTO_VERSION=5.2.5
-MOTO_PORT=${SAGAFLOW_MOTO_PORT:-4566}
-VENV=$CACHE/venv
+DYNOXIDE_VERSION=3.2.0
+DYNOXIDE=$CACHE/dynoxide/bin/dynoxide
+DYNAMODB_PORT=${SAGAFLOW_DYNAMODB_PORT:-8000}
 TANSU_VERSION=0.6.0
 TANSU=$CACHE/tansu/bin/tansu
 KAFKA_PORT=${SAGAFLOW_KAFKA_PORT:-9092}
@@ -26,6 +33,8 @@ KAFKA_PORT=${SAGAFLOW_KAFKA_PORT:-9092}
 log() { printf 'servers: %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
 wait_for_port() {
   local name=$1 port=$2 pid=$3 tries=${4:-150}
@@ -35,46 +44,46 @@ wait_for_port() {
       log "$name exited while starting; its log:"; tail -20 "$RUN/$name.log" >&2 || true
       return 1
     fi
-    sleep 0.2
+    sleep 0.1
   done
   log "$name did not open port $port in time"; return 1
 }
 
-ensure_moto() {
-  if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+# cargo install records what it installed in the root's .crates.toml; a different pin rebuilds.
+cargo_install() {
+  local name=$1 crate=$2 version=$3 features=$4 root=$CACHE/$1
+  if [ -x "$root/bin/$name" ] && grep -q "\"$crate $version " "$root/.crates.toml" 2>/dev/null; then
     return 0
   fi
-  log "installing moto[server]==$MOTO_VERSION into $VENV (once per machine)"
-  mkdir -p "$CACHE"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-}
-
-start_moto() {
-  if [ -f "$RUN/moto.pid" ] && kill -0 "$(cat "$RUN/moto.pid")" 2>/dev/null; then
-    log "moto already running (pid $(cat "$RUN/moto.pid"))"; return 0
-  fi
-  if port_open "$MOTO_PORT"; then
-    log "port $MOTO_PORT is taken by a process this script did not start; set SAGAFLOW_MOTO_PORT"; return 1
-  fi
-  # One request at a time: see scripts/moto_serialized.py for the moto race this avoids.
-  "$VENV/bin/python" "$ROOT/scripts/moto_serialized.py" 127.0.0.1 "$MOTO_PORT" > "$RUN/moto.log" 2>&1 &
-  echo $! > "$RUN/moto.pid"
-  wait_for_port moto "$MOTO_PORT" "$(cat "$RUN/moto.pid")"
-  log "moto $MOTO_VERSION (serialized) on 127.0.0.1:$MOTO_PORT (pid $(cat "$RUN/moto.pid"))"
-}
-
-ensure_tansu() {
-  if [ -x "$TANSU" ]; then return 0; fi
-  log "building tansu $TANSU_VERSION into $CACHE/tansu (once per machine; 10 to 20 minutes cold)"
+  command -v cargo > /dev/null || { log "cargo is needed to build $crate"; return 1; }
+  log "building $crate $version into $root (once per machine)"
   mkdir -p "$CACHE/logs"
-  cargo install tansu --version "$TANSU_VERSION" --locked --no-default-features --features dynostore \
-    --root "$CACHE/tansu" > "$CACHE/logs/tansu-build.log" 2>&1 \
-    || { tail -30 "$CACHE/logs/tansu-build.log" >&2; return 1; }
+  # shellcheck disable=SC2086 # the features are one word
+  cargo install "$crate" --version "$version" --locked --no-default-features --features $features \
+    --root "$root" > "$CACHE/logs/$name-build.log" 2>&1 \
+    || { tail -30 "$CACHE/logs/$name-build.log" >&2; log "building $crate failed (log: $CACHE/logs/$name-build.log)"; return 1; }
+}
+
+ensure_dynoxide() { cargo_install dynoxide dynoxide-rs "$DYNOXIDE_VERSION" native-sqlite,http-server,cli; }
+ensure_tansu() { cargo_install tansu tansu "$TANSU_VERSION" dynostore; }
+
+start_dynoxide() {
+  if running_pid dynamodb; then
+    log "dynoxide already running (pid $(cat "$RUN/dynamodb.pid"))"; return 0
+  fi
+  if port_open "$DYNAMODB_PORT"; then
+    log "port $DYNAMODB_PORT is taken by a process this script did not start; set SAGAFLOW_DYNAMODB_PORT"; return 1
+  fi
+  # The database file outlives the process, so an outage loses nothing; `up` starts it empty.
+  "$DYNOXIDE" serve --host 127.0.0.1 --port "$DYNAMODB_PORT" --db-path "$RUN/dynamodb.db" \
+    --log quiet >> "$RUN/dynamodb.log" 2>&1 &
+  echo $! > "$RUN/dynamodb.pid"
+  wait_for_port dynamodb "$DYNAMODB_PORT" "$(cat "$RUN/dynamodb.pid")"
+  log "dynoxide $DYNOXIDE_VERSION on 127.0.0.1:$DYNAMODB_PORT (pid $(cat "$RUN/dynamodb.pid"), database $RUN/dynamodb.db)"
 }
 
 start_tansu() {
-  if [ -f "$RUN/tansu.pid" ] && kill -0 "$(cat "$RUN/tansu.pid")" 2>/dev/null; then
+  if running_pid tansu; then
     log "tansu already running (pid $(cat "$RUN/tansu.pid"))"; return 0
   fi
   if port_open "$KAFKA_PORT"; then
@@ -89,15 +98,15 @@ start_tansu() {
 }
 
 write_env() {
-  cat > "$RUN/env" <<EOF
-AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+  cat > "$RUN/env" <<ENV
+AWS_ENDPOINT_URL=http://127.0.0.1:$DYNAMODB_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_EC2_METADATA_DISABLED=true
 SAGAFLOW_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
-EOF
+ENV
 }
 
 stop() {
@@ -113,58 +122,61 @@ stop() {
   rm -f "$file"
 }
 
-docker_available() {
-  [ "${SAGAFLOW_USE_DOCKER:-auto}" != "never" ] && command -v docker > /dev/null 2>&1 \
-    && docker info > /dev/null 2>&1
+docker_wanted() {
+  [ "${SAGAFLOW_USE_DOCKER:-0}" = 1 ] || return 1
+  if ! command -v docker > /dev/null 2>&1 || ! docker info > /dev/null 2>&1; then
+    log "SAGAFLOW_USE_DOCKER=1, but no Docker engine answers"; exit 1
+  fi
 }
 
 case "${1:-}" in
   up)
     mkdir -p "$RUN"
-    if docker_available; then
-      log "Docker engine found: starting LocalStack and Redpanda from localstack/"
-      docker compose -f "$ROOT/localstack/docker-compose.yml" up -d --wait
+    if docker_wanted; then
+      "$ROOT/localstack/up.sh"
       touch "$RUN/docker"
-      write_env
-      "$ROOT/localstack/init.sh"
+      DYNAMODB_PORT=${SAGAFLOW_DYNAMODB_PORT:-8000} write_env
       exit 0
     fi
-    ensure_moto
+    ensure_dynoxide
     ensure_tansu
-    start_moto
+    if ! running_pid dynamodb; then rm -f "$RUN/dynamodb.db" "$RUN/dynamodb.db-wal" "$RUN/dynamodb.db-shm"; fi
+    start_dynoxide
     start_tansu
     write_env
     ;;
   down)
     if [ -f "$RUN/docker" ]; then
-      docker compose -f "$ROOT/localstack/docker-compose.yml" down
+      COMPOSE_PROFILES=dynoxide,localstack docker compose -f "$ROOT/localstack/docker-compose.yml" down --volumes
       rm -f "$RUN/docker"
     fi
     stop tansu
-    stop moto
-    rm -f "$RUN/env"
+    stop dynamodb
+    rm -f "$RUN/env" "$RUN/dynamodb.db" "$RUN/dynamodb.db-wal" "$RUN/dynamodb.db-shm"
     ;;
   running)
     # Exit 0 when the servers of an earlier `up` are all still running.
     [ -f "$RUN/env" ] || exit 1
     [ -f "$RUN/docker" ] && exit 0
-    for name in moto tansu; do
-      [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null || exit 1
-    done
+    for name in dynamodb tansu; do running_pid "$name" || exit 1; done
     ;;
   status)
-    for name in moto tansu; do
-      if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
-        echo "$name: running (pid $(cat "$RUN/$name.pid"))"
-      else
-        echo "$name: stopped"
-      fi
+    for name in dynamodb tansu; do
+      if running_pid "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
     done
     ;;
-  check-moto)
-    ensure_moto
-    "$VENV/bin/python" "$ROOT/scripts/moto_serialized_check.py" "${2:-400}"
+  outage)
+    [ "${2:-}" = dynamodb ] && [ -n "${3:-}" ] || { echo "usage: $0 outage dynamodb SECONDS" >&2; exit 2; }
+    [ -f "$RUN/docker" ] && { log "outages are injected only into the servers this script starts"; exit 1; }
+    running_pid dynamodb || { log "dynoxide is not running"; exit 1; }
+    stop dynamodb
+    sleep "$3"
+    start_dynoxide
+    ;;
+  install)
+    ensure_dynoxide
+    ensure_tansu
     ;;
   *)
-    echo "usage: $0 up|down|running|status|check-moto [writes]" >&2; exit 2 ;;
+    echo "usage: $0 up|down|running|status|outage dynamodb SECONDS|install" >&2; exit 2 ;;
 esac

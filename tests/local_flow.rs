@@ -1,4 +1,4 @@
-//! The whole order flow on real local servers: DynamoDB (moto or LocalStack) and a Kafka
+//! The whole order flow on real local servers: DynamoDB (dynoxide, or on Docker dynoxide or LocalStack) and a Kafka
 //! broker (tansu or Redpanda), started by `make test`. Orders go through the local triggers,
 //! the same handlers the Lambda functions run, and the outbox relay tailing the table's stream.
 

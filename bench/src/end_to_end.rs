@@ -1,4 +1,4 @@
-//! Section 5: orders through every function on the local servers (moto and tansu), no faults:
+//! Section 5: orders through every function on the local servers (dynoxide and tansu), no faults:
 //! orders per second, latency from placed to terminal, and what each order cost in Lambda
 //! invocations, DynamoDB requests and Kafka records.
 //!
@@ -171,7 +171,7 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
 
 fn print(f: &EndToEndFigures) {
     println!(
-        "\n5. End to end: {} orders through every function on moto + tansu, at most {IN_FLIGHT} in flight, no faults",
+        "\n5. End to end: {} orders through every function on dynoxide + tansu, at most {IN_FLIGHT} in flight, no faults",
         f.orders
     );
     println!(
@@ -199,7 +199,7 @@ fn print(f: &EndToEndFigures) {
         f.write_units_per_order
     );
     println!(
-        "  the functions waited on DynamoDB {:.1}x the wall time (summed over concurrent requests): moto serves one request at a time, so it sets the pace",
+        "  the functions waited on DynamoDB {:.1}x the wall time (summed over concurrent requests)",
         f.endpoint_busy
     );
 }

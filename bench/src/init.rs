@@ -547,7 +547,7 @@ fn tail(text: &str, max: usize) -> &str {
 
 fn print(figures: &InitFigures, settings: &Settings) {
     println!(
-        "\n4. Function init (release build, local Runtime API emulator; moto + tansu on \
+        "\n4. Function init (release build, local Runtime API emulator; dynoxide + tansu on \
          127.0.0.1; median of {}{}, after one discarded start)",
         figures.samples,
         if settings.quick { ", quick" } else { "" }

@@ -204,7 +204,7 @@ pub async fn run(settings: &Settings) -> Result<Vec<BatchRun>, String> {
 
 fn print(runs: &[BatchRun], settings: &Settings) {
     println!(
-        "\n3. One Kafka batch: {RECORDS} inventory commands over {AGGREGATES} aggregates, {PARTITIONS} partitions, one handler invocation (moto on 127.0.0.1{})",
+        "\n3. One Kafka batch: {RECORDS} inventory commands over {AGGREGATES} aggregates, {PARTITIONS} partitions, one handler invocation (dynoxide on 127.0.0.1{})",
         if settings.quick { "; quick mode runs it in full too" } else { "" }
     );
     println!(

@@ -266,7 +266,7 @@ async fn create_dynamo_es_tables(
 
 fn print(figures: &RequestFigures, lengths: &[u64]) {
     println!(
-        "\n2. DynamoDB requests per command (counted by an SDK interceptor; moto on 127.0.0.1; snapshots every {SNAPSHOT_EVERY})"
+        "\n2. DynamoDB requests per command (counted by an SDK interceptor; dynoxide on 127.0.0.1; snapshots every {SNAPSHOT_EVERY})"
     );
     print!("  {:<26}", "store");
     for length in lengths {

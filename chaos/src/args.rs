@@ -6,7 +6,7 @@ use sagaflow_local_trigger::FaultRates;
 
 /// What `make chaos ARGS="--help"` prints.
 pub const HELP: &str = "\
-make chaos: orders through the functions on the local servers (moto and tansu), with faults
+make chaos: orders through the functions on the local servers (dynoxide and tansu), with faults
 injected on a seeded schedule; prints one line per invariant and exits 1 if any is broken.
 
   --orders N             orders to place (default 2000)
@@ -20,6 +20,9 @@ injected on a seeded schedule; prints one line per invariant and exits 1 if any 
   --throttle R           share of DynamoDB requests throttled (default 0.02)
   --lost-answer R        share of DynamoDB writes whose answer is lost after commit (default 0.01)
   --silent R             share of orchestrated orders whose shipment is never scheduled (default 0.02)
+  --outages N            DynamoDB endpoint outages while orders are placed: the emulator is stopped
+                         and started again on its database file (default 2)
+  --outage-secs N        how long each outage lasts (default 8)
   --bad-records N        bad records mixed in, each must be dead-lettered (default 10)
   --in-flight N          orders placed but not finished at any time, at most (default 20)
   --step-timeout-ms N    how long a saga step waits for its reply (default 20000)
@@ -51,6 +54,10 @@ pub struct Args {
     pub step_attempts: u32,
     /// Give up after no progress for this long.
     pub stall: Duration,
+    /// DynamoDB endpoint outages, spread over the placing of the orders.
+    pub outages: usize,
+    /// How long each outage lasts.
+    pub outage: Duration,
 }
 
 impl Default for Args {
@@ -74,6 +81,8 @@ impl Default for Args {
             step_timeout_ms: 20_000,
             step_attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
             stall: Duration::from_secs(180),
+            outages: 2,
+            outage: Duration::from_secs(8),
         }
     }
 }
@@ -99,6 +108,7 @@ impl Args {
             if flag == "--no-faults" {
                 parsed.rates = FaultRates::default();
                 parsed.silent = 0.0;
+                parsed.outages = 0;
                 continue;
             }
             let value = args
@@ -137,6 +147,8 @@ impl Args {
                 "--step-attempts" => {
                     parsed.step_attempts = u32::try_from(number(&value)?.max(1)).unwrap_or(u32::MAX)
                 }
+                "--outages" => parsed.outages = number(&value)? as usize,
+                "--outage-secs" => parsed.outage = Duration::from_secs(number(&value)?.max(1)),
                 "--stall-secs" => parsed.stall = Duration::from_secs(number(&value)?.max(1)),
                 other => return Err(ArgsError::Invalid(format!("unknown flag {other}"))),
             }
@@ -167,6 +179,12 @@ mod tests {
         let quiet = parse(&["--no-faults"]).unwrap();
         assert_eq!(quiet.rates.deliver_twice, 0.0);
         assert_eq!(quiet.silent, 0.0);
+        assert_eq!(quiet.outages, 0);
+        let outages = parse(&["--outages", "3", "--outage-secs", "5"]).unwrap();
+        assert_eq!(
+            (outages.outages, outages.outage),
+            (3, Duration::from_secs(5))
+        );
         assert_eq!(parse(&["--help"]).unwrap_err(), ArgsError::Help);
         assert!(matches!(
             parse(&["--race", "2"]),

@@ -1,13 +1,16 @@
 //! `make chaos`: places many orders through the Lambda handlers and local triggers on the local
 //! servers while a seeded schedule injects faults (redelivered and raced batches, crashes after
-//! commit, relay crashes before checkpoint, DynamoDB throttling and lost answers, silent
-//! services), then checks from the events table that nothing was lost or doubled.
+//! commit, relay crashes before checkpoint, DynamoDB throttling and lost answers, DynamoDB
+//! endpoint outages, silent services), then checks from the events table that nothing was lost
+//! or doubled.
 
 mod args;
 mod invariants;
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::ExitCode;
+use std::future::Future;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +64,80 @@ fn order(seed: u64, n: usize) -> CreateOrder {
     }
 }
 
+/// Runs `attempt` until it succeeds, or until it has failed for `limit`: the harness rides out
+/// an endpoint outage as the functions do. The harness's own calls cannot tell a transient
+/// error from a lasting one, so a lasting one ends the run after `limit`, with its reason.
+async fn patiently<T, F, Fut>(what: &str, limit: Duration, mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(value) => {
+                if failures > 0 {
+                    eprintln!(
+                        "  {what}: answered again after {failures} failed attempts ({:.1}s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(value);
+            }
+            Err(e) if started.elapsed() >= limit => {
+                return Err(format!(
+                    "{what}: still failing after {}s: {e}",
+                    limit.as_secs()
+                ))
+            }
+            Err(e) => {
+                if failures == 0 {
+                    eprintln!("  {what} failed, retrying: {e}");
+                }
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// The script that started the local servers, which also stops and restarts the DynamoDB
+/// endpoint for an outage.
+const SERVERS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/servers.sh");
+
+/// Stops the DynamoDB endpoint for `length`, then starts it again on its database file, on a
+/// thread of its own so orders keep being placed meanwhile; true when the outage happened.
+fn outage(length: Duration) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        eprintln!(
+            "  outage: stopping the DynamoDB endpoint for {}s",
+            length.as_secs()
+        );
+        match Command::new(SERVERS_SCRIPT)
+            .args(["outage", "dynamodb", &length.as_secs().to_string()])
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                eprintln!("  outage: the DynamoDB endpoint is back");
+                true
+            }
+            Ok(out) => {
+                eprintln!(
+                    "  outage: not injected ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                false
+            }
+            Err(e) => {
+                eprintln!("  outage: cannot run {SERVERS_SCRIPT}: {e}");
+                false
+            }
+        }
+    })
+}
+
 /// Waits until the analytics read model counts every order as finished, printing progress;
 /// gives up when nothing finishes for `stall`.
 async fn wait_for_orders(
@@ -71,7 +148,10 @@ async fn wait_for_orders(
     let started = Instant::now();
     let (mut last_done, mut last_change) = (0u64, Instant::now());
     loop {
-        let done = system.finished_orders().await? as u64;
+        let done = patiently("reading the analytics summary", stall, || {
+            system.finished_orders()
+        })
+        .await? as u64;
         if done != last_done {
             eprintln!(
                 "  {done}/{orders} orders finished after {:.0}s",
@@ -88,7 +168,7 @@ async fn wait_for_orders(
                 stall.as_secs()
             ));
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -129,7 +209,10 @@ async fn run(args: Args) -> Result<bool, String> {
     .await
     .map_err(|e| format!("cannot start the local system (did `make up` run?): {e}"))?;
     for (sku, units) in &initial_stock {
-        system.restock(sku, *units as u32).await?;
+        patiently("restocking", args.stall, || {
+            system.restock(sku, *units as u32)
+        })
+        .await?;
     }
     println!(
         "chaos: {} orders ({} orchestrated, {} with a silent shipping step), seed {}, {} bad records",
@@ -159,16 +242,30 @@ async fn run(args: Args) -> Result<bool, String> {
         .collect();
     let publisher = EventPublisher::new(&system.kafka).map_err(|e| e.to_string())?;
     let every = (orders.len() / bad.len().max(1)).max(1);
+    // Outages start at evenly spaced orders, so each falls while orders are in flight.
+    let outage_at: Vec<usize> = (1..=args.outages)
+        .map(|k| k * orders.len() / (args.outages + 1))
+        .collect();
+    let mut outages = Vec::new();
     let mut done = 0;
     for (n, create) in orders.iter().enumerate() {
+        if outage_at.contains(&n) {
+            outages.push(outage(args.outage));
+        }
         // A front door admits a bounded number of orders at a time; without it the local
         // endpoint's queue, not the faults, would decide which saga steps time out. The count
         // is read sparingly: each read is a request to the same endpoint the functions use.
         while n >= args.in_flight && n - args.in_flight >= done {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            done = system.finished_orders().await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            done = patiently("reading the analytics summary", args.stall, || {
+                system.finished_orders()
+            })
+            .await?;
         }
-        system.place_order(create).await?;
+        patiently("placing an order", args.stall, || {
+            system.place_order(create)
+        })
+        .await?;
         if let Some(record) = bad.get(n / every).filter(|_| n % every == 0) {
             publisher
                 .publish(std::slice::from_ref(record))
@@ -177,7 +274,13 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
     println!("  placed in {:.1}s", started.elapsed().as_secs_f64());
+    for handle in outages {
+        if handle.join().unwrap_or(false) {
+            plan.counts.endpoint_outages.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let waited = wait_for_orders(&system, orders.len(), args.stall).await;
+    let elapsed = started.elapsed();
     // Sagas end a little after their orders (the order's last event is their last reply), and
     // the analytics function trails the events: wait until the read model has matched the
     // events twice, a few seconds apart, so nothing is still in flight.
@@ -187,7 +290,7 @@ async fn run(args: Args) -> Result<bool, String> {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let elapsed = started.elapsed();
+    let settled = started.elapsed() - elapsed;
     let letters = system
         .read_dead_letters(bad.len(), Duration::from_secs(20))
         .await;
@@ -209,11 +312,12 @@ async fn run(args: Args) -> Result<bool, String> {
         &letters,
     );
     println!(
-        "\n{} orders, {} events in {:.1}s ({:.1} orders/s); relay published {} records",
+        "\n{} orders, {} events: every order finished in {:.1}s ({:.1} orders/s), the read model settled {:.1}s later; relay published {} records",
         orders.len(),
         events.len(),
         elapsed.as_secs_f64(),
         orders.len() as f64 / elapsed.as_secs_f64(),
+        settled.as_secs_f64(),
         stats.relayed
     );
     println!("\nFaults injected");

@@ -108,7 +108,7 @@ where
 }
 
 /// A DynamoDB client from the standard AWS environment (region, credentials, and
-/// `AWS_ENDPOINT_URL` for local endpoints such as moto or LocalStack).
+/// `AWS_ENDPOINT_URL` for local endpoints such as dynoxide or LocalStack).
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
     aws_sdk_dynamodb::Client::new(&shared)

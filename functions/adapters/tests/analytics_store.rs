@@ -1,4 +1,4 @@
-//! The analytics read model scenarios of the core, run against DynamoDB (moto or LocalStack
+//! The analytics read model scenarios of the core, run against DynamoDB (dynoxide or LocalStack
 //! started by `make test` / `make up`), plus what only a shared table can get wrong: many
 //! streams applied concurrently through contended summary shards.
 

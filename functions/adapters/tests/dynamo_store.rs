@@ -1,4 +1,4 @@
-//! The event store scenarios of the core, run against DynamoDB (moto or LocalStack started by
+//! The event store scenarios of the core, run against DynamoDB (dynoxide or LocalStack started by
 //! `make test` / `make up`), plus what only DynamoDB can get wrong: paging, transaction limits.
 
 use std::sync::Arc;

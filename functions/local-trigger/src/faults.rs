@@ -88,6 +88,8 @@ pub struct FaultCounts {
     pub dynamodb_answers_lost: AtomicU64,
     /// Commands never answered.
     pub silenced: AtomicU64,
+    /// DynamoDB endpoint outages (the emulator stopped and started again on its data).
+    pub endpoint_outages: AtomicU64,
 }
 
 impl FaultCounts {
@@ -114,6 +116,10 @@ impl FaultCounts {
             (
                 "commands never answered (deadline fires)",
                 get(&self.silenced),
+            ),
+            (
+                "DynamoDB endpoint outages (stopped, started again)",
+                get(&self.endpoint_outages),
             ),
         ]
     }

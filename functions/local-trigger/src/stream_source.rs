@@ -127,7 +127,21 @@ impl StreamTrigger {
             table: self.table.clone(),
             reason,
         };
-        let arn = self.stream_arn().await?;
+        // The endpoint may be down (an outage, or still starting): wait for it as the event
+        // source mapping would, instead of ending the relay.
+        let arn = loop {
+            match self.stream_arn().await {
+                Ok(arn) => break arn,
+                Err(e) if stop.load(Ordering::SeqCst) => return Err(e),
+                Err(e) => {
+                    eprintln!(
+                        "relay {}: cannot find the stream, retrying: {e}",
+                        self.table
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
         let upcasters = Upcasters::default();
         // Per shard: the last sequence number relayed, and the iterator GetRecords handed back.
         // The iterator is dropped (and a fresh one asked for after the last sequence) whenever
@@ -140,13 +154,17 @@ impl StreamTrigger {
         while !stop.load(Ordering::SeqCst) {
             // New shards appear rarely (a split); look for them every few seconds.
             if described_at.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
-                let described = self
-                    .streams
-                    .describe_stream()
-                    .stream_arn(&arn)
-                    .send()
-                    .await
-                    .map_err(|e| err(format!("{e:?}")))?;
+                let described = match self.streams.describe_stream().stream_arn(&arn).send().await {
+                    Ok(described) => described,
+                    Err(e) => {
+                        eprintln!(
+                            "relay {}: DescribeStream failed, retrying: {e:?}",
+                            self.table
+                        );
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
                 for shard in described
                     .stream_description()
                     .map(|d| d.shards())

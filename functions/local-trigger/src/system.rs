@@ -413,21 +413,25 @@ impl LocalSystem {
     }
 
     /// Waits until the analytics table equals a fresh replay of the events table (the
-    /// analytics function has caught up), or `limit` passes; returns the summary.
+    /// analytics function has caught up), or `limit` passes; returns the summary. A read that
+    /// fails (the endpoint restarting) is tried again until then.
     pub async fn wait_for_analytics(&self, limit: Duration) -> Result<AnalyticsSummary, String> {
         let deadline = Instant::now() + limit;
         loop {
-            let (live, replayed) = (
-                self.analytics_summary().await?,
-                self.replayed_analytics().await?,
-            );
-            if live == replayed {
-                return Ok(live);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
+            let compared = match (
+                self.analytics_summary().await,
+                self.replayed_analytics().await,
+            ) {
+                (Ok(live), Ok(replayed)) if live == replayed => return Ok(live),
+                (Ok(live), Ok(replayed)) => format!(
                     "the analytics table does not match the events after {limit:?}:\n  table:  {live:?}\n  replay: {replayed:?}"
-                ));
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    format!("the analytics could not be read for {limit:?}: {e}")
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(compared);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
