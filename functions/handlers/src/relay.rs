@@ -6,7 +6,9 @@ use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use sagaflow_core::flow::sagas::commands_from_saga_event;
 use sagaflow_core::{DecodeError, StoredEvent, Upcasters};
-use sagaflow_kafka::{command_record, event_record, EventPublisher, OutboundRecord, Topics};
+use sagaflow_kafka::{
+    command_record, event_record, EventPublisher, OutboundRecord, PublishError, Topics,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -74,7 +76,8 @@ pub struct RelayOutcome {
 
 /// Publishes every event of a stream batch in order; stops at the first record that cannot be
 /// published now and reports it, so the trigger retries from there (records before it were
-/// published; consumers are idempotent, so a retry that repeats some is harmless).
+/// published; consumers are idempotent, so a retry that repeats some is harmless). A record
+/// that can never be published (not an event of ours) is dead-lettered with its reason.
 pub async fn relay_stream_batch(
     publisher: &EventPublisher,
     dead_letters: &KafkaDeadLetterSink,
@@ -83,6 +86,9 @@ pub async fn relay_stream_batch(
     batch: &StreamEvent,
 ) -> RelayOutcome {
     let mut outcome = RelayOutcome::default();
+    // The records of consecutive good stream records go out in one publish (one round trip
+    // for the batch, not one per record); each notes which stream record it came from.
+    let mut queued = Queued::default();
     for record in &batch.records {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
         let records = match event_in_stream_record(record).and_then(|event| match event {
@@ -91,6 +97,10 @@ pub async fn relay_stream_batch(
         }) {
             Ok(records) => records,
             Err(reason) => {
+                // What came before it goes out first, so the stream's order holds.
+                if !queued.flush(publisher, &mut outcome).await {
+                    return outcome;
+                }
                 let letter = json!({
                     "source": "dynamodb-stream",
                     "sequence_number": sequence,
@@ -109,16 +119,52 @@ pub async fn relay_stream_batch(
                 }
             }
         };
+        queued.push(sequence, records);
+    }
+    queued.flush(publisher, &mut outcome).await;
+    outcome
+}
+
+/// Records waiting to be published, each with the stream record it came from.
+#[derive(Default)]
+struct Queued {
+    records: Vec<OutboundRecord>,
+    sequences: Vec<String>,
+}
+
+impl Queued {
+    fn push(&mut self, sequence: String, records: Vec<OutboundRecord>) {
+        self.sequences
+            .extend(std::iter::repeat_n(sequence, records.len()));
+        self.records.extend(records);
+    }
+
+    /// Publishes what is queued; on a failure reports the stream record of the first record
+    /// not acknowledged and returns false.
+    async fn flush(&mut self, publisher: &EventPublisher, outcome: &mut RelayOutcome) -> bool {
+        let records = std::mem::take(&mut self.records);
+        let sequences = std::mem::take(&mut self.sequences);
         if records.is_empty() {
-            continue;
+            return true;
         }
         match publisher.publish(&records).await {
-            Ok(()) => outcome.published += records.len(),
-            Err(_) => {
-                report_failure(&mut outcome.response, sequence);
-                return outcome;
+            Ok(()) => {
+                outcome.published += records.len();
+                true
+            }
+            Err(error) => {
+                let index = match &error {
+                    PublishError::Delivery { index, .. } => *index,
+                    PublishError::Setup(_) | PublishError::Unreachable(_) => 0,
+                };
+                // Records before the failed one were acknowledged, but those of its own
+                // stream record may be only partly: the retry starts at that stream record.
+                let failed = &sequences[index.min(sequences.len() - 1)];
+                let first_of_failed = sequences.iter().position(|s| s == failed).unwrap_or(0);
+                outcome.published += first_of_failed;
+                report_failure(&mut outcome.response, failed.clone());
+                false
             }
         }
     }
-    outcome
 }

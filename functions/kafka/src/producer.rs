@@ -1,10 +1,10 @@
 //! The producer: idempotent, `acks=all`, records of one key sent in order.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::config::KafkaConfig;
 use crate::records::OutboundRecord;
@@ -81,11 +81,15 @@ impl EventPublisher {
         .map_err(PublishError::Unreachable)
     }
 
-    /// Sends every record, in order, and returns once all are acknowledged.
+    /// Sends every record, in order, and returns once all are acknowledged. On an error the
+    /// records before the failed one's `index` were acknowledged.
     pub async fn publish(&self, records: &[OutboundRecord]) -> Result<(), PublishError> {
-        // Enqueue all first so they travel in few requests, then wait for every ack.
+        // Enqueue all first, so they travel in few requests, then wait for every ack.
+        // `FutureProducer::send` is an `async fn` that enqueues only when awaited (one round
+        // trip per record); `send_result` enqueues at once.
+        let queued_until = Instant::now() + self.delivery_timeout;
         let mut pending = Vec::with_capacity(records.len());
-        for record in records {
+        for (index, record) in records.iter().enumerate() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (name, value) in &record.headers {
                 headers = headers.insert(Header {
@@ -93,26 +97,59 @@ impl EventPublisher {
                     value: Some(value),
                 });
             }
-            let future = self.producer.send(
-                FutureRecord::to(&record.topic)
-                    .key(&record.key)
-                    .payload(&record.value)
-                    .headers(headers),
-                self.delivery_timeout,
-            );
-            pending.push(future);
-        }
-        for ((index, future), record) in pending.into_iter().enumerate().zip(records) {
-            if let Err((error, _)) = future.await {
-                return Err(PublishError::Delivery {
-                    index,
-                    topic: record.topic.clone(),
-                    key: record.key.clone(),
-                    error: Box::new(error),
-                });
+            let mut next = FutureRecord::to(&record.topic)
+                .key(&record.key)
+                .payload(&record.value)
+                .headers(headers);
+            let enqueued = loop {
+                match self.producer.send_result(next) {
+                    Ok(delivery) => break Ok(delivery),
+                    // The client's local queue is full: let what is queued drain.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < queued_until =>
+                    {
+                        next = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((error, _)) => break Err(error),
+                }
+            };
+            match enqueued {
+                Ok(delivery) => pending.push(delivery),
+                Err(error) => {
+                    // Settle the ones already queued first, so the error's index keeps its
+                    // meaning: everything before it was acknowledged.
+                    acknowledged(pending, records).await?;
+                    return Err(delivery_error(index, record, error));
+                }
             }
         }
-        Ok(())
+        acknowledged(pending, records).await
+    }
+}
+
+/// Waits for the acks of `pending`, the deliveries of the first records of `records`.
+async fn acknowledged(
+    pending: Vec<DeliveryFuture>,
+    records: &[OutboundRecord],
+) -> Result<(), PublishError> {
+    for ((index, delivery), record) in pending.into_iter().enumerate().zip(records) {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => return Err(delivery_error(index, record, error)),
+            // The producer dropped the delivery report (it is shutting down).
+            Err(_) => return Err(delivery_error(index, record, KafkaError::Canceled)),
+        }
+    }
+    Ok(())
+}
+
+fn delivery_error(index: usize, record: &OutboundRecord, error: KafkaError) -> PublishError {
+    PublishError::Delivery {
+        index,
+        topic: record.topic.clone(),
+        key: record.key.clone(),
+        error: Box::new(error),
     }
 }
 

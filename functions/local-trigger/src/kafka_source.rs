@@ -285,6 +285,92 @@ impl KafkaTrigger {
         batch
     }
 
+    /// Keeps from `batch` only what a rewound partition should deliver now. A rewind moves a
+    /// partition back to its first failed offset, but a broker may answer a fetch from inside
+    /// a record batch with the next batch, or with nothing when none follows: tansu 0.6.0 does
+    /// (Kafka returns the batch holding the offset). Either way the failed records would be
+    /// skipped, and the next commit would move past them for good. So while a partition comes
+    /// back past its target, or stays silent for `RESEEK_AFTER`, it is moved back further
+    /// (1, 2, 4, … offsets before the target) and its records are held back; records before
+    /// the target (done and committed already) are dropped; the target itself ends the rewind.
+    fn resume_rewound(
+        &self,
+        consumer: &BaseConsumer,
+        batch: Vec<ConsumedRecord>,
+        rewound: &mut Rewound,
+    ) -> Vec<ConsumedRecord> {
+        if rewound.is_empty() {
+            return batch;
+        }
+        let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for r in &batch {
+            let entry = first
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset);
+            *entry = (*entry).min(r.offset);
+        }
+        // Per partition still rewinding: deliver records from this offset on, or none.
+        let mut deliver_from: HashMap<(String, i32), Option<i64>> = HashMap::new();
+        let mut resumed = Vec::new();
+        for (partition, rewind) in rewound.iter_mut() {
+            match first.get(partition) {
+                Some(&first_offset) if first_offset <= rewind.target => {
+                    let target = rewind.target;
+                    if batch.iter().any(|r| {
+                        r.topic == partition.0 && r.partition == partition.1 && r.offset >= target
+                    }) {
+                        resumed.push(partition.clone());
+                    }
+                    deliver_from.insert(partition.clone(), Some(target));
+                }
+                Some(&first_offset) => {
+                    self.step_back(
+                        consumer,
+                        partition,
+                        rewind,
+                        &format!("came back at offset {first_offset}"),
+                    );
+                    deliver_from.insert(partition.clone(), None);
+                }
+                None if rewind.sought_at.elapsed() >= RESEEK_AFTER => {
+                    self.step_back(consumer, partition, rewind, "stayed silent");
+                }
+                None => {}
+            }
+        }
+        for partition in resumed {
+            rewound.remove(&partition);
+        }
+        batch
+            .into_iter()
+            .filter(
+                |r| match deliver_from.get(&(r.topic.clone(), r.partition)) {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(from)) => r.offset >= *from,
+                },
+            )
+            .collect()
+    }
+
+    /// Moves a partition whose rewind did not take further back than the last try.
+    fn step_back(
+        &self,
+        consumer: &BaseConsumer,
+        partition: &(String, i32),
+        rewind: &mut Rewind,
+        what: &str,
+    ) {
+        rewind.steps_back = (rewind.steps_back * 2).max(1);
+        let to = (rewind.target - rewind.steps_back).max(0);
+        eprintln!(
+            "trigger {}: {}-{} {what}, not at offset {}: moving it back to {to}",
+            self.name, partition.0, partition.1, rewind.target
+        );
+        seek(consumer, &partition.0, partition.1, to);
+        rewind.sought_at = Instant::now();
+    }
+
     fn run(
         self,
         consumer: BaseConsumer,
@@ -293,8 +379,11 @@ impl KafkaTrigger {
         stats: Arc<Mutex<TriggerStats>>,
     ) {
         let mut invocations = 0u64;
+        // Where each rewound partition was moved back to, until a batch shows it took.
+        let mut rewound: Rewound = HashMap::new();
         while !stop.load(Ordering::SeqCst) {
             let batch = self.gather(&consumer, &stop);
+            let batch = self.resume_rewound(&consumer, batch, &mut rewound);
             if batch.is_empty() {
                 continue;
             }
@@ -321,7 +410,7 @@ impl KafkaTrigger {
             };
             let Ok(payload) = event(&delivered) else {
                 // Cannot happen for records read from a broker; rewinding retries them.
-                rewind(&consumer, &batch, &HashMap::new());
+                rewind(&consumer, &batch, &HashMap::new(), &mut rewound);
                 continue;
             };
             let function = &self.function;
@@ -357,7 +446,7 @@ impl KafkaTrigger {
                         s.rewinds += 1;
                     }
                     // The invocation failed as a whole: Lambda retries the batch from its start.
-                    rewind(&consumer, &batch, &HashMap::new());
+                    rewind(&consumer, &batch, &HashMap::new(), &mut rewound);
                     continue;
                 }
             };
@@ -378,7 +467,7 @@ impl KafkaTrigger {
                 eprintln!("trigger {}: {id} will be retried: {reason}", self.name);
             }
             if !failed.is_empty() {
-                rewind(&consumer, &batch, &failed);
+                rewind(&consumer, &batch, &failed, &mut rewound);
                 // AWS backs off before retrying a failed batch; so do we, briefly.
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -408,9 +497,31 @@ fn commit(consumer: &BaseConsumer, batch: &[ConsumedRecord], failed: &HashMap<St
     let _ = consumer.commit(&list, CommitMode::Sync);
 }
 
+/// A partition moved back to `target`, not yet seen delivering it.
+#[derive(Clone, Copy, Debug)]
+struct Rewind {
+    /// The first offset to deliver again.
+    target: i64,
+    /// How far before `target` the last seek went (0: to the target itself).
+    steps_back: i64,
+    /// When the last seek was made.
+    sought_at: Instant,
+}
+
+/// How long a rewound partition may deliver nothing before it is moved back further.
+const RESEEK_AFTER: Duration = Duration::from_millis(500);
+
+/// Per partition, its rewind in progress.
+type Rewound = HashMap<(String, i32), Rewind>;
+
 /// Moves each failed partition (all of the batch's partitions when `failed` is empty) back
-/// so its records are fetched again.
-fn rewind(consumer: &BaseConsumer, batch: &[ConsumedRecord], failed: &HashMap<String, i64>) {
+/// so its records are fetched again, and notes where in `rewound`.
+fn rewind(
+    consumer: &BaseConsumer,
+    batch: &[ConsumedRecord],
+    failed: &HashMap<String, i64>,
+    rewound: &mut Rewound,
+) {
     let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for r in batch {
         let entry = first
@@ -425,13 +536,29 @@ fn rewind(consumer: &BaseConsumer, batch: &[ConsumedRecord], failed: &HashMap<St
             failed.get(&format!("{topic}-{partition}")).copied()
         };
         if let Some(offset) = to {
-            let _ = consumer.seek(
-                &topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(5),
+            seek(consumer, &topic, partition, offset);
+            rewound.insert(
+                (topic, partition),
+                Rewind {
+                    target: offset,
+                    steps_back: 0,
+                    sought_at: Instant::now(),
+                },
             );
         }
+    }
+}
+
+/// Moves one partition's fetch position; a refused seek is caught by the next batch
+/// (`resume_rewound`), so it is only reported here.
+fn seek(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i64) {
+    if let Err(e) = consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(offset),
+        Duration::from_secs(5),
+    ) {
+        eprintln!("trigger: seek of {topic}-{partition} to {offset} refused ({e}); checked on the next batch");
     }
 }
 
