@@ -149,27 +149,22 @@ async fn stream_records(client: &Client, table: &str) -> Vec<(OperationType, Str
 #[tokio::test]
 async fn a_transaction_sent_again_with_its_token_is_applied_once() {
     let (client, table) = table("token").await;
-    for _ in 0..2 {
+    let raise_with = |token: &'static str| {
         client
             .transact_write_items()
             .transact_items(raise(&table, "counter"))
-            .client_request_token("the-same-request")
+            .client_request_token(token)
             .send()
-            .await
-            .unwrap();
+    };
+    for _ in 0..2 {
+        raise_with("the-same-request").await.unwrap();
     }
     assert_eq!(
         counter(&client, &table, "counter").await.as_deref(),
         Some("1")
     );
     // A new token is a new request.
-    client
-        .transact_write_items()
-        .transact_items(raise(&table, "counter"))
-        .client_request_token("another-request")
-        .send()
-        .await
-        .unwrap();
+    raise_with("another-request").await.unwrap();
     assert_eq!(
         counter(&client, &table, "counter").await.as_deref(),
         Some("2")

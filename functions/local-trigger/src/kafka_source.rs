@@ -302,13 +302,7 @@ impl KafkaTrigger {
         if rewound.is_empty() {
             return batch;
         }
-        let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for r in &batch {
-            let entry = first
-                .entry((r.topic.clone(), r.partition))
-                .or_insert(r.offset);
-            *entry = (*entry).min(r.offset);
-        }
+        let first = first_offsets(&batch);
         // Per partition still rewinding: deliver records from this offset on, or none.
         let mut deliver_from: HashMap<(String, i32), Option<i64>> = HashMap::new();
         let mut resumed = Vec::new();
@@ -511,6 +505,18 @@ struct Rewind {
 /// How long a rewound partition may deliver nothing before it is moved back further.
 const RESEEK_AFTER: Duration = Duration::from_millis(500);
 
+/// Per partition of `batch`, its lowest offset.
+fn first_offsets(batch: &[ConsumedRecord]) -> BTreeMap<(String, i32), i64> {
+    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for r in batch {
+        let entry = first
+            .entry((r.topic.clone(), r.partition))
+            .or_insert(r.offset);
+        *entry = (*entry).min(r.offset);
+    }
+    first
+}
+
 /// Per partition, its rewind in progress.
 type Rewound = HashMap<(String, i32), Rewind>;
 
@@ -522,14 +528,7 @@ fn rewind(
     failed: &HashMap<String, i64>,
     rewound: &mut Rewound,
 ) {
-    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for r in batch {
-        let entry = first
-            .entry((r.topic.clone(), r.partition))
-            .or_insert(r.offset);
-        *entry = (*entry).min(r.offset);
-    }
-    for ((topic, partition), first_offset) in first {
+    for ((topic, partition), first_offset) in first_offsets(batch) {
         let to = if failed.is_empty() {
             Some(first_offset)
         } else {
