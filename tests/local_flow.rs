@@ -454,3 +454,60 @@ async fn saga_when_finished(system: &LocalSystem, id: &str) -> sagaflow_core::sa
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The front door as `docs/events.md` documents it, tried as a new user would: the JSON
+/// envelope, keyed by the order id, and no headers at all.
+fn documented_envelope(order_id: &str, flow: &str, command_type: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "command_id": format!("front-door-{order_id}"),
+        "command_type": command_type,
+        "target_id": order_id,
+        "correlation_id": order_id,
+        "causation_id": "web-request-981",
+        "issued_at": 1764547200000i64,
+        "payload": {
+            "order_id": order_id,
+            "customer_id": "cust-7",
+            "lines": [{ "sku": "MUG", "quantity": 2, "unit_price": { "amount_minor": 1250, "currency": "EUR" } }],
+            "payment_method": "card-ok",
+            "shipping_address": { "name": "Ada Lovelace", "line1": "1 Loop Road", "city": "Paris", "country": "FR" },
+            "flow": flow
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_documented_front_door_envelope_without_headers_places_an_order_on_both_flows() {
+    require_servers();
+    let system = LocalSystem::start(LocalSystemConfig::named(format!(
+        "door{}",
+        std::process::id()
+    )))
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 10).await.unwrap();
+    let publisher = EventPublisher::new(&system.kafka).unwrap();
+    let records = [
+        OutboundRecord {
+            topic: system.topics.saga_commands(),
+            key: "ord-door-1".into(),
+            value: documented_envelope("ord-door-1", "orchestrated", "saga.start"),
+            headers: Vec::new(),
+        },
+        OutboundRecord {
+            topic: system.topics.commands("order"),
+            key: "ord-door-2".into(),
+            value: documented_envelope("ord-door-2", "choreographed", "order.create"),
+            headers: Vec::new(),
+        },
+    ];
+    publisher.publish(&records).await.unwrap();
+    for id in ["ord-door-1", "ord-door-2"] {
+        let order = system.wait_for_terminal(id, WAIT).await.unwrap();
+        assert_eq!(order.status, OrderStatus::Completed, "{id}: {order:?}");
+    }
+    let letters = system.read_dead_letters(1, Duration::from_secs(2)).await;
+    assert!(letters.is_empty(), "nothing was dead-lettered: {letters:?}");
+    system.stop().await;
+}

@@ -163,20 +163,20 @@ pub fn bad_records(key_prefix: &str) -> Vec<BadRecord> {
             "schema version 9",
         ),
         case(
-            "missing headers",
-            "payment",
-            payment,
-            bytes(&charge("ord-nohead", json!(1_000))),
-            vec![],
-            "missing header `command_type`",
-        ),
-        case(
             "wrong headers",
             "payment",
             payment,
             bytes(&charge("ord-liar", json!(1_000))),
             command_header("payment.refund"),
             "header `command_type` says `payment.refund`",
+        ),
+        case(
+            "lying event header",
+            "payment",
+            order_events,
+            bytes(&order_event("order.completed", 1)),
+            event_header("order.cancelled"),
+            "header `event_type` says `order.cancelled` but the envelope says `order.completed`",
         ),
         case(
             "empty value",

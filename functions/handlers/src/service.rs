@@ -297,8 +297,10 @@ mod tests {
             .await
             .unwrap();
         let mut bad = inbound(3, &reserve("ord-3", 1));
-        bad.headers
-            .retain(|(name, _)| name != sagaflow_kafka::records::COMMAND_TYPE_HEADER);
+        bad.headers.push((
+            sagaflow_kafka::records::COMMAND_TYPE_HEADER.to_string(),
+            b"inventory.release".to_vec(),
+        ));
         let group = vec![
             inbound(1, &reserve("ord-1", 2)),
             inbound(2, &reserve("ord-2", 0)),
