@@ -15,12 +15,12 @@ use sagaflow_core::Timestamp;
 use sagaflow_handlers::ServiceHandler;
 use sagaflow_kafka::records::command_record;
 use sagaflow_kafka::Topics;
+use sagaflow_lambda_kafka::trigger_payload::{kafka_event, ConsumedRecord, EventSource};
 use sagaflow_lambda_kafka::{
     process_batch, BatchConfig, BoxFuture, DeadLetter, DeadLetterSink, InboundRecord,
     RecordHandler, RecordOutcome,
 };
-use sagaflow_local_trigger::kafka_source::{kafka_event, ConsumedRecord};
-use sagaflow_local_trigger::{EventSource, RequestCounter};
+use sagaflow_local_trigger::RequestCounter;
 use serde_json::json;
 
 use crate::settings::Settings;

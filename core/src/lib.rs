@@ -6,7 +6,6 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
-pub mod bus;
 pub mod command;
 pub mod domain;
 pub mod event;

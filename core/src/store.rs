@@ -284,6 +284,22 @@ impl InMemoryEventStore {
         self.lock().log.clone()
     }
 
+    /// The events committed after the first `position`, in commit order: the store's change
+    /// feed, read as DynamoDB Streams is read for the relay.
+    pub fn events_since(&self, position: usize) -> Vec<StoredEvent> {
+        self.lock().log.get(position..).unwrap_or_default().to_vec()
+    }
+
+    /// The earliest wake-up time of any stream of `aggregate_type`: when a timer must next run.
+    pub fn next_wake_at(&self, aggregate_type: &str) -> Option<Timestamp> {
+        self.lock()
+            .wake
+            .iter()
+            .filter(|(stream, _)| stream.aggregate_type == aggregate_type)
+            .map(|(_, at)| *at)
+            .min()
+    }
+
     /// The number of events committed so far.
     pub fn event_count(&self) -> usize {
         self.lock().log.len()

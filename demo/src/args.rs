@@ -6,7 +6,8 @@ use crate::scenario::Scenario;
 
 /// The help text.
 pub const HELP: &str = "\
-sagaflow demo: the whole order flow in one process (in-memory store, in-process bus)
+sagaflow demo: the whole order flow in one process, through the deployed handlers
+(in-memory store, in-process broker feeding them Kafka trigger batches)
 
 USAGE:
     sagaflow-demo [OPTIONS]        (make run ARGS=\"...\")
@@ -17,9 +18,9 @@ OPTIONS:
     --mix LIST          share of each scenario, e.g. success=60,declined=10,out-of-stock=10,
                         shipment-failure=10,timeout=5,invalid=5 (default as shown)
     --flows LIST        flows to use, round robin: orchestrated,choreographed,in-process (default all)
-    --lost-commits PCT  share of bus commits dropped, forcing redelivery (default 10, max 90)
+    --lost-commits PCT  share of batch commits lost, forcing redelivery (default 10, max 90)
     --partitions N      partitions per topic (default 4)
-    --batch N           orders placed between runs of the bus (default 6)
+    --batch N           orders placed between runs of the functions (default 6)
     --rows N            order rows to print, 0 for all (default 60)
     -h, --help          this text
 

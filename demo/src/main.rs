@@ -1,6 +1,7 @@
-//! `make run`: the whole order flow in one process on embedded defaults: places a seeded mix of
-//! orders through the orchestrated, choreographed and in-process flows, prints what happened to
-//! each, the analytics summary and the stock, and checks the invariants.
+//! `make run`: the whole order flow in one process on embedded defaults, through the deployed
+//! handlers: places a seeded mix of orders through the orchestrated, choreographed and
+//! in-process flows, prints what happened to each, the analytics summary and the stock, and
+//! checks the invariants.
 
 mod args;
 mod report;
@@ -8,7 +9,11 @@ mod scenario;
 
 use std::process::ExitCode;
 
-use sagaflow_core::flow::system::{InProcessSystem, Placement, SystemConfig};
+use sagaflow_embedded::world::slow_provider;
+use sagaflow_embedded::Topics;
+use sagaflow_embedded::{
+    front_door, BrokerConfig, EmbeddedConfig, EmbeddedSystem, PlaceOrderCommand, Placement,
+};
 
 use crate::args::Args;
 use crate::report::{print_report, OrderRow};
@@ -39,21 +44,35 @@ async fn main() -> ExitCode {
 
 /// Runs the demo; returns whether every invariant held.
 async fn run(args: &Args) -> Result<bool, String> {
-    let system = InProcessSystem::new(SystemConfig {
-        seed: args.seed,
-        lost_commit_percent: args.lost_commit_percent,
-        partitions: args.partitions,
-        ..SystemConfig::default()
+    let defaults = EmbeddedConfig::default();
+    let system = EmbeddedSystem::new(EmbeddedConfig {
+        broker: BrokerConfig {
+            partitions: args.partitions,
+            lost_commit_percent: args.lost_commit_percent,
+            seed: args.seed,
+            ..BrokerConfig::default()
+        },
+        latency: Some(slow_provider(&Topics::new(defaults.name.clone()))),
+        ..defaults
     })
     .map_err(|e| e.to_string())?;
+    let door = front_door(&system).map_err(|e| e.to_string())?;
     let stock = initial_stock(args.orders);
     for (sku, quantity) in &stock {
-        system.restock(sku, *quantity).await?;
+        system
+            .services()
+            .restock(sku, *quantity, system.clock().now())
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let planned = orders_for(args);
     let mut rows = Vec::with_capacity(planned.len());
     for (i, order) in planned.into_iter().enumerate() {
-        let placement = system.place_order(order.request.clone()).await?;
+        let placement = door
+            .send(PlaceOrderCommand(order.request.clone()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         rows.push(OrderRow {
             order_id: order.request.order_id.clone(),
             flow: order.request.flow,
@@ -65,9 +84,9 @@ async fn run(args: &Args) -> Result<bool, String> {
         }
         // Let the system work while orders keep arriving, so flows interleave on the bus.
         if i % args.batch == args.batch - 1 {
-            system.run_until_idle().await;
+            system.run_until_idle().await.map_err(|e| e.to_string())?;
         }
     }
-    let stats = system.run_until_idle().await;
-    print_report(&system, &rows, &stock, stats, args).await
+    let stats = system.run_until_idle().await.map_err(|e| e.to_string())?;
+    print_report(&system, &door, &rows, &stock, stats, args).await
 }

@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sagaflow_core::domain::{Flow, InventoryEvent, OrderEvent, PaymentEvent, ShipmentEvent};
-use sagaflow_core::flow::system::{
-    GetStockLevels, InProcessSystem, Placement, RunStats, SLOW_PROVIDER_DELAY_MS,
-};
+use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, GetAnalyticsSummary};
 use sagaflow_core::{StoredEvent, Upcasters};
+use sagaflow_embedded::world::SLOW_PROVIDER_DELAY_MS;
+use sagaflow_embedded::{EmbeddedSystem, GetStockLevels, Placement, RunStats};
 
 use crate::args::Args;
 use crate::scenario::Scenario;
@@ -123,7 +123,8 @@ impl Checks {
 
 /// Prints everything and returns whether every invariant held.
 pub async fn print_report(
-    system: &InProcessSystem,
+    system: &EmbeddedSystem,
+    door: &Mediator,
     rows: &[OrderRow],
     initial: &[(String, u32)],
     stats: RunStats,
@@ -213,12 +214,12 @@ pub async fn print_report(
     }
 
     let summary = system
-        .mediator()
+        .analytics_queries()
         .query(GetAnalyticsSummary)
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    println!("\nAnalytics (read model, through the query bus)");
+    println!("\nAnalytics (the analytics function's read model, through its query bus)");
     println!("  orders by status:   {}", join(&summary.orders_by_status));
     println!("  orders by flow:     {}", join(&summary.orders_by_flow));
     println!(
@@ -252,11 +253,11 @@ pub async fn print_report(
         println!("  {label:<19} {}", parts.join("; "));
     }
 
-    let stock = system
-        .mediator()
+    let stock = door
         .query(GetStockLevels)
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     println!("\nStock (compensation puts reserved units back)");
     println!(
         "  {:<6} {:>8} {:>10} {:>9} {:>8}",
@@ -272,10 +273,20 @@ pub async fn print_report(
         );
     }
 
-    let bus = system.bus_stats();
+    let broker = system.broker_stats();
     println!(
-        "\nDelivery: {} messages published, {} deliveries, {} redelivered; {} redeliveries recognised as already done; {} saga deadlines fired (slow provider holds charges {}s)",
-        bus.published, bus.delivered, bus.redelivered, stats.duplicates, stats.deadlines_fired, SLOW_PROVIDER_DELAY_MS / 1000
+        "\nDelivery: {} records published ({} by the relay), {} function invocations handled {} records, {} of them redelivered ({} commits lost); {} records retried, {} dead-lettered; {} timer runs moved {} sagas on (slow provider holds charges {}s)",
+        broker.published,
+        stats.relayed,
+        stats.invocations,
+        stats.records,
+        broker.redelivered,
+        broker.lost_commits,
+        stats.retried,
+        stats.dead_lettered,
+        stats.timer_runs,
+        stats.deadlines_fired,
+        SLOW_PROVIDER_DELAY_MS / 1000
     );
 
     println!("\nInvariants");
@@ -358,10 +369,7 @@ pub async fn print_report(
         format!("{} dead letters", dead.len()),
     );
     for letter in dead.iter().take(5) {
-        println!(
-            "         dead letter from {}: {}",
-            letter.group, letter.reason
-        );
+        println!("         dead letter {}: {}", letter.key, letter.reason);
     }
     Ok(checks.all_ok)
 }

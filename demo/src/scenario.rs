@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use sagaflow_core::bus::SplitMix64;
 use sagaflow_core::domain::{Address, StockLine};
 use sagaflow_core::flow::intake::PlaceOrder;
-use sagaflow_core::flow::system::SLOW_METHOD;
+use sagaflow_embedded::random::SplitMix64;
+use sagaflow_embedded::world::SLOW_METHOD;
 
 use crate::args::Args;
 

@@ -1,10 +1,17 @@
-//! The simulated clock of the in-process system: time moves only when the system says so, so a
-//! run is reproducible and saga deadlines can be reached without waiting.
+//! Time as the handlers see it: a [`Clock`] they are given. Deployed functions read the wall
+//! clock; `make run` gives them a [`SimClock`], whose time moves only when the runtime says so,
+//! so a run is reproducible and saga deadlines can be reached without waiting.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crate::event::Timestamp;
+
+/// Where a handler reads the current time.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
 
 /// A shared, manually advanced clock.
 #[derive(Clone, Debug, Default)]
@@ -33,5 +40,11 @@ impl SimClock {
     /// Moves time forward to `at`, never backwards.
     pub fn advance_to(&self, at: Timestamp) {
         self.millis.fetch_max(at.as_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        SimClock::now(self)
     }
 }

@@ -5,7 +5,6 @@ pub mod clock;
 pub mod intake;
 pub mod sagas;
 pub mod services;
-pub mod system;
 
 pub use services::{FlowServices, HandledCommand, ServiceError};
 

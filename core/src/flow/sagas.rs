@@ -427,32 +427,6 @@ pub fn commands_from_saga_event(
         .collect())
 }
 
-/// How a saga event changes the deadline the saga waits on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeadlineChange {
-    /// The saga now waits until this time.
-    Set(Timestamp),
-    /// The saga no longer waits.
-    Clear,
-    /// No change.
-    Keep,
-}
-
-/// What `event` does to its saga's deadline, for timers that fire ticks.
-pub fn deadline_change(event: &StoredEvent) -> DeadlineChange {
-    match event.event_type.as_str() {
-        "saga.step_requested" | "saga.compensation_requested" => event
-            .payload
-            .get("deadline")
-            .and_then(Value::as_i64)
-            .map_or(DeadlineChange::Keep, |at| {
-                DeadlineChange::Set(Timestamp(at))
-            }),
-        "saga.completed" | "saga.aborted" => DeadlineChange::Clear,
-        _ => DeadlineChange::Keep,
-    }
-}
-
 /// Sends in-process saga commands straight to the services.
 pub struct ServicesDispatcher<S> {
     services: FlowServices<S>,

@@ -4,7 +4,8 @@
 //! events it cannot read are dead-lettered.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use sagaflow_handlers::{AnalyticsFunction, AnalyticsResponse, FunctionContext};
+use sagaflow_aws::FunctionContext;
+use sagaflow_handlers::{AnalyticsFunction, AnalyticsResponse};
 use serde_json::Value;
 
 /// Handles one invocation: a Kafka batch or a query.

@@ -4,9 +4,10 @@
 //! did; if any tick failed it reports an error (those sagas stay due for the next run).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use sagaflow_aws::FunctionContext;
 use sagaflow_core::EventStore;
 use sagaflow_handlers::clock;
-use sagaflow_handlers::{DeadlineTimer, FunctionContext, TickReport};
+use sagaflow_handlers::{DeadlineTimer, TickReport};
 use serde_json::Value;
 
 /// Handles one scheduled run; the schedule's payload carries nothing the timer needs.

@@ -9,12 +9,12 @@ use sagaflow_core::projection::{
     AnalyticsStore, AnalyticsSummary, GetAnalyticsSummary, ReadModelError,
 };
 use sagaflow_core::StoredEvent;
-use sagaflow_kafka::topics::AGGREGATE_TYPES;
-use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::{
     parse_kafka_event, BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse,
     RecordHandler, RecordOutcome,
 };
+use sagaflow_records::topics::AGGREGATE_TYPES;
+use sagaflow_records::Topics;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 //! the handlers (`functions/handlers/tests/bad_input.rs`) and through the real broker
 //! (`tests/bad_input_broker.rs`).
 
-use sagaflow_kafka::Topics;
+use sagaflow_records::Topics;
 use serde_json::{json, Value};
 
 /// What a bad record carries as its value.

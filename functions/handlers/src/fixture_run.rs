@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use sagaflow_core::InMemoryEventStore;
-use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::{BatchConfig, DeadLetter, KafkaBatchResponse, RecordHandler};
+use sagaflow_records::Topics;
 
 use crate::function::{KafkaFunction, RecordedDeadLetters};
 use crate::orchestrator::OrchestratorHandler;

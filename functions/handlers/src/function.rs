@@ -10,7 +10,7 @@ use sagaflow_lambda_kafka::{
 };
 use serde_json::Value;
 
-use crate::clock;
+use crate::clock::{Clock, WallClock};
 
 /// One record handler, the dead-letter path and the batch settings of a function.
 #[derive(Clone)]
@@ -18,6 +18,7 @@ pub struct KafkaFunction {
     handler: Arc<dyn RecordHandler>,
     dead_letters: Arc<dyn DeadLetterSink>,
     config: BatchConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl KafkaFunction {
@@ -31,7 +32,14 @@ impl KafkaFunction {
             handler,
             dead_letters,
             config,
+            clock: Arc::new(WallClock),
         }
+    }
+
+    /// The same function reading time from `clock` (the simulated clock of `make run`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reads one invocation's payload as a Kafka batch ([`parse_kafka_event`]: never a panic)
@@ -47,7 +55,7 @@ impl KafkaFunction {
             self.handler.clone(),
             self.dead_letters.clone(),
             &self.config,
-            clock::now().as_millis(),
+            self.clock.now().as_millis(),
         )
         .await
     }

@@ -6,10 +6,10 @@
 
 use sagaflow_core::command::CommandEnvelope;
 use sagaflow_core::StoredEvent;
-use sagaflow_kafka::records::{
+use sagaflow_lambda_kafka::InboundRecord;
+use sagaflow_records::records::{
     COMMAND_TYPE_HEADER, CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER,
 };
-use sagaflow_lambda_kafka::InboundRecord;
 
 /// A header `name` that, when there (every time it is there), must equal `expected`.
 fn check(record: &InboundRecord, name: &str, expected: &str) -> Result<(), String> {

@@ -1,13 +1,14 @@
-//! What each sagaflow Lambda function does with a record. The binaries under `functions/` are
-//! thin shells: build a [`context::FunctionContext`] at init, then hand each batch to one of
-//! these handlers.
+//! What each sagaflow function does with a record, over small seams: an [`sagaflow_core::EventStore`],
+//! an [`sagaflow_core::projection::AnalyticsStore`], a [`sagaflow_records::Publisher`], a
+//! dead-letter sink and a [`clock::Clock`]. No AWS SDK and no Kafka client: the Lambda binaries
+//! (through `sagaflow-aws`), the local triggers and `make run` (`sagaflow-embedded`) all run
+//! these same handlers.
 
 #![warn(missing_docs)]
 
 pub mod analytics;
 pub mod bad_input;
 pub mod clock;
-pub mod context;
 pub mod dead_letter;
 pub mod deadline;
 pub mod fixture_run;
@@ -18,7 +19,6 @@ pub mod relay;
 pub mod service;
 
 pub use analytics::{AnalyticsFunction, AnalyticsHandler, AnalyticsRequest, AnalyticsResponse};
-pub use context::{FunctionContext, InitError};
 pub use deadline::{DeadlineTimer, TickReport};
 pub use function::{KafkaFunction, RecordedDeadLetters};
 pub use orchestrator::OrchestratorHandler;

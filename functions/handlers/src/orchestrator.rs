@@ -9,11 +9,11 @@ use sagaflow_core::domain::{CreateOrder, Flow};
 use sagaflow_core::flow::check_known_event;
 use sagaflow_core::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
 use sagaflow_core::saga::SagaDefinitionError;
-use sagaflow_core::{EventStore, StoredEvent, Timestamp, Upcasters};
-use sagaflow_kafka::Topics;
+use sagaflow_core::{EventStore, StoredEvent, Upcasters};
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
+use sagaflow_records::Topics;
 
-use crate::clock;
+use crate::clock::{Clock, WallClock};
 use crate::headers::{check_command_headers, check_event_headers};
 use crate::service::SERVICE_NAMES;
 
@@ -21,7 +21,7 @@ use crate::service::SERVICE_NAMES;
 pub struct OrchestratorHandler<S> {
     sagas: SagaRunner<S>,
     topics: Topics,
-    clock: fn() -> Timestamp,
+    clock: Arc<dyn Clock>,
     upcasters: Arc<Upcasters>,
 }
 
@@ -30,7 +30,7 @@ impl<S> Clone for OrchestratorHandler<S> {
         Self {
             sagas: self.sagas.clone(),
             topics: self.topics.clone(),
-            clock: self.clock,
+            clock: self.clock.clone(),
             upcasters: self.upcasters.clone(),
         }
     }
@@ -51,9 +51,15 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         Ok(Self {
             sagas: SagaRunner::new(store, vec![order_saga_with_timing(timing)?]),
             topics,
-            clock: clock::now,
+            clock: Arc::new(WallClock),
             upcasters: Arc::new(order_upcasters()),
         })
+    }
+
+    /// The same handler reading time from `clock` (the simulated clock of `make run`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The topics it reads: every service's events (replies to saga steps) and the front door.
@@ -94,7 +100,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         if let Err(e) = check_known_event(&event, &self.upcasters) {
             return RecordOutcome::DeadLetter(e.to_string());
         }
-        match self.sagas.on_event(&event, (self.clock)()).await {
+        match self.sagas.on_event(&event, self.clock.now()).await {
             Ok(_) => RecordOutcome::Done,
             Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
             Err(e) => RecordOutcome::Retry(e.to_string()),
@@ -155,7 +161,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 &order.order_id,
                 command.payload,
                 &command.correlation_id,
-                (self.clock)(),
+                self.clock.now(),
             )
             .await;
         match started {

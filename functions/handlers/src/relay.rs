@@ -1,18 +1,20 @@
 //! The outbox relay: every event committed to the events table reaches Kafka from the table's
-//! stream, never from a second write after the commit. Saga events also carry the commands the
-//! orchestrator decided, which go to the services' command topics.
+//! change feed, never from a second write after the commit. Saga events also carry the commands
+//! the orchestrator decided, which go to the services' command topics.
+//!
+//! [`relay_changes`] is the relay, whatever feeds it: DynamoDB Streams on AWS and on the local
+//! servers ([`relay_stream_batch`] reads a stream batch into [`Change`]s at the edge), the
+//! in-memory store's change feed in `make run`.
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use sagaflow_core::flow::sagas::commands_from_saga_event;
 use sagaflow_core::{DecodeError, StoredEvent, Upcasters};
-use sagaflow_kafka::{
-    command_record, event_record, EventPublisher, OutboundRecord, PublishError, Topics,
-};
+use sagaflow_records::{command_record, event_record, OutboundRecord, Publisher, Topics};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::dead_letter::KafkaDeadLetterSink;
+use crate::dead_letter::DeadLetterTopic;
 
 /// The records published for one committed event: the event, then any commands it carries.
 pub fn records_for(
@@ -31,6 +33,106 @@ pub fn records_for(
     Ok(records)
 }
 
+/// Why a change of the events table cannot be relayed, ever: it is dead-lettered.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableChange {
+    /// The stream record's image is not an item of the events table.
+    #[error("stream image is not an item of the events table: {0}")]
+    Image(#[source] serde_dynamo::Error),
+    /// An event item without its envelope.
+    #[error("event item has no `envelope` attribute")]
+    NoEnvelope,
+    /// The envelope, or the commands a saga event carries, cannot be read.
+    #[error(transparent)]
+    Event(#[from] DecodeError),
+}
+
+/// One change of the events table, as the relay sees it.
+#[derive(Debug)]
+pub struct Change {
+    /// Where it is in its feed (a stream record's sequence number): a failed relay resumes here.
+    pub position: String,
+    /// The event it committed; `None` for items that are not events (idempotency records,
+    /// snapshots) and for removals.
+    pub event: Result<Option<StoredEvent>, UnreadableChange>,
+    /// Where it came from, for its dead letter (source, position, stream).
+    pub origin: Value,
+}
+
+/// What relaying one batch of changes did.
+#[derive(Debug, Default)]
+pub struct RelayOutcome {
+    /// The first change not relayed (its records were not all acknowledged, or its dead letter
+    /// was not): the feed must deliver it and everything after it again.
+    pub failed_at: Option<String>,
+    /// Records published to Kafka.
+    pub published: usize,
+    /// Changes sent to the dead-letter topic, with the reason.
+    pub dead_lettered: Vec<(String, String)>,
+}
+
+impl RelayOutcome {
+    /// The partial batch response for the DynamoDB stream trigger.
+    pub fn stream_response(&self) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(position) = &self.failed_at {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(position.clone());
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+}
+
+/// Publishes every change's records in order; stops at the first change that cannot be
+/// published now and reports it, so the feed resumes from there (records before it were
+/// published; consumers are idempotent, so a retry that repeats some is harmless). A change
+/// that can never be published (not an event of ours) is dead-lettered with its reason.
+pub async fn relay_changes(
+    publisher: &dyn Publisher,
+    dead_letters: &DeadLetterTopic,
+    topics: &Topics,
+    upcasters: &Upcasters,
+    changes: Vec<Change>,
+) -> RelayOutcome {
+    let mut outcome = RelayOutcome::default();
+    // The records of consecutive good changes go out in one publish (one round trip for the
+    // batch, not one per record); each notes which change it came from.
+    let mut queued = Queued::default();
+    for change in changes {
+        let records = change.event.and_then(|event| match event {
+            Some(event) => Ok(records_for(topics, &event, upcasters)?),
+            None => Ok(Vec::new()),
+        });
+        match records {
+            Ok(records) => queued.push(change.position, records),
+            Err(unreadable) => {
+                // What came before it goes out first, so the feed's order holds.
+                if !queued.flush(publisher, &mut outcome).await {
+                    return outcome;
+                }
+                let reason = unreadable.to_string();
+                let mut letter = change.origin;
+                if let Value::Object(fields) = &mut letter {
+                    fields.insert("reason".into(), json!(reason));
+                }
+                match dead_letters
+                    .send_json(&change.position, &reason, &letter)
+                    .await
+                {
+                    Ok(()) => outcome.dead_lettered.push((change.position, reason)),
+                    Err(_) => {
+                        outcome.failed_at = Some(change.position);
+                        return outcome;
+                    }
+                }
+            }
+        }
+    }
+    queued.flush(publisher, &mut outcome).await;
+    outcome
+}
+
 #[derive(Deserialize)]
 struct ItemImage {
     kind: Option<String>,
@@ -39,111 +141,68 @@ struct ItemImage {
 
 /// The event in one stream record's new image; `None` for items that are not events
 /// (idempotency records, snapshots) and for removals (TTL expiry).
-pub fn event_in_stream_record(record: &EventRecord) -> Result<Option<StoredEvent>, String> {
+pub fn event_in_stream_record(
+    record: &EventRecord,
+) -> Result<Option<StoredEvent>, UnreadableChange> {
     if record.event_name != "INSERT" && record.event_name != "MODIFY" {
         return Ok(None);
     }
     let image: ItemImage = serde_dynamo::from_item(record.change.new_image.clone())
-        .map_err(|e| format!("stream image is not an item of the events table: {e}"))?;
+        .map_err(UnreadableChange::Image)?;
     if image.kind.as_deref() != Some("event") {
         return Ok(None);
     }
-    let envelope = image
-        .envelope
-        .ok_or("event item has no `envelope` attribute")?;
-    StoredEvent::from_json(envelope.as_bytes())
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let envelope = image.envelope.ok_or(UnreadableChange::NoEnvelope)?;
+    Ok(Some(StoredEvent::from_json(envelope.as_bytes())?))
 }
 
-/// Marks the stream record `sequence` as failed: the trigger retries from it.
-fn report_failure(response: &mut DynamoDbEventResponse, sequence: String) {
-    let mut failure = DynamoDbBatchItemFailure::default();
-    failure.item_identifier = Some(sequence);
-    response.batch_item_failures.push(failure);
-}
-
-/// What relaying one stream batch did.
-#[derive(Debug, Default)]
-pub struct RelayOutcome {
-    /// The partial batch response for the DynamoDB stream trigger.
-    pub response: DynamoDbEventResponse,
-    /// Records published to Kafka.
-    pub published: usize,
-    /// Stream records sent to the dead-letter topic, with the reason.
-    pub dead_lettered: Vec<(String, String)>,
-}
-
-/// Publishes every event of a stream batch in order; stops at the first record that cannot be
-/// published now and reports it, so the trigger retries from there (records before it were
-/// published; consumers are idempotent, so a retry that repeats some is harmless). A record
-/// that can never be published (not an event of ours) is dead-lettered with its reason.
+/// The relay on a DynamoDB stream batch: each stream record read into a [`Change`] here, at
+/// the edge, then [`relay_changes`].
 pub async fn relay_stream_batch(
-    publisher: &EventPublisher,
-    dead_letters: &KafkaDeadLetterSink,
+    publisher: &dyn Publisher,
+    dead_letters: &DeadLetterTopic,
     topics: &Topics,
     upcasters: &Upcasters,
     batch: &StreamEvent,
 ) -> RelayOutcome {
-    let mut outcome = RelayOutcome::default();
-    // The records of consecutive good stream records go out in one publish (one round trip
-    // for the batch, not one per record); each notes which stream record it came from.
-    let mut queued = Queued::default();
-    for record in &batch.records {
-        let sequence = record.change.sequence_number.clone().unwrap_or_default();
-        let records = match event_in_stream_record(record).and_then(|event| match event {
-            Some(event) => records_for(topics, &event, upcasters).map_err(|e| e.to_string()),
-            None => Ok(Vec::new()),
-        }) {
-            Ok(records) => records,
-            Err(reason) => {
-                // What came before it goes out first, so the stream's order holds.
-                if !queued.flush(publisher, &mut outcome).await {
-                    return outcome;
-                }
-                let letter = json!({
+    let changes = batch
+        .records
+        .iter()
+        .map(|record| {
+            let sequence = record.change.sequence_number.clone().unwrap_or_default();
+            Change {
+                origin: json!({
                     "source": "dynamodb-stream",
                     "sequence_number": sequence,
                     "event_source_arn": record.event_source_arn,
-                    "reason": reason,
-                });
-                match dead_letters.send_json(&sequence, &reason, &letter).await {
-                    Ok(()) => {
-                        outcome.dead_lettered.push((sequence, reason));
-                        continue;
-                    }
-                    Err(_) => {
-                        report_failure(&mut outcome.response, sequence);
-                        return outcome;
-                    }
-                }
+                }),
+                event: event_in_stream_record(record),
+                position: sequence,
             }
-        };
-        queued.push(sequence, records);
-    }
-    queued.flush(publisher, &mut outcome).await;
-    outcome
+        })
+        .collect();
+    relay_changes(publisher, dead_letters, topics, upcasters, changes).await
 }
 
-/// Records waiting to be published, each with the stream record it came from.
+/// Records waiting to be published, each with the change it came from.
 #[derive(Default)]
 struct Queued {
     records: Vec<OutboundRecord>,
-    sequences: Vec<String>,
+    positions: Vec<String>,
 }
 
 impl Queued {
-    fn push(&mut self, sequence: String, records: Vec<OutboundRecord>) {
-        self.sequences
-            .extend(std::iter::repeat_n(sequence, records.len()));
+    fn push(&mut self, position: String, records: Vec<OutboundRecord>) {
+        self.positions
+            .extend(std::iter::repeat_n(position, records.len()));
         self.records.extend(records);
     }
 
-    /// Publishes what is queued; on a failure reports the stream record of the first record
-    /// not acknowledged and returns false.
-    async fn flush(&mut self, publisher: &EventPublisher, outcome: &mut RelayOutcome) -> bool {
+    /// Publishes what is queued; on a failure reports the change of the first record not
+    /// acknowledged and returns false.
+    async fn flush(&mut self, publisher: &dyn Publisher, outcome: &mut RelayOutcome) -> bool {
         let records = std::mem::take(&mut self.records);
-        let sequences = std::mem::take(&mut self.sequences);
+        let positions = std::mem::take(&mut self.positions);
         if records.is_empty() {
             return true;
         }
@@ -152,17 +211,13 @@ impl Queued {
                 outcome.published += records.len();
                 true
             }
-            Err(error) => {
-                let index = match &error {
-                    PublishError::Delivery { index, .. } => *index,
-                    PublishError::Setup(_) | PublishError::Unreachable(_) => 0,
-                };
-                // Records before the failed one were acknowledged, but those of its own
-                // stream record may be only partly: the retry starts at that stream record.
-                let failed = &sequences[index.min(sequences.len() - 1)];
-                let first_of_failed = sequences.iter().position(|s| s == failed).unwrap_or(0);
+            Err(failure) => {
+                // Records before the failed one were acknowledged, but those of its own change
+                // may be only partly: the retry starts at that change.
+                let failed = &positions[failure.index.min(positions.len() - 1)];
+                let first_of_failed = positions.iter().position(|p| p == failed).unwrap_or(0);
                 outcome.published += first_of_failed;
-                report_failure(&mut outcome.response, failed.clone());
+                outcome.failed_at = Some(failed.clone());
                 false
             }
         }

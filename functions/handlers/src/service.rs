@@ -11,11 +11,11 @@ use sagaflow_core::flow::check_known_event;
 use crate::headers::{check_command_headers, check_event_headers};
 use sagaflow_core::flow::choreography::{needs_order, react, PolicyError};
 use sagaflow_core::flow::services::{FlowServices, HandledCommand, ServiceError};
-use sagaflow_core::{EventStore, StoredEvent, Timestamp, Upcasters};
-use sagaflow_kafka::Topics;
+use sagaflow_core::{EventStore, StoredEvent, Upcasters};
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
+use sagaflow_records::Topics;
 
-use crate::clock;
+use crate::clock::{Clock, WallClock};
 
 /// The services whose functions exist, by the aggregate type they own.
 pub const SERVICE_NAMES: [&str; 4] = ["order", "payment", "inventory", "shipment"];
@@ -26,7 +26,7 @@ pub struct ServiceHandler<S> {
     services: FlowServices<S>,
     topics: Topics,
     upcasters: Arc<Upcasters>,
-    clock: fn() -> Timestamp,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S> Clone for ServiceHandler<S> {
@@ -36,7 +36,7 @@ impl<S> Clone for ServiceHandler<S> {
             services: self.services.clone(),
             topics: self.topics.clone(),
             upcasters: self.upcasters.clone(),
-            clock: self.clock,
+            clock: self.clock.clone(),
         }
     }
 }
@@ -57,8 +57,14 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             services: FlowServices::new(store, 50),
             topics,
             upcasters: Arc::new(order_upcasters()),
-            clock: clock::now,
+            clock: Arc::new(WallClock),
         })
+    }
+
+    /// The same handler reading time from `clock` (the simulated clock of `make run`).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The topics this function reads: its commands and the events it may react to.
@@ -112,7 +118,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                         .filter_map(|p| p.as_ref().and_then(|c| c.as_ref().ok()).cloned())
                         .collect();
                     self.services
-                        .handle_all(&run, (self.clock)())
+                        .handle_all(&run, self.clock.now())
                         .await
                         .into_iter()
                         .map(command_outcome)
@@ -221,7 +227,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     }
 
     async fn execute(&self, command: &CommandEnvelope) -> RecordOutcome {
-        command_outcome(self.services.handle(command, (self.clock)()).await)
+        command_outcome(self.services.handle(command, self.clock.now()).await)
     }
 
     /// The services underneath, for reads.
@@ -255,9 +261,9 @@ impl<S: EventStore + 'static> RecordHandler for ServiceHandler<S> {
 mod tests {
     use super::*;
     use sagaflow_core::testing::CountingStore;
-    use sagaflow_core::InMemoryEventStore;
-    use sagaflow_kafka::records::command_record;
+    use sagaflow_core::{InMemoryEventStore, Timestamp};
     use sagaflow_lambda_kafka::RecordId;
+    use sagaflow_records::records::command_record;
     use serde_json::json;
 
     fn reserve(order: &str, quantity: u32) -> CommandEnvelope {
@@ -298,7 +304,7 @@ mod tests {
             .unwrap();
         let mut bad = inbound(3, &reserve("ord-3", 1));
         bad.headers.push((
-            sagaflow_kafka::records::COMMAND_TYPE_HEADER.to_string(),
+            sagaflow_records::records::COMMAND_TYPE_HEADER.to_string(),
             b"inventory.release".to_vec(),
         ));
         let group = vec![

@@ -12,7 +12,7 @@ use sagaflow_core::InMemoryEventStore;
 use sagaflow_handlers::bad_input::{bad_records, good_command, BadRecord, BadValue};
 use sagaflow_handlers::fixture_run::MemoryFunction;
 use sagaflow_handlers::ServiceHandler;
-use sagaflow_kafka::Topics;
+use sagaflow_records::Topics;
 use serde_json::{json, Value};
 
 fn record(

@@ -3,7 +3,7 @@
 
 use rdkafka::ClientConfig;
 
-use crate::topics::Topics;
+use sagaflow_records::Topics;
 
 /// Environment variable: comma-separated bootstrap servers.
 pub const BOOTSTRAP_VAR: &str = "SAGAFLOW_KAFKA_BOOTSTRAP";

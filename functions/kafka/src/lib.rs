@@ -1,15 +1,13 @@
-//! sagaflow on Kafka: topic names, the record format of events and commands, an idempotent
-//! producer, and topic creation.
+//! sagaflow on Kafka through rdkafka: the idempotent producer (a [`sagaflow_records::Publisher`]),
+//! topic creation and the client settings. The record format itself is `sagaflow-records`,
+//! re-exported here.
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod config;
 pub mod producer;
-pub mod records;
-pub mod topics;
 
 pub use config::KafkaConfig;
 pub use producer::{EventPublisher, PublishError};
-pub use records::{command_record, event_record, OutboundRecord};
-pub use topics::Topics;
+pub use sagaflow_records::{command_record, event_record, records, topics, OutboundRecord, Topics};

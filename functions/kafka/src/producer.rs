@@ -7,7 +7,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::config::KafkaConfig;
-use crate::records::OutboundRecord;
+use sagaflow_records::{OutboundRecord, PublishFailure, PublishFuture, Publisher};
 
 /// Why records could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,29 @@ impl EventPublisher {
             }
         }
         acknowledged(pending, records).await
+    }
+}
+
+impl PublishError {
+    /// Position of the first record not acknowledged: every record before it was.
+    pub fn first_unacknowledged(&self) -> usize {
+        match self {
+            PublishError::Delivery { index, .. } => *index,
+            PublishError::Setup(_) | PublishError::Unreachable(_) => 0,
+        }
+    }
+}
+
+impl Publisher for EventPublisher {
+    fn publish<'a>(&'a self, records: &'a [OutboundRecord]) -> PublishFuture<'a> {
+        Box::pin(async move {
+            EventPublisher::publish(self, records)
+                .await
+                .map_err(|error| PublishFailure {
+                    index: error.first_unacknowledged(),
+                    source: Box::new(error),
+                })
+        })
     }
 }
 

@@ -8,6 +8,7 @@ mod isolate;
 pub mod payload;
 pub mod record;
 pub mod response;
+pub mod trigger_payload;
 
 #[cfg(test)]
 mod fixture_tests;

@@ -11,6 +11,7 @@ pub mod stream_source;
 pub mod system;
 
 pub use faults::{FaultPlan, FaultRates};
-pub use kafka_source::{EventSource, KafkaTrigger, TriggerConfig, TriggerStats};
+pub use kafka_source::{KafkaTrigger, TriggerConfig, TriggerStats};
 pub use request_count::{OperationCount, RequestCounter};
+pub use sagaflow_lambda_kafka::trigger_payload::EventSource;
 pub use system::{DeadLetterRecord, LocalStats, LocalSystem, LocalSystemConfig};

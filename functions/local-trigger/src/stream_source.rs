@@ -11,7 +11,7 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sagaflow_core::Upcasters;
-use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
+use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::relay::relay_stream_batch;
 use sagaflow_kafka::{EventPublisher, Topics};
 use serde_json::{json, Map, Value};
@@ -94,7 +94,7 @@ pub struct StreamTrigger {
     /// The relay's producer.
     pub publisher: EventPublisher,
     /// The relay's dead-letter path.
-    pub dead_letters: KafkaDeadLetterSink,
+    pub dead_letters: DeadLetterTopic,
     /// Topic names.
     pub topics: Topics,
     /// Faults to inject (the chaos run): crashes after publishing, before the checkpoint.
@@ -258,7 +258,7 @@ impl StreamTrigger {
                     // old position and publishes the same records again.
                     continue;
                 }
-                match outcome.response.batch_item_failures.first() {
+                match outcome.failed_at.clone() {
                     None => {
                         if let Some(next) = next {
                             iterators.insert(shard_id.clone(), next);
@@ -270,9 +270,8 @@ impl StreamTrigger {
                             .map(str::to_string)
                             .or(last.take());
                     }
-                    Some(failure) => {
+                    Some(failed) => {
                         // Resume at the failed record, as AWS retries a batch from there.
-                        let failed = failure.item_identifier.clone().unwrap_or_default();
                         let position = records
                             .iter()
                             .filter_map(|r| r.dynamodb().and_then(|c| c.sequence_number()))

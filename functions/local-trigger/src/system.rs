@@ -17,7 +17,7 @@ use sagaflow_core::flow::sagas::{SagaRunner, StepTiming};
 use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyticsSummary};
-use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
+use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::dead_letter::REASON_HEADER;
 use sagaflow_handlers::orchestrator::SAGA_START;
 use sagaflow_handlers::{
@@ -176,7 +176,7 @@ impl LocalSystem {
         trigger_config.faults = config.faults.clone();
         let publisher = EventPublisher::new(&kafka).map_err(|e| e.to_string())?;
         publisher.warm().await.map_err(|e| e.to_string())?;
-        let dead_letters = KafkaDeadLetterSink::new(publisher.clone(), topics.clone());
+        let dead_letters = DeadLetterTopic::new(Arc::new(publisher.clone()), topics.clone());
         let runtime = tokio::runtime::Handle::current();
         let groups = config
             .consumer_groups

@@ -3,8 +3,9 @@
 //! Failed records are reported as partial batch failures; bad ones are dead-lettered.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use sagaflow_aws::FunctionContext;
 use sagaflow_handlers::KafkaBatchResponse;
-use sagaflow_handlers::{FunctionContext, KafkaFunction};
+use sagaflow_handlers::KafkaFunction;
 use serde_json::Value;
 
 /// The service this function runs.

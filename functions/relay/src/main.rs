@@ -6,17 +6,17 @@
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use sagaflow_aws::FunctionContext;
 use sagaflow_core::Upcasters;
-use sagaflow_handlers::dead_letter::KafkaDeadLetterSink;
+use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::relay::relay_stream_batch;
-use sagaflow_handlers::FunctionContext;
 use sagaflow_kafka::{EventPublisher, Topics};
 
 /// What the relay needs for every batch.
 struct Relay {
     publisher: EventPublisher,
     topics: Topics,
-    dead_letters: KafkaDeadLetterSink,
+    dead_letters: DeadLetterTopic,
     upcasters: Upcasters,
 }
 
@@ -33,7 +33,7 @@ async fn handler(
         &event.payload,
     )
     .await;
-    Ok(outcome.response)
+    Ok(outcome.stream_response())
 }
 
 #[tokio::main]
@@ -103,7 +103,10 @@ mod tests {
         ensure_topics(&kafka, &kafka.topics.all(), 1).await.unwrap();
         let publisher = EventPublisher::new(&kafka).unwrap();
         let relay = Relay {
-            dead_letters: KafkaDeadLetterSink::new(publisher.clone(), kafka.topics.clone()),
+            dead_letters: DeadLetterTopic::new(
+                std::sync::Arc::new(publisher.clone()),
+                kafka.topics.clone(),
+            ),
             publisher,
             topics: kafka.topics.clone(),
             upcasters: Upcasters::default(),

@@ -1,5 +1,8 @@
-//! What every function builds once at init: the DynamoDB store, the Kafka publisher and the
-//! dead-letter sink, with their connections opened before the first record arrives.
+//! sagaflow's functions on AWS: what every function builds once at init (the DynamoDB store,
+//! the rdkafka publisher and the dead-letter topic, with their connections opened before the
+//! first record arrives) and the handler of `sagaflow-handlers` it runs over them.
+
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 
@@ -8,12 +11,12 @@ use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
 
-use crate::analytics::{AnalyticsFunction, AnalyticsHandler};
-use crate::dead_letter::KafkaDeadLetterSink;
-use crate::deadline::DeadlineTimer;
-use crate::function::KafkaFunction;
-use crate::orchestrator::OrchestratorHandler;
-use crate::service::ServiceHandler;
+use sagaflow_handlers::analytics::{AnalyticsFunction, AnalyticsHandler};
+use sagaflow_handlers::dead_letter::DeadLetterTopic;
+use sagaflow_handlers::deadline::DeadlineTimer;
+use sagaflow_handlers::function::KafkaFunction;
+use sagaflow_handlers::orchestrator::OrchestratorHandler;
+use sagaflow_handlers::service::ServiceHandler;
 
 /// Why a function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +57,7 @@ pub struct FunctionContext {
     /// The producer.
     pub publisher: EventPublisher,
     /// The dead-letter path.
-    pub dead_letters: KafkaDeadLetterSink,
+    pub dead_letters: DeadLetterTopic,
 }
 
 impl FunctionContext {
@@ -84,7 +87,7 @@ impl FunctionContext {
                 adapters.events_table.clone(),
             )),
             dynamodb: client,
-            dead_letters: KafkaDeadLetterSink::new(publisher.clone(), kafka.topics.clone()),
+            dead_letters: DeadLetterTopic::new(Arc::new(publisher.clone()), kafka.topics.clone()),
             publisher,
             adapters,
             kafka,

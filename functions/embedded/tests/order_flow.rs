@@ -1,31 +1,57 @@
-//! The whole order flow in one process: every scenario through every flow, under forced
-//! redelivery, ending with the effects each scenario must have.
+//! The whole order flow in one process, through the deployed handlers on the in-process
+//! broker: every scenario through every flow, under forced redelivery, ending with the effects
+//! each scenario must have.
 
 use sagaflow_core::domain::{
     Address, Flow, Order, OrderStatus, Payment, PaymentStatus, Shipment, ShipmentStatus, StockLine,
 };
 use sagaflow_core::flow::intake::PlaceOrder;
-use sagaflow_core::flow::system::{InProcessSystem, Placement, SystemConfig, SLOW_METHOD};
+use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, GetAnalyticsSummary};
+use sagaflow_embedded::world::{slow_provider, SLOW_METHOD};
+use sagaflow_embedded::{
+    front_door, BrokerConfig, EmbeddedConfig, EmbeddedSystem, PlaceOrderCommand, Placement, Topics,
+};
+use sagaflow_records::OutboundRecord;
 
 const FLOWS: [Flow; 3] = [Flow::Orchestrated, Flow::Choreographed, Flow::InProcess];
 
-fn system(lost_commit_percent: u32, seed: u64) -> InProcessSystem {
-    InProcessSystem::new(SystemConfig {
-        lost_commit_percent,
-        seed,
-        snapshot_every: 5,
-        ..SystemConfig::default()
-    })
-    .unwrap()
+/// The system and its front door.
+struct Run {
+    system: EmbeddedSystem,
+    door: Mediator,
 }
 
-async fn stocked(lost: u32, seed: u64) -> InProcessSystem {
-    let system = system(lost, seed);
-    for (sku, qty) in [("MUG", 50), ("TEE", 50), ("LAMP", 2)] {
-        system.restock(sku, qty).await.unwrap();
+impl Run {
+    async fn place_order(&self, request: PlaceOrder) -> Placement {
+        self.door
+            .send(PlaceOrderCommand(request))
+            .await
+            .unwrap()
+            .unwrap()
     }
-    system
+}
+
+async fn stocked(lost_commit_percent: u32, seed: u64) -> Run {
+    let defaults = EmbeddedConfig::default();
+    let system = EmbeddedSystem::new(EmbeddedConfig {
+        broker: BrokerConfig {
+            lost_commit_percent,
+            seed,
+            // Small batches, so a run has many invocations and many lost commits.
+            batch_size: 4,
+            ..BrokerConfig::default()
+        },
+        latency: Some(slow_provider(&Topics::new(defaults.name.clone()))),
+        ..defaults
+    })
+    .unwrap();
+    let now = system.clock().now();
+    for (sku, qty) in [("MUG", 50), ("TEE", 50), ("LAMP", 2)] {
+        system.services().restock(sku, qty, now).await.unwrap();
+    }
+    let door = front_door(&system).unwrap();
+    Run { system, door }
 }
 
 fn request(order_id: &str, flow: Flow) -> PlaceOrder {
@@ -62,15 +88,15 @@ struct Ended {
     reserved: u64,
 }
 
-async fn run_one(system: &InProcessSystem, request: PlaceOrder) -> Ended {
+async fn run_one(run: &Run, request: PlaceOrder) -> Ended {
     let id = request.order_id.clone();
-    let placement = system.place_order(request).await.unwrap();
+    let placement = run.place_order(request).await;
     assert!(
         matches!(placement, Placement::Accepted { .. }),
         "{placement:?}"
     );
-    system.run_until_idle().await;
-    let services = system.services();
+    run.system.run_until_idle().await.unwrap();
+    let services = run.system.services();
     let inventory = services.inventory().load("main").await.unwrap().state;
     Ended {
         order: services.orders().load(&id).await.unwrap().state,
@@ -89,8 +115,8 @@ fn reason(order: &Order) -> &str {
 #[tokio::test]
 async fn a_good_order_completes_in_every_flow() {
     for (i, flow) in FLOWS.into_iter().enumerate() {
-        let system = stocked(30, i as u64).await;
-        let ended = run_one(&system, request("ord-ok", flow)).await;
+        let run = stocked(30, i as u64).await;
+        let ended = run_one(&run, request("ord-ok", flow)).await;
         assert_eq!(ended.order.status, OrderStatus::Completed, "{flow}");
         assert_eq!(ended.payment.status, PaymentStatus::Captured, "{flow}");
         assert_eq!(ended.shipment.status, ShipmentStatus::Scheduled, "{flow}");
@@ -99,7 +125,8 @@ async fn a_good_order_completes_in_every_flow() {
             ended.reserved, 0,
             "{flow}: shipped stock is no longer reserved"
         );
-        let stock = system
+        let stock = run
+            .system
             .services()
             .inventory()
             .load("main")
@@ -113,10 +140,10 @@ async fn a_good_order_completes_in_every_flow() {
 #[tokio::test]
 async fn a_declined_payment_cancels_without_charging_in_every_flow() {
     for flow in FLOWS {
-        let system = stocked(30, 3).await;
+        let run = stocked(30, 3).await;
         let mut req = request("ord-declined", flow);
         req.payment_method = "card-declined".into();
-        let ended = run_one(&system, req).await;
+        let ended = run_one(&run, req).await;
         assert_eq!(ended.order.status, OrderStatus::Cancelled, "{flow}");
         assert_eq!(reason(&ended.order), "payment_declined", "{flow}");
         assert_eq!(ended.payment.status, PaymentStatus::Declined, "{flow}");
@@ -127,13 +154,13 @@ async fn a_declined_payment_cancels_without_charging_in_every_flow() {
 #[tokio::test]
 async fn out_of_stock_refunds_the_payment_and_leaves_stock_untouched_in_every_flow() {
     for flow in FLOWS {
-        let system = stocked(30, 4).await;
+        let run = stocked(30, 4).await;
         let mut req = request("ord-short", flow);
         req.lines.push(StockLine {
             sku: "LAMP".into(),
             quantity: 3,
         });
-        let ended = run_one(&system, req).await;
+        let ended = run_one(&run, req).await;
         assert_eq!(ended.order.status, OrderStatus::Cancelled, "{flow}");
         assert_eq!(reason(&ended.order), "out_of_stock", "{flow}");
         assert_eq!(
@@ -153,10 +180,10 @@ async fn out_of_stock_refunds_the_payment_and_leaves_stock_untouched_in_every_fl
 #[tokio::test]
 async fn a_failed_shipment_releases_stock_and_refunds_in_every_flow() {
     for flow in FLOWS {
-        let system = stocked(30, 5).await;
+        let run = stocked(30, 5).await;
         let mut req = request("ord-far", flow);
         req.shipping_address.country = "AQ".into();
-        let ended = run_one(&system, req).await;
+        let ended = run_one(&run, req).await;
         assert_eq!(ended.order.status, OrderStatus::Cancelled, "{flow}");
         assert_eq!(reason(&ended.order), "shipment_failed", "{flow}");
         assert_eq!(ended.payment.status, PaymentStatus::Refunded, "{flow}");
@@ -171,16 +198,17 @@ async fn a_failed_shipment_releases_stock_and_refunds_in_every_flow() {
 
 #[tokio::test]
 async fn a_silent_payment_provider_times_the_saga_out_and_a_late_charge_is_declined() {
-    let system = stocked(30, 6).await;
+    let run = stocked(30, 6).await;
     let mut req = request("ord-slow", Flow::Orchestrated);
     req.payment_method = SLOW_METHOD.into();
-    let ended = run_one(&system, req).await;
+    let ended = run_one(&run, req).await;
     assert_eq!(ended.order.status, OrderStatus::Cancelled);
     assert_eq!(reason(&ended.order), "timeout");
     // The refund voided the payment before the slow charge arrived, so the charge was refused.
     assert_eq!(ended.payment.status, PaymentStatus::Voided);
     assert_eq!(ended.mug_available, 50);
-    let saga = system
+    let saga = run
+        .system
         .sagas()
         .repository()
         .load("ord-slow")
@@ -188,12 +216,19 @@ async fn a_silent_payment_provider_times_the_saga_out_and_a_late_charge_is_decli
         .unwrap()
         .state;
     assert!(saga.is_finished(), "{saga:?}");
+    assert!(
+        run.system.clock().now().as_millis()
+            >= EmbeddedConfig::default().start.as_millis() + 90_000,
+        "the run waited for the late charge"
+    );
 }
 
 #[tokio::test]
 async fn invalid_orders_are_refused_at_intake_naming_the_field_and_nothing_is_written() {
-    let system = stocked(0, 7).await;
-    let before = system.store().event_count();
+    let run = stocked(0, 7).await;
+    run.system.run_until_idle().await.unwrap();
+    let before = run.system.store().event_count();
+    let published = run.system.broker_stats().published;
     type Breaker = Box<dyn Fn(&mut PlaceOrder)>;
     let cases: Vec<(&str, Breaker)> = vec![
         ("lines[0].quantity", Box::new(|r| r.lines[0].quantity = 0)),
@@ -209,20 +244,22 @@ async fn invalid_orders_are_refused_at_intake_naming_the_field_and_nothing_is_wr
     for (field, break_it) in cases {
         let mut req = request("ord-bad", Flow::Orchestrated);
         break_it(&mut req);
-        match system.place_order(req).await.unwrap() {
+        match run.place_order(req).await {
             Placement::Rejected { reason, .. } => {
                 assert!(reason.contains(&format!("`{field}`")), "{field}: {reason}")
             }
             other => panic!("{field}: accepted {other:?}"),
         }
     }
-    system.run_until_idle().await;
-    assert_eq!(system.store().event_count(), before);
+    run.system.run_until_idle().await.unwrap();
+    assert_eq!(run.system.store().event_count(), before);
+    assert_eq!(run.system.broker_stats().published, published);
 }
 
 #[tokio::test]
 async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay() {
-    let system = stocked(50, 11).await;
+    let run = stocked(50, 11).await;
+    let system = &run.system;
     let mut ids = Vec::new();
     for i in 0..30 {
         let flow = FLOWS[i % 3];
@@ -232,19 +269,14 @@ async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay
             2 => req.shipping_address.country = "AQ".into(),
             _ => {}
         }
-        system.place_order(req).await.unwrap();
+        run.place_order(req).await;
         ids.push((format!("ord-{i:03}"), i % 5));
     }
-    let stats = system.run_until_idle().await;
-    assert!(
-        system.bus_stats().redelivered > 20,
-        "{:?}",
-        system.bus_stats()
-    );
-    assert!(
-        stats.duplicates > 0,
-        "redeliveries must have been recognised: {stats:?}"
-    );
+    let stats = system.run_until_idle().await.unwrap();
+    let broker = system.broker_stats();
+    assert!(broker.redelivered > 20, "{broker:?}");
+    assert!(broker.lost_commits > 10, "{broker:?}");
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
     for (id, kind) in &ids {
         let order = system.services().orders().load(id).await.unwrap().state;
         let want = if matches!(kind, 1 | 2) {
@@ -271,14 +303,17 @@ async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay
         assert_eq!(inventory.level(sku).reserved, 0, "{sku}");
     }
     let live = system
-        .mediator()
+        .analytics_queries()
         .query(GetAnalyticsSummary)
         .await
         .unwrap()
         .unwrap();
     let rebuilt = AnalyticsProjection::replay(&events, system.upcasters()).unwrap();
     assert_eq!(rebuilt.summary(), &live);
-    assert!(system.analytics().duplicates_ignored() > 0);
+    assert!(
+        system.analytics().duplicates_ignored() > 0,
+        "redelivered events were recognised"
+    );
     assert_eq!(live.orders_by_status.get("completed"), Some(&18));
     assert_eq!(live.orders_by_status.get("cancelled"), Some(&12));
     assert_eq!(
@@ -293,5 +328,34 @@ async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay
         system.dead_letters().is_empty(),
         "{:?}",
         system.dead_letters()
+    );
+}
+
+#[tokio::test]
+async fn a_record_nobody_can_read_is_dead_lettered_with_its_reason_and_the_flow_goes_on() {
+    let run = stocked(0, 12).await;
+    let topics = run.system.topics().clone();
+    sagaflow_records::Publisher::publish(
+        run.system.broker().as_ref(),
+        &[OutboundRecord {
+            topic: topics.commands("payment"),
+            key: "ord-ok".into(),
+            value: b"{not json".to_vec(),
+            headers: Vec::new(),
+        }],
+    )
+    .await
+    .unwrap();
+    let ended = run_one(&run, request("ord-ok", Flow::Choreographed)).await;
+    assert_eq!(ended.order.status, OrderStatus::Completed);
+    let letters = run.system.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].reason.contains("not a command envelope"),
+        "{letters:?}"
+    );
+    assert!(
+        letters[0].key.starts_with(&topics.commands("payment")),
+        "the key names the source record: {letters:?}"
     );
 }

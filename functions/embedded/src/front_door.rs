@@ -1,0 +1,204 @@
+//! The front door of `make run`, behind the mediator: `send(PlaceOrderCommand)` runs the intake
+//! pipeline and then places the order as a client would on AWS, by publishing the documented
+//! front-door command (`saga.start` to the orchestrator, `order.create` to the order service);
+//! an in-process order runs the seed's in-process saga coordinator over the services instead.
+//! `query(GetStockLevels)` reads the warehouse.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sagaflow_core::command::{command_id_for, CommandEnvelope};
+use sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE;
+use sagaflow_core::domain::{Flow, InventoryError, StockLevel};
+use sagaflow_core::flow::clock::SimClock;
+use sagaflow_core::flow::intake::{intake_pipeline, run_intake, Catalog, IntakeOrder, PlaceOrder};
+use sagaflow_core::flow::sagas::{order_saga, ServicesDispatcher, SimSleeper};
+use sagaflow_core::flow::services::FlowServices;
+use sagaflow_core::mediator::{Command, Mediator, Query};
+use sagaflow_core::pipeline::{Pipeline, StageStatus};
+use sagaflow_core::saga::{SagaDefinition, SagaExecutor, SagaOutcome};
+use sagaflow_core::{InMemoryEventStore, RepositoryError};
+use sagaflow_handlers::orchestrator::SAGA_START;
+use sagaflow_records::{command_record, PublishFailure, Publisher, Topics};
+
+use crate::system::{EmbeddedError, EmbeddedSystem};
+
+/// What placing an order did at the front door.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Placement {
+    /// Intake accepted the order and its flow started.
+    Accepted {
+        /// The intake stages, each with `ran` or `skipped`.
+        intake: Vec<(String, String)>,
+        /// For the in-process flow, the finished saga.
+        in_process: Option<Box<SagaOutcome>>,
+    },
+    /// Intake refused it; nothing was written or published.
+    Rejected {
+        /// The stage that refused.
+        stage: String,
+        /// Why, naming the field.
+        reason: String,
+    },
+}
+
+/// Why the front door could not place an order it accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    /// Intake accepted the order but did not price it.
+    #[error("intake finished without pricing order {0}")]
+    NotPriced(String),
+    /// The order could not be written as a command payload.
+    #[error("order {order}: {source}")]
+    Encode {
+        /// The order.
+        order: String,
+        /// What failed.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The front-door command was not published.
+    #[error("order {order}: the front-door command was not published: {source}")]
+    Publish {
+        /// The order.
+        order: String,
+        /// What the broker said.
+        #[source]
+        source: PublishFailure,
+    },
+}
+
+/// The front door's command: place an order (intake, then its flow).
+#[derive(Clone, Debug)]
+pub struct PlaceOrderCommand(pub PlaceOrder);
+
+impl Command for PlaceOrderCommand {
+    type Output = Result<Placement, PlaceError>;
+}
+
+/// A query for the warehouse's stock levels.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GetStockLevels;
+
+impl Query for GetStockLevels {
+    type Output = Result<BTreeMap<String, StockLevel>, RepositoryError<InventoryError>>;
+}
+
+/// What placing an order needs, shared by the mediator's handlers.
+struct Door {
+    intake: Pipeline<IntakeOrder>,
+    publisher: Arc<dyn Publisher>,
+    topics: Topics,
+    services: FlowServices<InMemoryEventStore>,
+    clock: SimClock,
+    in_process_saga: SagaDefinition,
+}
+
+/// The mediator of the front door over `system`: `send(PlaceOrderCommand)`,
+/// `query(GetStockLevels)`.
+pub fn front_door(system: &EmbeddedSystem) -> Result<Mediator, EmbeddedError> {
+    let door = Arc::new(Door {
+        intake: intake_pipeline(Arc::new(Catalog::demo()))?,
+        publisher: system.broker().clone(),
+        topics: system.topics().clone(),
+        services: system.services().clone(),
+        clock: system.clock().clone(),
+        in_process_saga: order_saga()?,
+    });
+    let mut mediator = Mediator::new();
+    {
+        let door = door.clone();
+        mediator.register_command_handler(move |PlaceOrderCommand(request)| {
+            let door = door.clone();
+            async move { door.place(request).await }
+        })?;
+    }
+    mediator.register_query_handler(move |GetStockLevels| {
+        let services = door.services.clone();
+        async move {
+            services
+                .inventory()
+                .load(DEFAULT_WAREHOUSE)
+                .await
+                .map(|loaded| loaded.state.stock)
+        }
+    })?;
+    Ok(mediator)
+}
+
+impl Door {
+    async fn place(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
+        let run = run_intake(&self.intake, request).await;
+        let intake = run
+            .trace
+            .iter()
+            .map(|t| {
+                let status = match &t.status {
+                    StageStatus::Ran => "ran",
+                    StageStatus::Skipped => "skipped",
+                    StageStatus::Failed { .. } => "failed",
+                    StageStatus::NotReached => "not reached",
+                };
+                (t.stage.clone(), status.to_string())
+            })
+            .collect();
+        let order = match run.output {
+            Ok(order) => order,
+            Err(failure) => {
+                return Ok(Placement::Rejected {
+                    stage: failure.stage,
+                    reason: failure.error.to_string(),
+                })
+            }
+        };
+        let order_id = order.request.order_id.clone();
+        let Some(create) = order.priced else {
+            return Err(PlaceError::NotPriced(order_id));
+        };
+        let payload = serde_json::to_value(&create).map_err(|source| PlaceError::Encode {
+            order: order_id.clone(),
+            source,
+        })?;
+        let now = self.clock.now();
+        let command_type = match create.flow {
+            Flow::Orchestrated => SAGA_START,
+            Flow::Choreographed => "order.create",
+            Flow::InProcess => {
+                let executor = SagaExecutor::new(
+                    Arc::new(ServicesDispatcher::new(
+                        self.services.clone(),
+                        self.clock.clone(),
+                    )),
+                    Arc::new(SimSleeper::new(self.clock.clone())),
+                );
+                let outcome = executor
+                    .execute(&self.in_process_saga, &order_id, payload, &order_id)
+                    .await;
+                return Ok(Placement::Accepted {
+                    intake,
+                    in_process: Some(Box::new(outcome)),
+                });
+            }
+        };
+        let command = CommandEnvelope {
+            command_id: command_id_for(&order_id, command_type, "front-door"),
+            command_type: command_type.into(),
+            target_id: order_id.clone(),
+            payload,
+            correlation_id: order_id.clone(),
+            causation_id: format!("request-{order_id}"),
+            issued_at: now,
+        };
+        self.publisher
+            .publish(&[command_record(&self.topics, &command)])
+            .await
+            .map_err(|source| PlaceError::Publish {
+                order: order_id,
+                source,
+            })?;
+        Ok(Placement::Accepted {
+            intake,
+            in_process: None,
+        })
+    }
+}
