@@ -426,8 +426,15 @@ def parameters():
             "Type": "Number",
             "Default": 30000,
             "MinValue": 1,
-            "Description": "How long a saga step waits for its reply before the deadline timer fails it"
-            " (SAGAFLOW_STEP_TIMEOUT_MS).",
+            "Description": "How long the first attempt of a saga step's command is awaited (each further"
+            " attempt twice as long, up to 8 times) before the deadline timer acts (SAGAFLOW_STEP_TIMEOUT_MS).",
+        },
+        "ForwardAttempts": {
+            "Type": "Number",
+            "Default": 2,
+            "MinValue": 1,
+            "Description": "Sends of a saga step's forward command, each awaited twice as long as the one"
+            " before, before the step fails and the saga compensates (SAGAFLOW_FORWARD_ATTEMPTS).",
         },
         "StepAttempts": {
             "Type": "Number",
@@ -545,6 +552,7 @@ def globals_():
                     "SAGAFLOW_KAFKA_PROPERTIES": Ref("KafkaClientProperties"),
                     "SAGAFLOW_STEP_TIMEOUT_MS": Ref("StepTimeoutMilliseconds"),
                     "SAGAFLOW_STEP_ATTEMPTS": Ref("StepAttempts"),
+                    "SAGAFLOW_FORWARD_ATTEMPTS": Ref("ForwardAttempts"),
                     "RUST_LOG": Ref("LogLevel"),
                 }
             },

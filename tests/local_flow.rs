@@ -381,10 +381,12 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
 async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     require_servers();
     let system = LocalSystem::start(LocalSystemConfig {
-        // Two sends of the shipment cancellation, awaited 3 s and 6 s, before it is given up.
+        // Two sends of the shipment booking and then of its cancellation, each awaited 3 s and
+        // 6 s, before the step fails and the cancellation is given up.
         step_timing: StepTiming {
             timeout_ms: 3_000,
-            attempts: 2,
+            forward_attempts: 2,
+            compensation_attempts: 2,
         },
         stopped_services: vec!["shipment".into()],
         timer_every: Duration::from_millis(250),

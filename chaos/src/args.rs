@@ -27,6 +27,7 @@ injected on a seeded schedule; prints one line per invariant and exits 1 if any 
   --in-flight N          orders placed but not finished at any time, at most (default 20)
   --step-timeout-ms N    how long a saga step waits for its reply (default 20000)
   --step-attempts N      sends of a compensation before the saga records it failed (default 6)
+  --forward-attempts N   sends of a forward step's command before the step fails (default 2)
   --stall-secs N         give up when nothing finished for this long (default 180)
   --no-faults            the same run with every fault rate at zero
   --help                 this text";
@@ -52,6 +53,8 @@ pub struct Args {
     pub step_timeout_ms: i64,
     /// Sends of a compensation before it is recorded as failed.
     pub step_attempts: u32,
+    /// Sends of a forward step's command before the step fails.
+    pub forward_attempts: u32,
     /// Give up after no progress for this long.
     pub stall: Duration,
     /// DynamoDB endpoint outages, spread over the placing of the orders.
@@ -80,6 +83,7 @@ impl Default for Args {
             in_flight: 20,
             step_timeout_ms: 20_000,
             step_attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
+            forward_attempts: sagaflow_core::flow::sagas::FORWARD_ATTEMPTS,
             stall: Duration::from_secs(180),
             outages: 2,
             outage: Duration::from_secs(8),
@@ -146,6 +150,10 @@ impl Args {
                 "--step-timeout-ms" => parsed.step_timeout_ms = number(&value)?.max(1) as i64,
                 "--step-attempts" => {
                     parsed.step_attempts = u32::try_from(number(&value)?.max(1)).unwrap_or(u32::MAX)
+                }
+                "--forward-attempts" => {
+                    parsed.forward_attempts =
+                        u32::try_from(number(&value)?.max(1)).unwrap_or(u32::MAX)
                 }
                 "--outages" => parsed.outages = number(&value)? as usize,
                 "--outage-secs" => parsed.outage = Duration::from_secs(number(&value)?.max(1)),

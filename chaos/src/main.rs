@@ -200,7 +200,8 @@ async fn run(args: Args) -> Result<bool, String> {
         partitions: args.partitions,
         step_timing: StepTiming {
             timeout_ms: args.step_timeout_ms,
-            attempts: args.step_attempts,
+            forward_attempts: args.forward_attempts,
+            compensation_attempts: args.step_attempts,
         },
         timer_every: Duration::from_secs(2),
         faults: Some(plan.clone()),

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod clock;
 pub mod command;
 pub mod domain;
 pub mod event;

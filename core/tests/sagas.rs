@@ -3,18 +3,21 @@
 
 use std::sync::Arc;
 
+use sagaflow_core::clock::SimClock;
 use sagaflow_core::domain::order::CreateOrder;
 use sagaflow_core::domain::{Address, Flow, Money, OrderLine};
-use sagaflow_core::flow::clock::SimClock;
 use sagaflow_core::flow::intake::{intake_pipeline, run_intake, Catalog, PlaceOrder};
-use sagaflow_core::flow::sagas::{order_saga, shipping_saga, ServicesDispatcher, SimSleeper};
+use sagaflow_core::flow::sagas::{
+    commands_from_saga_event, order_saga, shipping_saga, SagaRunner, ServicesDispatcher,
+    SimSleeper, ORDER_SAGA,
+};
 use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::pipeline::StageStatus;
 use sagaflow_core::saga::{
-    orchestrate, CommandMessage, SagaDefinition, SagaExecutor, SagaInput, SagaInstance, SagaStatus,
-    StepKind,
+    orchestrate, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, InstanceStatus,
+    Reply, SagaDefinition, SagaEvent, SagaExecutor, SagaInput, SagaInstance, StepKind,
 };
-use sagaflow_core::{Aggregate, CommandMeta, InMemoryEventStore, Timestamp};
+use sagaflow_core::{Aggregate, CommandMeta, InMemoryEventStore, Timestamp, Upcasters};
 use serde_json::{json, Value};
 
 fn create_order() -> CreateOrder {
@@ -58,11 +61,11 @@ fn start() -> SagaInput {
 }
 
 fn reply(event_type: &str, payload: Value) -> SagaInput {
-    SagaInput::Reply {
+    SagaInput::Reply(Reply {
         event_id: format!("evt-{event_type}"),
         event_type: event_type.into(),
         payload,
-    }
+    })
 }
 
 fn order_created() -> SagaInput {
@@ -215,7 +218,8 @@ fn given_a_reservation_when_shipping_fails_then_release_refund_and_cancel_in_rev
 }
 
 #[test]
-fn given_a_silent_payment_when_its_deadline_passes_then_it_is_voided_and_the_order_cancelled() {
+fn given_a_silent_payment_when_both_its_attempts_go_unanswered_then_it_is_voided_and_the_order_cancelled(
+) {
     let saga = order_saga().unwrap();
     let state = given(&saga, &[start(), order_created()]);
     let deadline = state.awaiting().map(|(_, _, at)| at).unwrap();
@@ -230,7 +234,21 @@ fn given_a_silent_payment_when_its_deadline_passes_then_it_is_voided_and_the_ord
         early.events.is_empty(),
         "nothing happens before the deadline"
     );
-    let decision = orchestrate(&saga, &state, &SagaInput::Tick, deadline).unwrap();
+    // The first deadline sends the charge again (the order saga's forward steps have two
+    // attempts), awaited twice as long.
+    let again = orchestrate(&saga, &state, &SagaInput::Tick, deadline).unwrap();
+    assert_eq!(
+        summary(&again.commands),
+        vec![("payment.charge".into(), "ord-9".into(), StepKind::Forward)]
+    );
+    assert_eq!(again.commands[0].attempt, 2);
+    let mut waiting = state.clone();
+    for event in &again.events {
+        waiting.apply(event);
+    }
+    let second_deadline = waiting.awaiting().map(|(_, _, at)| at).unwrap();
+    assert_eq!(second_deadline.as_millis() - deadline.as_millis(), 60_000);
+    let decision = orchestrate(&saga, &waiting, &SagaInput::Tick, second_deadline).unwrap();
     assert_eq!(
         summary(&decision.commands),
         vec![(
@@ -272,7 +290,12 @@ fn when_every_step_succeeds_then_the_order_completes_and_the_stock_ships() {
 }
 
 async fn services_with_stock() -> (FlowServices<InMemoryEventStore>, SimClock) {
-    let store = Arc::new(InMemoryEventStore::new());
+    services_over(Arc::new(InMemoryEventStore::new())).await
+}
+
+async fn services_over(
+    store: Arc<InMemoryEventStore>,
+) -> (FlowServices<InMemoryEventStore>, SimClock) {
     let services = FlowServices::new(store, 10);
     let meta = CommandMeta::new("restock", "restock", Timestamp(1));
     services
@@ -293,15 +316,16 @@ async fn services_with_stock() -> (FlowServices<InMemoryEventStore>, SimClock) {
 #[tokio::test]
 async fn the_shipping_saga_reserves_ships_and_confirms() {
     let (services, clock) = services_with_stock().await;
-    let executor = SagaExecutor::new(
+    let executor = in_process(
         Arc::new(ServicesDispatcher::new(services.clone(), clock.clone())),
-        Arc::new(SimSleeper::new(clock)),
+        clock,
     );
     let input = json!({"order_id": "ord-9", "lines": [{"sku": "MUG", "quantity": 2}], "shipping_address": create_order().shipping_address});
     let outcome = executor
         .execute(&shipping_saga().unwrap(), "ship-ord-9", input, "ord-9")
-        .await;
-    assert_eq!(outcome.status, SagaStatus::Completed, "{outcome:?}");
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, InstanceStatus::Completed, "{outcome:?}");
     assert_eq!(
         outcome.steps_run,
         ["reserve_inventory", "create_shipment", "confirm_shipment"]
@@ -324,17 +348,18 @@ async fn the_shipping_saga_reserves_ships_and_confirms() {
 #[tokio::test]
 async fn the_shipping_saga_releases_the_stock_when_no_carrier_delivers() {
     let (services, clock) = services_with_stock().await;
-    let executor = SagaExecutor::new(
+    let executor = in_process(
         Arc::new(ServicesDispatcher::new(services.clone(), clock.clone())),
-        Arc::new(SimSleeper::new(clock)),
+        clock,
     );
     let mut address = create_order().shipping_address;
     address.country = "AQ".into();
     let input = json!({"order_id": "ord-9", "lines": [{"sku": "MUG", "quantity": 2}], "shipping_address": address});
     let outcome = executor
         .execute(&shipping_saga().unwrap(), "ship-ord-9", input, "ord-9")
-        .await;
-    assert_eq!(outcome.status, SagaStatus::Compensated, "{outcome:?}");
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, InstanceStatus::Compensated, "{outcome:?}");
     assert_eq!(
         outcome.failed_step.as_ref().map(|f| f.step.as_str()),
         Some("create_shipment")
@@ -378,4 +403,162 @@ async fn intake_runs_the_limit_check_only_for_large_orders() {
         too_large.trace[2].status,
         StageStatus::Failed { .. }
     ));
+}
+
+/// The in-process runtime over `dispatcher`, waiting on `clock`.
+fn in_process(dispatcher: Arc<dyn CommandDispatcher>, clock: SimClock) -> SagaExecutor {
+    SagaExecutor::new(
+        dispatcher,
+        Arc::new(clock.clone()),
+        Arc::new(SimSleeper::new(clock)),
+    )
+}
+
+/// What the two runtimes are compared on: each saga event's kind, step and attempt (ids and
+/// times differ: the events the services store are not the same records).
+fn shape(events: &[SagaEvent]) -> Vec<(String, String, u32)> {
+    events
+        .iter()
+        .map(|event| {
+            let (kind, step, attempt) = match event {
+                SagaEvent::Started { .. } => ("started", "", 0),
+                SagaEvent::StepRequested { step, attempt, .. } => {
+                    ("requested", step.as_str(), *attempt)
+                }
+                SagaEvent::StepSucceeded { step, .. } => ("succeeded", step.as_str(), 0),
+                SagaEvent::StepFailed { step, .. } => ("failed", step.as_str(), 0),
+                SagaEvent::CompensationRequested { step, attempt, .. } => {
+                    ("compensation requested", step.as_str(), *attempt)
+                }
+                SagaEvent::StepCompensated { step, .. } => ("compensated", step.as_str(), 0),
+                SagaEvent::CompensationFailed { step, .. } => {
+                    ("compensation failed", step.as_str(), 0)
+                }
+                SagaEvent::Completed { .. } => ("completed", "", 0),
+                SagaEvent::Aborted { .. } => ("aborted", "", 0),
+            };
+            (kind.to_string(), step.to_string(), attempt)
+        })
+        .collect()
+}
+
+/// The services, except that the first command of `unanswered` is never answered.
+struct LosesFirst {
+    services: ServicesDispatcher<InMemoryEventStore>,
+    unanswered: &'static str,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl CommandDispatcher for LosesFirst {
+    fn dispatch(&self, message: CommandMessage) -> BoxFuture<Result<Vec<Reply>, DispatchError>> {
+        if message.command.command_type == self.unanswered
+            && !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Box::pin(async { Err(DispatchError::Transient("lost".into())) });
+        }
+        self.services.dispatch(message)
+    }
+}
+
+/// The durable runtime on the same services, driven as the relay, the functions and the
+/// deadline timer drive it on AWS: each command a stored saga event carries goes to the
+/// services (the first of `unanswered` is lost on the way), each event they store goes to the
+/// saga, and when nothing is in flight the timer ticks at the saga's wake-up time.
+async fn durable_run(order: &CreateOrder, unanswered: &str) -> Vec<SagaEvent> {
+    let store = Arc::new(InMemoryEventStore::new());
+    let (services, clock) = services_over(store.clone()).await;
+    let runner = SagaRunner::new(store.clone(), vec![order_saga().unwrap()]);
+    let id = order.order_id.as_str();
+    let input = serde_json::to_value(order).unwrap();
+    runner
+        .start(ORDER_SAGA, id, input, id, clock.now())
+        .await
+        .unwrap();
+    let (mut relayed, mut lost) = (0, false);
+    for _ in 0..100 {
+        let new = store.events_since(relayed);
+        relayed += new.len();
+        if new.is_empty() {
+            let saga = runner.repository().load(id).await.unwrap().state;
+            let Some((_, _, deadline)) = saga.awaiting() else {
+                break;
+            };
+            clock.advance_to(deadline);
+            runner.tick(id, clock.now()).await.unwrap();
+            continue;
+        }
+        for event in new {
+            if event.aggregate_type != "saga" {
+                runner.on_event(&event, clock.now()).await.unwrap();
+                continue;
+            }
+            for command in commands_from_saga_event(&event, &Upcasters::new()).unwrap() {
+                if command.command_type == unanswered && !lost {
+                    lost = true;
+                    continue;
+                }
+                let _ = services.handle(&command, clock.now()).await;
+            }
+        }
+    }
+    let saga = store
+        .all_events()
+        .into_iter()
+        .filter(|e| e.aggregate_type == "saga")
+        .map(|e| e.decode::<SagaEvent>(&Upcasters::new()).unwrap().payload)
+        .collect::<Vec<_>>();
+    assert!(
+        SagaInstance::from_events(&saga).is_finished(),
+        "the durable saga finished"
+    );
+    saga
+}
+
+async fn in_process_run(order: &CreateOrder, unanswered: &'static str) -> Vec<SagaEvent> {
+    let (services, clock) = services_with_stock().await;
+    let dispatcher = LosesFirst {
+        services: ServicesDispatcher::new(services, clock.clone()),
+        unanswered,
+        lost: Default::default(),
+    };
+    let input = serde_json::to_value(order).unwrap();
+    let outcome = in_process(Arc::new(dispatcher), clock)
+        .execute(
+            &order_saga().unwrap(),
+            &order.order_id,
+            input,
+            &order.order_id,
+        )
+        .await
+        .unwrap();
+    outcome.events
+}
+
+#[tokio::test]
+async fn both_runtimes_record_the_same_saga_when_a_forward_command_goes_unanswered() {
+    let order = create_order();
+    let durable = durable_run(&order, "payment.charge").await;
+    let in_process = in_process_run(&order, "payment.charge").await;
+    assert_eq!(shape(&in_process), shape(&durable));
+    let requested: Vec<(String, String, u32)> = shape(&durable)
+        .into_iter()
+        .filter(|(kind, step, _)| kind == "requested" && step == "process_payment")
+        .collect();
+    assert_eq!(requested.len(), 2, "the charge was sent twice: {durable:?}");
+    assert!(matches!(durable.last(), Some(SagaEvent::Completed { .. })));
+}
+
+#[tokio::test]
+async fn both_runtimes_record_the_same_saga_when_a_compensation_goes_unanswered() {
+    let mut order = create_order();
+    order.shipping_address.country = "AQ".into();
+    let durable = durable_run(&order, "inventory.release").await;
+    let in_process = in_process_run(&order, "inventory.release").await;
+    assert_eq!(shape(&in_process), shape(&durable));
+    assert!(shape(&durable).contains(&(
+        "compensation requested".into(),
+        "reserve_inventory".into(),
+        2
+    )));
+    assert!(matches!(durable.last(), Some(SagaEvent::Aborted { .. })));
 }

@@ -1,7 +1,6 @@
 //! How the services connect: the command handler, choreography policies, the saga definitions.
 
 pub mod choreography;
-pub mod clock;
 pub mod intake;
 pub mod sagas;
 pub mod services;

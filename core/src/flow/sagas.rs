@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::clock::SimClock;
 use crate::command::CommandEnvelope;
 use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::{CancelReason, RefundStatus, StockLine};
 use crate::event::{CommandMeta, DecodeError, StoredEvent, Timestamp};
-use crate::flow::clock::SimClock;
 use crate::flow::services::FlowServices;
 use crate::repository::{Repository, RepositoryError};
 use crate::saga::{
-    commands_in, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, DispatchOutcome,
-    Reply, RetryPolicy, SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError,
-    SagaEvent, SagaInput, SagaInstance, SagaStep, SagaTrigger, Sleeper,
+    commands_in, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, Reply, RetryPolicy,
+    SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError, SagaEvent, SagaInput,
+    SagaInstance, SagaStep, SagaTrigger, Sleeper,
 };
 use crate::store::EventStore;
 
@@ -26,10 +26,14 @@ pub const ORDER_SAGA: &str = "order-processing";
 pub const SHIPPING_SAGA: &str = "shipping";
 /// How long a step may wait for its reply before it counts as failed.
 pub const STEP_TIMEOUT_MS: i64 = 30_000;
-/// Attempts of each step's command: in process, on transient errors; durably, of a compensation
-/// whose reply does not come, awaited 1, 2, 4, 8, 8 and 8 step timeouts (31 in all, 15.5 minutes
-/// at the default timeout) before the saga records it as failed.
+/// Sends of each step's compensation before the saga records it as failed, awaited 1, 2, 4, 8,
+/// 8 and 8 step timeouts (31 in all, 15.5 minutes at the default timeout): an unconfirmed
+/// refund or release must be pressed for, not dropped.
 pub const STEP_ATTEMPTS: u32 = 6;
+/// Sends of each forward step's command before the step fails and the saga compensates,
+/// awaited 1 and 2 step timeouts (90 s at the default timeout): one more try for a command
+/// that was lost, without keeping a customer waiting for long.
+pub const FORWARD_ATTEMPTS: u32 = 2;
 
 fn text(data: &SagaData, field: &str) -> Result<String, String> {
     data.input
@@ -73,17 +77,28 @@ fn cancel_reason(data: &SagaData) -> CancelReason {
 /// How patiently the durable order saga waits on its services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepTiming {
-    /// How long a step's reply is awaited before the step fails, in milliseconds.
+    /// How long a step's first attempt is awaited, in milliseconds (each retry twice as long).
     pub timeout_ms: i64,
-    /// Attempts of each step's command (see [`STEP_ATTEMPTS`]).
-    pub attempts: u32,
+    /// Sends of each forward step's command (see [`FORWARD_ATTEMPTS`]).
+    pub forward_attempts: u32,
+    /// Sends of each step's compensation (see [`STEP_ATTEMPTS`]).
+    pub compensation_attempts: u32,
+}
+
+impl StepTiming {
+    fn apply(self, step: SagaStep) -> SagaStep {
+        step.timeout_ms(self.timeout_ms)
+            .retry(RetryPolicy::attempts(self.forward_attempts))
+            .compensation_retry(RetryPolicy::attempts(self.compensation_attempts))
+    }
 }
 
 impl Default for StepTiming {
     fn default() -> Self {
         Self {
             timeout_ms: STEP_TIMEOUT_MS,
-            attempts: STEP_ATTEMPTS,
+            forward_attempts: FORWARD_ATTEMPTS,
+            compensation_attempts: STEP_ATTEMPTS,
         }
     }
 }
@@ -97,12 +112,8 @@ pub fn order_saga() -> Result<SagaDefinition, SagaDefinitionError> {
 /// The order-processing saga with its own [`StepTiming`] (a deployment whose services answer
 /// slower, or a test that wants deadlines to fire soon).
 pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, SagaDefinitionError> {
-    let StepTiming {
-        timeout_ms: step_timeout_ms,
-        attempts,
-    } = timing;
     SagaDefinition::new(ORDER_SAGA)
-        .step(
+        .step(timing.apply(
             SagaStep::new("create_order", |d: &SagaData| {
                 Ok(SagaCommand::new("order.create", text(d, "order_id")?, d.input.clone()))
             })
@@ -127,9 +138,8 @@ pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, Saga
                 },
                 &["order.cancelled"],
             )
-            .timeout_ms(step_timeout_ms).retry(RetryPolicy::attempts(attempts)),
-        )
-        .step(
+        ))
+        .step(timing.apply(
             SagaStep::new("process_payment", |d: &SagaData| {
                 let order_id = text(d, "order_id")?;
                 let total = d
@@ -156,10 +166,9 @@ pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, Saga
                 },
                 &["payment.refunded", "payment.voided"],
             )
-            .timeout_ms(step_timeout_ms).retry(RetryPolicy::attempts(attempts)),
-        )
-        .step(reserve_inventory_step(step_timeout_ms, attempts))
-        .step(schedule_shipment_step("schedule_shipment", step_timeout_ms, attempts))
+        ))
+        .step(timing.apply(reserve_inventory_step()))
+        .step(timing.apply(schedule_shipment_step("schedule_shipment")))
         .on_completed(|d: &SagaData| {
             let order_id = text(d, "order_id")?;
             Ok(vec![
@@ -174,7 +183,7 @@ pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, Saga
         .build()
 }
 
-fn reserve_inventory_step(step_timeout_ms: i64, attempts: u32) -> SagaStep {
+fn reserve_inventory_step() -> SagaStep {
     SagaStep::new("reserve_inventory", |d: &SagaData| {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
@@ -195,12 +204,10 @@ fn reserve_inventory_step(step_timeout_ms: i64, attempts: u32) -> SagaStep {
         },
         &["inventory.released"],
     )
-    .timeout_ms(step_timeout_ms)
-    .retry(RetryPolicy::attempts(attempts))
 }
 
 /// Books a carrier for the order's address; cancelling the shipment undoes it.
-fn schedule_shipment_step(name: &str, step_timeout_ms: i64, attempts: u32) -> SagaStep {
+fn schedule_shipment_step(name: &str) -> SagaStep {
     SagaStep::new(name, |d: &SagaData| {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
@@ -212,8 +219,6 @@ fn schedule_shipment_step(name: &str, step_timeout_ms: i64, attempts: u32) -> Sa
     .succeeds_on(&["shipment.scheduled"])
     .fails_on(&["shipment.failed"])
     .compensate_with(cancel_shipment, &["shipment.cancelled"])
-    .timeout_ms(step_timeout_ms)
-    .retry(RetryPolicy::attempts(attempts))
 }
 
 fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
@@ -228,25 +233,22 @@ fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
 /// The shipping saga: reserve inventory, create the shipment, confirm it with the carrier; on
 /// success the stock ships. Its input has `order_id`, `lines` (SKU and quantity) and `shipping_address`.
 pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
+    let timing = StepTiming::default();
     SagaDefinition::new(SHIPPING_SAGA)
-        .step(reserve_inventory_step(STEP_TIMEOUT_MS, STEP_ATTEMPTS))
-        .step(schedule_shipment_step(
-            "create_shipment",
-            STEP_TIMEOUT_MS,
-            STEP_ATTEMPTS,
-        ))
+        .step(timing.apply(reserve_inventory_step()))
+        .step(timing.apply(schedule_shipment_step("create_shipment")))
         .step(
-            SagaStep::new("confirm_shipment", |d: &SagaData| {
-                let order_id = text(d, "order_id")?;
-                Ok(SagaCommand::new(
-                    "shipment.confirm",
-                    order_id.clone(),
-                    json!({ "order_id": order_id }),
-                ))
-            })
-            .succeeds_on(&["shipment.confirmed"])
-            .timeout_ms(STEP_TIMEOUT_MS)
-            .retry(RetryPolicy::attempts(STEP_ATTEMPTS)),
+            timing.apply(
+                SagaStep::new("confirm_shipment", |d: &SagaData| {
+                    let order_id = text(d, "order_id")?;
+                    Ok(SagaCommand::new(
+                        "shipment.confirm",
+                        order_id.clone(),
+                        json!({ "order_id": order_id }),
+                    ))
+                })
+                .succeeds_on(&["shipment.confirmed"]),
+            ),
         )
         .on_completed(|d: &SagaData| {
             Ok(vec![SagaCommand::new(
@@ -350,11 +352,11 @@ impl<S: EventStore> SagaRunner<S> {
         if event.aggregate_type == "saga" {
             return Ok(vec![]);
         }
-        let input = SagaInput::Reply {
+        let input = SagaInput::Reply(Reply {
             event_id: event.event_id.clone(),
             event_type: event.event_type.clone(),
             payload: event.payload.clone(),
-        };
+        });
         let meta = CommandMeta::caused_by(event, now)
             .with_idempotency_key(format!("saga:{}:{}", event.correlation_id, event.event_id));
         self.advance(&event.correlation_id, input, &meta).await
@@ -441,23 +443,24 @@ impl<S> ServicesDispatcher<S> {
 }
 
 impl<S: EventStore + 'static> CommandDispatcher for ServicesDispatcher<S> {
-    fn dispatch(
-        &self,
-        message: CommandMessage,
-    ) -> BoxFuture<Result<DispatchOutcome, DispatchError>> {
+    fn dispatch(&self, message: CommandMessage) -> BoxFuture<Result<Vec<Reply>, DispatchError>> {
         let services = self.services.clone();
         let now = self.clock.now();
         Box::pin(async move {
             let envelope = envelope_for(&message, &message.causation_id, now);
             match services.handle(&envelope, now).await {
-                Ok(handled) => Ok(match handled.events.last() {
-                    Some(event) => DispatchOutcome::Reply(Reply {
-                        event_id: event.event_id.clone(),
-                        event_type: event.event_type.clone(),
-                        payload: event.payload.clone(),
-                    }),
-                    None => DispatchOutcome::NoChange,
-                }),
+                // Every event the command produced reaches the saga, as on Kafka.
+                Ok(handled) => Ok(handled
+                    .events
+                    .iter()
+                    .map(|event| {
+                        Reply::new(
+                            event.event_id.clone(),
+                            event.event_type.clone(),
+                            event.payload.clone(),
+                        )
+                    })
+                    .collect()),
                 Err(e) if e.is_permanent() => Err(DispatchError::Permanent(e.to_string())),
                 Err(e) => Err(DispatchError::Transient(e.to_string())),
             }

@@ -89,67 +89,37 @@ pub type CommandBuilder = Arc<dyn Fn(&SagaData) -> Result<SagaCommand, String> +
 pub type CompletionBuilder =
     Arc<dyn Fn(&SagaData) -> Result<Vec<SagaCommand>, String> + Send + Sync>;
 
-/// How often and how patiently a command is retried.
+/// How many times a step's command is sent before the saga gives up on it.
+///
+/// The one rule every runtime follows: attempt `n` (from 1) is awaited
+/// [`SagaStep::attempt_wait`]`(n)`, the step's timeout doubled for each earlier attempt up to
+/// [`MAX_ATTEMPT_WAIT_FACTOR`] times it. When it goes unanswered (no reply by its deadline: the
+/// reply was never produced, the command was dead-lettered, or in process the service failed)
+/// the next attempt is sent; after the last, a forward step fails (and the saga compensates)
+/// and a compensation is recorded as failed (and the next one runs). An unanswered command is
+/// usually queued behind a backlog, not lost, so each repeat is given more time instead of
+/// piling more repeats onto the same queue; the growing wait is the backoff.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Total attempts including the first, at least 1.
     pub max_attempts: u32,
-    /// Wait after the first failed attempt, in milliseconds.
-    pub initial_backoff_ms: u64,
-    /// Factor applied to the wait after each further failed attempt.
-    pub multiplier: u32,
-    /// Upper bound of any single wait, in milliseconds.
-    pub max_backoff_ms: u64,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            initial_backoff_ms: 50,
-            multiplier: 2,
-            max_backoff_ms: 2_000,
-        }
+        Self { max_attempts: 3 }
     }
 }
 
 impl RetryPolicy {
     /// A policy that tries once and never retries.
     pub const fn no_retry() -> Self {
-        Self {
-            max_attempts: 1,
-            initial_backoff_ms: 0,
-            multiplier: 1,
-            max_backoff_ms: 0,
-        }
+        Self { max_attempts: 1 }
     }
 
-    /// A policy of `max_attempts` attempts with the default backoff.
-    pub fn attempts(max_attempts: u32) -> Self {
-        Self {
-            max_attempts,
-            ..Self::default()
-        }
-    }
-
-    /// The wait in milliseconds after failed attempt number `attempt` (1-based), before the next.
-    ///
-    /// No jitter: the core is deterministic; an adapter may add jitter around this value.
-    pub fn backoff_for(&self, attempt: u32) -> u64 {
-        if attempt == 0 {
-            return 0;
-        }
-        let mut wait = self.initial_backoff_ms.min(self.max_backoff_ms);
-        for _ in 1..attempt {
-            // Stop as soon as the cap is reached so a huge attempt number costs nothing.
-            if wait >= self.max_backoff_ms {
-                break;
-            }
-            wait = wait
-                .saturating_mul(u64::from(self.multiplier))
-                .min(self.max_backoff_ms);
-        }
-        wait
+    /// A policy of `max_attempts` attempts.
+    pub const fn attempts(max_attempts: u32) -> Self {
+        Self { max_attempts }
     }
 }
 
@@ -188,8 +158,8 @@ impl fmt::Debug for Compensation {
 /// Default step timeout: long enough for a slow service, short enough to notice a lost reply.
 const DEFAULT_TIMEOUT_MS: i64 = 30_000;
 
-/// The most a compensation attempt is awaited, as a multiple of its step's timeout.
-pub const MAX_COMPENSATION_WAIT_FACTOR: u32 = 8;
+/// The most a retried attempt is awaited, as a multiple of its step's timeout.
+pub const MAX_ATTEMPT_WAIT_FACTOR: u32 = 8;
 
 /// One step of a saga: a command, the replies that mean success or failure, and how to undo it.
 #[derive(Clone)]
@@ -201,6 +171,7 @@ pub struct SagaStep {
     compensation: Option<Compensation>,
     timeout_ms: i64,
     retry: RetryPolicy,
+    compensation_retry: RetryPolicy,
 }
 
 fn owned(events: &[&str]) -> Vec<String> {
@@ -221,6 +192,7 @@ impl SagaStep {
             compensation: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             retry: RetryPolicy::default(),
+            compensation_retry: RetryPolicy::default(),
         }
     }
 
@@ -255,9 +227,15 @@ impl SagaStep {
         self
     }
 
-    /// Sets the retry policy of the step's command and of its compensation.
+    /// Sets how many times the step's forward command is sent (see [`RetryPolicy`]).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Sets how many times the step's compensation is sent (see [`RetryPolicy`]).
+    pub fn compensation_retry(mut self, policy: RetryPolicy) -> Self {
+        self.compensation_retry = policy;
         self
     }
 
@@ -306,21 +284,32 @@ impl SagaStep {
         self.timeout_ms
     }
 
-    /// The step's retry policy.
+    /// The retry policy of the step's forward command.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
     }
 
-    /// How long the durable orchestrator awaits attempt `attempt` (from 1) of this step's
-    /// compensation: the timeout, doubled for each earlier attempt up to
-    /// [`MAX_COMPENSATION_WAIT_FACTOR`] times it.
-    ///
-    /// A compensation that goes unanswered is usually queued behind a backlog, not lost, so
-    /// each repeat is given more time instead of piling more repeats onto the same queue.
-    pub fn compensation_wait(&self, attempt: u32) -> i64 {
+    /// The retry policy of the step's compensation.
+    pub fn compensation_retry_policy(&self) -> &RetryPolicy {
+        &self.compensation_retry
+    }
+
+    /// The policy of the command of `kind` (completion commands are sent once).
+    pub fn policy_of(&self, kind: StepKind) -> RetryPolicy {
+        match kind {
+            StepKind::Forward => self.retry,
+            StepKind::Compensation => self.compensation_retry,
+            StepKind::Completion => RetryPolicy::no_retry(),
+        }
+    }
+
+    /// How long attempt `attempt` (from 1) of this step's command, forward or compensation, is
+    /// awaited: the timeout, doubled for each earlier attempt up to [`MAX_ATTEMPT_WAIT_FACTOR`]
+    /// times it (see [`RetryPolicy`]).
+    pub fn attempt_wait(&self, attempt: u32) -> i64 {
         let doublings = attempt
             .saturating_sub(1)
-            .min(MAX_COMPENSATION_WAIT_FACTOR.ilog2());
+            .min(MAX_ATTEMPT_WAIT_FACTOR.ilog2());
         self.timeout_ms.saturating_mul(1_i64 << doublings)
     }
 }
@@ -387,7 +376,6 @@ struct DefinitionInner {
     name: String,
     steps: Vec<SagaStep>,
     completion: Vec<CompletionBuilder>,
-    completion_retry: RetryPolicy,
 }
 
 /// A validated saga: a name, ordered steps and the commands issued on completion.
@@ -407,7 +395,6 @@ impl SagaDefinition {
             name: name.into(),
             steps: Vec::new(),
             completion: Vec::new(),
-            completion_retry: RetryPolicy::default(),
         }
     }
 
@@ -444,11 +431,6 @@ impl SagaDefinition {
         }
         Ok(commands)
     }
-
-    /// How the in-process executor retries completion commands that fail transiently.
-    pub fn completion_retry(&self) -> &RetryPolicy {
-        &self.inner.completion_retry
-    }
 }
 
 impl fmt::Debug for SagaDefinition {
@@ -465,7 +447,6 @@ pub struct SagaDefinitionBuilder {
     name: String,
     steps: Vec<SagaStep>,
     completion: Vec<CompletionBuilder>,
-    completion_retry: RetryPolicy,
 }
 
 impl SagaDefinitionBuilder {
@@ -484,12 +465,6 @@ impl SagaDefinitionBuilder {
         self
     }
 
-    /// Sets how the in-process executor retries completion commands (default policy otherwise).
-    pub fn completion_retry(mut self, policy: RetryPolicy) -> Self {
-        self.completion_retry = policy;
-        self
-    }
-
     /// Validates the definition.
     pub fn build(self) -> Result<SagaDefinition, SagaDefinitionError> {
         if self.name.trim().is_empty() {
@@ -505,15 +480,11 @@ impl SagaDefinitionBuilder {
                 return Err(SagaDefinitionError::DuplicateStep(step.name.clone()));
             }
         }
-        if self.completion_retry.max_attempts == 0 {
-            return Err(SagaDefinitionError::ZeroAttempts("on_completed".into()));
-        }
         Ok(SagaDefinition {
             inner: Arc::new(DefinitionInner {
                 name: self.name,
                 steps: self.steps,
                 completion: self.completion,
-                completion_retry: self.completion_retry,
             }),
         })
     }
@@ -542,7 +513,7 @@ fn validate_step(index: usize, step: &SagaStep) -> Result<(), SagaDefinitionErro
             timeout_ms: step.timeout_ms,
         });
     }
-    if step.retry.max_attempts == 0 {
+    if step.retry.max_attempts == 0 || step.compensation_retry.max_attempts == 0 {
         return Err(SagaDefinitionError::ZeroAttempts(step.name.clone()));
     }
     if let Some(compensation) = &step.compensation {
@@ -690,22 +661,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_by_the_multiplier_up_to_the_cap() {
-        let policy = RetryPolicy::default();
-        let waits: Vec<u64> = (0..=8).map(|a| policy.backoff_for(a)).collect();
-        assert_eq!(waits, vec![0, 50, 100, 200, 400, 800, 1600, 2000, 2000]);
-        assert_eq!(policy.backoff_for(u32::MAX), 2000);
-        let flat = RetryPolicy {
-            multiplier: 1,
-            ..policy
-        };
-        assert_eq!(flat.backoff_for(5), 50);
-        let huge = RetryPolicy {
-            multiplier: u32::MAX,
-            max_backoff_ms: u64::MAX,
-            ..policy
-        };
-        assert_eq!(huge.backoff_for(100), u64::MAX);
+    fn each_retried_attempt_is_awaited_twice_as_long_up_to_eight_timeouts() {
+        let step = SagaStep::new("a", cmd("a.do")).timeout_ms(1_000);
+        let waits: Vec<i64> = (1..=7).map(|a| step.attempt_wait(a)).collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000, 8_000]);
+        assert_eq!(step.attempt_wait(u32::MAX), 8_000);
+        assert_eq!(step.attempt_wait(0), 1_000);
+        let step = step
+            .retry(RetryPolicy::attempts(2))
+            .compensation_retry(RetryPolicy::attempts(5));
+        assert_eq!(step.policy_of(StepKind::Forward).max_attempts, 2);
+        assert_eq!(step.policy_of(StepKind::Compensation).max_attempts, 5);
+        assert_eq!(step.policy_of(StepKind::Completion).max_attempts, 1);
     }
 
     #[test]

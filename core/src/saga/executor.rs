@@ -1,93 +1,57 @@
-//! The in-process runtime: runs a saga to its end in one call, dispatching each command through
-//! an injected [`CommandDispatcher`] and waiting between retries through an injected [`Sleeper`].
+//! The in-process runtime: runs a saga to its end in one call, with [`orchestrate`] deciding
+//! every move, exactly as the durable orchestrator does. This file only drives it: it sends
+//! each command the decision carries straight to its service through an injected
+//! [`CommandDispatcher`], feeds each reply back as [`SagaInput::Reply`], and when nothing in
+//! flight answered, waits through an injected [`Sleeper`] until the awaited deadline and feeds
+//! [`SagaInput::Tick`]. So forward-step retries, compensation retries, deadlines and outcomes
+//! mean the same here as in every other runtime: the same definition and the same replies give
+//! the same saga events.
 //!
 //! Nothing is persisted: a crash loses the run. Sagas that must survive crashes use the
 //! event-sourced orchestrator over the same [`SagaDefinition`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::definition::{
-    CommandMessage, Compensation, MessageContext, RetryPolicy, SagaCommand, SagaData,
-    SagaDefinition, SagaFailure, SagaStep, StepKind, COMPLETION_STEP,
-};
+use super::definition::{CommandMessage, SagaData, SagaDefinition, StepKind};
+use super::instance::{InstanceStatus, SagaEvent, SagaInstance};
+use super::orchestrator::{orchestrate, Reply, SagaError, SagaInput};
 use super::BoxFuture;
+use crate::clock::Clock;
 
-/// A service's reply to a dispatched command: the event its command produced.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Reply {
-    /// The reply event's id.
-    pub event_id: String,
-    /// The reply event's type, which decides what the reply means to the step.
-    pub event_type: String,
-    /// The reply event's payload.
-    pub payload: Value,
-}
-
-impl Reply {
-    /// A reply event of `event_type` with id `event_id` and `payload`.
-    pub fn new(event_id: impl Into<String>, event_type: impl Into<String>, payload: Value) -> Self {
-        Self {
-            event_id: event_id.into(),
-            event_type: event_type.into(),
-            payload,
-        }
-    }
-}
-
-/// What a dispatched command did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum DispatchOutcome {
-    /// The command produced this event.
-    Reply(Reply),
-    /// The command produced no event: its effect had already happened (idempotent redelivery).
-    NoChange,
-}
-
-/// Why a command could not be dispatched or was refused.
+/// Why a service did not answer a dispatched command.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DispatchError {
-    /// A fault that may pass: retried with backoff.
+    /// A fault that may pass (a store unavailable, a conflict): the attempt goes unanswered
+    /// and the saga's retry policy decides what comes next.
     #[error("transient dispatch failure: {0}")]
     Transient(String),
-    /// A refusal that will not change: the step fails at once.
+    /// A refusal that will not change (on Kafka, a dead letter): the attempt goes unanswered.
     #[error("permanent dispatch failure: {0}")]
     Permanent(String),
 }
 
-/// Where an in-process saga sends step commands.
+/// Where an in-process saga sends its commands.
 pub trait CommandDispatcher: Send + Sync {
-    /// Sends `message` to its service and returns what the service did.
-    fn dispatch(
-        &self,
-        message: CommandMessage,
-    ) -> BoxFuture<Result<DispatchOutcome, DispatchError>>;
+    /// Sends `message` to its service and returns the events its command produced, in order
+    /// (none when the command changed nothing).
+    fn dispatch(&self, message: CommandMessage) -> BoxFuture<Result<Vec<Reply>, DispatchError>>;
 }
 
-/// Waits between retries; injected so the core never reads a clock. Tests use a recording no-op.
+/// Waits; injected so the core never sleeps on its own (tests record, `make run` moves its
+/// simulated clock).
 pub trait Sleeper: Send + Sync {
     /// Completes after `millis` milliseconds.
     fn sleep(&self, millis: u64) -> BoxFuture<()>;
 }
 
-/// How an in-process saga ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SagaStatus {
-    /// Every step succeeded.
-    Completed,
-    /// A step failed and every needed compensation succeeded.
-    Compensated,
-    /// A step failed and at least one compensation was given up.
-    CompensationFailed,
-}
-
-/// A step (or compensation, or completion command) that failed, and why.
+/// A command a service did not answer, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepFailure {
-    /// The step's name.
+    /// The step's name (`on_completed#n` for a completion command).
     pub step: String,
     /// Why it failed.
     pub reason: String,
@@ -98,28 +62,34 @@ pub struct StepFailure {
 pub struct SagaOutcome {
     /// The saga instance id.
     pub saga_id: String,
-    /// How the saga ended.
-    pub status: SagaStatus,
+    /// How the saga ended: completed, compensated or compensation failed.
+    pub status: InstanceStatus,
     /// The forward steps that succeeded, in order.
     pub steps_run: Vec<String>,
-    /// The forward step that failed, if one did.
+    /// The forward step that failed, with the saga's reason, if one did.
     pub failed_step: Option<StepFailure>,
-    /// The steps whose compensation succeeded, in the order they ran.
+    /// The steps whose compensation was confirmed, in the order they were confirmed.
     pub compensated: Vec<String>,
-    /// The compensations given up.
+    /// The compensations given up, with the saga's reason.
     pub compensation_failures: Vec<StepFailure>,
+    /// Commands a service refused or failed on, each with the dispatcher's reason: what a
+    /// dead-letter topic would hold on Kafka.
+    pub dispatch_failures: Vec<StepFailure>,
     /// The completion commands that failed (the saga still counts as completed).
     pub completion_failures: Vec<StepFailure>,
     /// Total commands dispatched, retries included.
     pub attempts: u32,
     /// The input and every reply gathered.
     pub data: SagaData,
+    /// The saga's events, as the durable orchestrator would have stored them.
+    pub events: Vec<SagaEvent>,
 }
 
 /// Runs sagas in process, one call per saga.
 #[derive(Clone)]
 pub struct SagaExecutor {
     dispatcher: Arc<dyn CommandDispatcher>,
+    clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
 }
 
@@ -129,283 +99,172 @@ impl std::fmt::Debug for SagaExecutor {
     }
 }
 
-/// The mutable record of one run.
+/// One run: the saga as its events left it, and what the services did.
 struct Run<'a> {
-    context: MessageContext<'a>,
-    /// The id of the last reply seen, so each command names what caused it.
-    causation_id: String,
+    definition: &'a SagaDefinition,
+    state: SagaInstance,
+    events: Vec<SagaEvent>,
+    outbox: VecDeque<CommandMessage>,
     attempts: u32,
-    data: SagaData,
+    dispatch_failures: Vec<StepFailure>,
+    completion_failures: Vec<StepFailure>,
 }
 
 impl Run<'_> {
-    fn message(
-        &self,
-        step: &str,
-        kind: StepKind,
-        attempt: u32,
-        command: SagaCommand,
-    ) -> CommandMessage {
-        // No deadline: the in-process runtime waits on the dispatcher, it does not time out.
-        self.context
-            .message(step, kind, attempt, &self.causation_id, None, command)
+    /// Decides on `input` at `now` and records the decision.
+    fn feed(&mut self, input: &SagaInput, now: crate::event::Timestamp) -> Result<(), SagaError> {
+        let decision = orchestrate(self.definition, &self.state, input, now)?;
+        for event in &decision.events {
+            self.state.apply_event(event);
+        }
+        self.events.extend(decision.events);
+        self.outbox.extend(decision.commands);
+        Ok(())
     }
 }
 
 impl SagaExecutor {
-    /// An executor sending commands through `dispatcher` and waiting through `sleeper`.
-    pub fn new(dispatcher: Arc<dyn CommandDispatcher>, sleeper: Arc<dyn Sleeper>) -> Self {
+    /// An executor sending commands through `dispatcher`, reading time from `clock` and
+    /// waiting for deadlines through `sleeper`.
+    pub fn new(
+        dispatcher: Arc<dyn CommandDispatcher>,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+    ) -> Self {
         Self {
             dispatcher,
+            clock,
             sleeper,
         }
     }
 
     /// Runs `definition` to its end: every step, or the compensations after a failure.
+    ///
+    /// Refused only when the saga cannot start (its input is unusable) or its history breaks
+    /// the definition: the same errors the durable orchestrator refuses a record with.
     pub async fn execute(
         &self,
         definition: &SagaDefinition,
         saga_id: &str,
         input: Value,
         correlation_id: &str,
-    ) -> SagaOutcome {
+    ) -> Result<SagaOutcome, SagaError> {
         let mut run = Run {
-            context: MessageContext {
-                saga_id,
-                saga_type: definition.name(),
-                correlation_id,
-            },
-            causation_id: saga_id.to_string(),
+            definition,
+            state: SagaInstance::default(),
+            events: Vec::new(),
+            outbox: VecDeque::new(),
             attempts: 0,
-            data: SagaData::new(input),
+            dispatch_failures: Vec::new(),
+            completion_failures: Vec::new(),
         };
-        let mut completed: Vec<&SagaStep> = Vec::new();
-        let mut failed_step = None;
-        for step in definition.steps() {
-            match self.run_forward(&mut run, step).await {
-                Ok(reply) => {
-                    run.data
-                        .replies
-                        .insert(step.name().to_string(), reply.payload);
-                    completed.push(step);
+        let start = SagaInput::Start {
+            saga_id: saga_id.to_string(),
+            input,
+            correlation_id: correlation_id.to_string(),
+        };
+        run.feed(&start, self.clock.now())?;
+        loop {
+            while let Some(message) = run.outbox.pop_front() {
+                self.deliver(&mut run, message).await?;
+            }
+            if run.state.is_finished() {
+                break;
+            }
+            // Nothing in flight answered what the saga awaits: its deadline decides.
+            let Some((_, _, deadline)) = run.state.awaiting() else {
+                break;
+            };
+            let wait = deadline.as_millis() - self.clock.now().as_millis();
+            if wait > 0 {
+                self.sleeper.sleep(u64::try_from(wait).unwrap_or(0)).await;
+            }
+            // A sleeper that returns early still leaves the clock before the deadline; the
+            // tick then changes nothing, so the tick is fed at the deadline at the latest.
+            let now = self.clock.now().max(deadline);
+            run.feed(&SagaInput::Tick, now)?;
+        }
+        Ok(self.outcome(saga_id, run))
+    }
+
+    /// Sends one command and feeds every event it produced back as a reply.
+    async fn deliver(&self, run: &mut Run<'_>, message: CommandMessage) -> Result<(), SagaError> {
+        run.attempts = run.attempts.saturating_add(1);
+        let step = message.step.clone();
+        let completion = message.kind == StepKind::Completion;
+        match self.dispatcher.dispatch(message).await {
+            Ok(replies) => {
+                for reply in replies {
+                    run.feed(&SagaInput::Reply(reply), self.clock.now())?;
                 }
-                Err(reason) => {
-                    // Recorded before compensating, so compensation builders can read it.
-                    run.data.failure = Some(SagaFailure {
-                        step: step.name().to_string(),
-                        reason: reason.clone(),
-                        timed_out: false,
-                    });
-                    failed_step = Some(StepFailure {
-                        step: step.name().to_string(),
-                        reason,
-                    });
-                    break;
+            }
+            Err(error) => {
+                let failure = StepFailure {
+                    step,
+                    reason: error.to_string(),
+                };
+                if completion {
+                    run.completion_failures.push(failure);
+                } else {
+                    run.dispatch_failures.push(failure);
                 }
             }
         }
-        let steps_run = completed.iter().map(|s| s.name().to_string()).collect();
-        let mut compensated = Vec::new();
-        let mut compensation_failures = Vec::new();
-        let mut completion_failures = Vec::new();
-        let status = if failed_step.is_some() {
-            for step in completed.iter().rev() {
-                // A step with nothing to undo is passed over.
-                let Some(compensation) = step.compensation() else {
-                    continue;
-                };
-                match self.run_compensation(&mut run, step, compensation).await {
-                    Ok(reply) => {
-                        if let Some(reply) = reply {
-                            run.data
-                                .compensation_replies
-                                .insert(step.name().to_string(), reply.payload);
-                        }
-                        compensated.push(step.name().to_string());
-                    }
-                    // Never stop halfway: the remaining compensations still run.
-                    Err(reason) => compensation_failures.push(StepFailure {
-                        step: step.name().to_string(),
-                        reason,
-                    }),
-                }
-            }
-            if compensation_failures.is_empty() {
-                SagaStatus::Compensated
-            } else {
-                SagaStatus::CompensationFailed
-            }
-        } else {
-            completion_failures = self.run_completion(&mut run, definition).await;
-            SagaStatus::Completed
+        Ok(())
+    }
+
+    fn outcome(&self, saga_id: &str, run: Run<'_>) -> SagaOutcome {
+        let state = &run.state;
+        let reasons = |step: &str| {
+            run.events.iter().rev().find_map(|event| match event {
+                SagaEvent::CompensationFailed {
+                    step: failed,
+                    reason,
+                    ..
+                } if failed == step => Some(reason.clone()),
+                _ => None,
+            })
         };
         SagaOutcome {
             saga_id: saga_id.to_string(),
-            status,
-            steps_run,
-            failed_step,
-            compensated,
-            compensation_failures,
-            completion_failures,
+            status: state.status(),
+            steps_run: state.completed_steps().to_vec(),
+            failed_step: state.failed_step().map(|step| StepFailure {
+                step: step.to_string(),
+                reason: state.failure_reason().unwrap_or_default().to_string(),
+            }),
+            compensated: state.compensated_steps().to_vec(),
+            compensation_failures: state
+                .failed_compensations()
+                .iter()
+                .map(|step| StepFailure {
+                    step: step.clone(),
+                    reason: reasons(step).unwrap_or_default(),
+                })
+                .collect(),
+            dispatch_failures: run.dispatch_failures,
+            completion_failures: run.completion_failures,
             attempts: run.attempts,
-            data: run.data,
+            data: state.data().clone(),
+            events: run.events,
         }
-    }
-
-    /// Dispatches `message` and counts the attempt.
-    async fn dispatch(
-        &self,
-        run: &mut Run<'_>,
-        message: CommandMessage,
-    ) -> Result<DispatchOutcome, DispatchError> {
-        run.attempts = run.attempts.saturating_add(1);
-        let outcome = self.dispatcher.dispatch(message).await;
-        if let Ok(DispatchOutcome::Reply(reply)) = &outcome {
-            run.causation_id.clone_from(&reply.event_id);
-        }
-        outcome
-    }
-
-    /// Waits before attempt `attempt + 1` if the policy allows one; false when exhausted.
-    async fn back_off(&self, policy: &RetryPolicy, attempt: u32) -> bool {
-        if attempt >= policy.max_attempts {
-            return false;
-        }
-        self.sleeper.sleep(policy.backoff_for(attempt)).await;
-        true
-    }
-
-    /// Runs one forward step with retries; the success reply, or why the step failed.
-    async fn run_forward(&self, run: &mut Run<'_>, step: &SagaStep) -> Result<Reply, String> {
-        let command = step
-            .build_command(&run.data)
-            .map_err(|reason| format!("cannot build command: {reason}"))?;
-        let mut attempt = 1;
-        loop {
-            let message = run.message(step.name(), StepKind::Forward, attempt, command.clone());
-            match self.dispatch(run, message).await {
-                Ok(DispatchOutcome::Reply(reply)) if step.succeeds_on_event(&reply.event_type) => {
-                    return Ok(reply)
-                }
-                Ok(DispatchOutcome::Reply(reply)) if step.fails_on_event(&reply.event_type) => {
-                    return Err(format!(
-                        "step `{}` failed: {}",
-                        step.name(),
-                        reply.event_type
-                    ))
-                }
-                Ok(DispatchOutcome::Reply(reply)) => {
-                    return Err(format!("unexpected reply `{}`", reply.event_type))
-                }
-                // A forward step must show its effect; no event means nothing to build on.
-                Ok(DispatchOutcome::NoChange) => {
-                    return Err("no reply: the command changed nothing".into())
-                }
-                Err(DispatchError::Permanent(reason)) => return Err(reason),
-                Err(DispatchError::Transient(reason)) => {
-                    if !self.back_off(step.retry_policy(), attempt).await {
-                        return Err(format!("gave up after {attempt} attempts: {reason}"));
-                    }
-                }
-            }
-            attempt += 1;
-        }
-    }
-
-    /// Runs one compensation with retries; the confirming reply (none for no change), or why
-    /// it was given up.
-    async fn run_compensation(
-        &self,
-        run: &mut Run<'_>,
-        step: &SagaStep,
-        compensation: &Compensation,
-    ) -> Result<Option<Reply>, String> {
-        let command = compensation
-            .build(&run.data)
-            .map_err(|reason| format!("cannot build compensation: {reason}"))?;
-        let mut attempt = 1;
-        loop {
-            let message = run.message(
-                step.name(),
-                StepKind::Compensation,
-                attempt,
-                command.clone(),
-            );
-            let reason = match self.dispatch(run, message).await {
-                // Compensations are idempotent: nothing changed means it was already undone.
-                Ok(DispatchOutcome::NoChange) => return Ok(None),
-                Ok(DispatchOutcome::Reply(reply))
-                    if compensation.succeeds_on(&reply.event_type) =>
-                {
-                    return Ok(Some(reply))
-                }
-                Ok(DispatchOutcome::Reply(reply)) => {
-                    format!("unexpected reply `{}`", reply.event_type)
-                }
-                Err(DispatchError::Permanent(reason)) => return Err(reason),
-                Err(DispatchError::Transient(reason)) => reason,
-            };
-            if !self.back_off(step.retry_policy(), attempt).await {
-                return Err(format!("gave up after {attempt} attempts: {reason}"));
-            }
-            attempt += 1;
-        }
-    }
-
-    /// Sends the completion commands, each retried only for transient faults and only by the
-    /// definition's completion policy; failures are reported, not fatal.
-    async fn run_completion(
-        &self,
-        run: &mut Run<'_>,
-        definition: &SagaDefinition,
-    ) -> Vec<StepFailure> {
-        let commands = match definition.completion_commands(&run.data) {
-            Ok(commands) => commands,
-            Err(reason) => {
-                return vec![StepFailure {
-                    step: COMPLETION_STEP.to_string(),
-                    reason: format!("cannot build completion commands: {reason}"),
-                }]
-            }
-        };
-        let mut failures = Vec::new();
-        for (index, command) in commands.into_iter().enumerate() {
-            let step = CommandMessage::completion_step(index);
-            let mut attempt = 1;
-            loop {
-                let message = run.message(&step, StepKind::Completion, attempt, command.clone());
-                match self.dispatch(run, message).await {
-                    Ok(_) => break,
-                    Err(DispatchError::Permanent(reason)) => {
-                        failures.push(StepFailure { step, reason });
-                        break;
-                    }
-                    Err(DispatchError::Transient(reason)) => {
-                        if !self.back_off(definition.completion_retry(), attempt).await {
-                            failures.push(StepFailure {
-                                step,
-                                reason: format!("gave up after {attempt} attempts: {reason}"),
-                            });
-                            break;
-                        }
-                    }
-                }
-                attempt += 1;
-            }
-        }
-        failures
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SimClock;
+    use crate::event::Timestamp;
+    use crate::saga::definition::{RetryPolicy, SagaCommand};
     use crate::saga::test_support::{order_input, order_saga, order_saga_with, order_steps};
     use serde_json::json;
-    use std::collections::{HashMap, VecDeque};
+    use std::collections::HashMap;
     use std::sync::Mutex;
 
-    type Planned = Result<DispatchOutcome, DispatchError>;
+    type Planned = Result<Vec<Reply>, DispatchError>;
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000);
 
     /// Replies with each command type's usual success unless an outcome is planned for it.
     #[derive(Default)]
@@ -426,11 +285,11 @@ mod tests {
     }
 
     fn reply(event_type: &str) -> Planned {
-        Ok(DispatchOutcome::Reply(Reply::new(
+        Ok(vec![Reply::new(
             format!("planned-{event_type}"),
             event_type,
             json!({ "planned": true }),
-        )))
+        )])
     }
 
     fn transient() -> Planned {
@@ -464,7 +323,7 @@ mod tests {
         fn dispatch(
             &self,
             message: CommandMessage,
-        ) -> BoxFuture<Result<DispatchOutcome, DispatchError>> {
+        ) -> BoxFuture<Result<Vec<Reply>, DispatchError>> {
             let command_type = message.command.command_type.clone();
             let n = {
                 let mut sent = self.sent.lock().unwrap();
@@ -478,47 +337,63 @@ mod tests {
                 .get_mut(&command_type)
                 .and_then(VecDeque::pop_front);
             let outcome = planned.unwrap_or_else(|| {
-                Ok(DispatchOutcome::Reply(Reply::new(
+                Ok(vec![Reply::new(
                     format!("evt-{n}"),
                     usual_reply(&command_type),
                     json!({ "payment_id": "pay-9", "n": n }),
-                )))
+                )])
             });
             Box::pin(async move { outcome })
         }
     }
 
-    #[derive(Default)]
+    /// Moves its clock by each wait, and remembers the waits.
     struct RecordingSleeper {
+        clock: SimClock,
         waits: Mutex<Vec<u64>>,
     }
 
     impl Sleeper for RecordingSleeper {
         fn sleep(&self, millis: u64) -> BoxFuture<()> {
             self.waits.lock().unwrap().push(millis);
+            self.clock
+                .advance(i64::try_from(millis).unwrap_or(i64::MAX));
             Box::pin(async {})
         }
+    }
+
+    fn executor(dispatcher: Arc<ScriptedDispatcher>) -> (SagaExecutor, Arc<RecordingSleeper>) {
+        let clock = SimClock::starting_at(T0);
+        let sleeper = Arc::new(RecordingSleeper {
+            clock: clock.clone(),
+            waits: Mutex::new(Vec::new()),
+        });
+        (
+            SagaExecutor::new(dispatcher, Arc::new(clock), sleeper.clone()),
+            sleeper,
+        )
     }
 
     async fn run(
         dispatcher: ScriptedDispatcher,
         definition: &SagaDefinition,
         input: Value,
-    ) -> (SagaOutcome, Arc<ScriptedDispatcher>, Arc<RecordingSleeper>) {
+    ) -> (SagaOutcome, Arc<ScriptedDispatcher>, Vec<u64>) {
         let dispatcher = Arc::new(dispatcher);
-        let sleeper = Arc::new(RecordingSleeper::default());
-        let executor = SagaExecutor::new(dispatcher.clone(), sleeper.clone());
+        let (executor, sleeper) = executor(dispatcher.clone());
         let outcome = executor
             .execute(definition, "saga-1", input, "corr-1")
-            .await;
-        (outcome, dispatcher, sleeper)
+            .await
+            .unwrap();
+        let waits = sleeper.waits.lock().unwrap().clone();
+        (outcome, dispatcher, waits)
     }
 
     #[tokio::test]
     async fn all_steps_succeed_and_the_completion_command_is_sent() {
-        let (outcome, dispatcher, sleeper) =
+        let (outcome, dispatcher, waits) =
             run(ScriptedDispatcher::default(), &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Completed);
+        assert_eq!(outcome.status, InstanceStatus::Completed);
         assert_eq!(outcome.steps_run, ["reserve", "charge", "ship"]);
         assert_eq!(outcome.failed_step, None);
         assert!(outcome.compensated.is_empty());
@@ -538,8 +413,9 @@ mod tests {
         let sent = dispatcher.sent();
         assert!(sent.iter().all(|m| m.correlation_id == "corr-1"
             && m.saga_id == "saga-1"
-            && m.saga_type == "order_fulfilment"
-            && m.deadline.is_none()));
+            && m.saga_type == "order_fulfilment"));
+        // Each step command is due back within its step's timeout, as on the durable path.
+        assert_eq!(sent[1].deadline, Some(T0.plus_millis(2_000)));
         // Each command is caused by the reply before it; the first by the saga itself.
         let causes: Vec<&str> = sent.iter().map(|m| m.causation_id.as_str()).collect();
         assert_eq!(causes, ["saga-1", "evt-1", "evt-2", "evt-3"]);
@@ -549,15 +425,16 @@ mod tests {
             sent[1].command_id,
             CommandMessage::command_id_for("saga-1", "charge", StepKind::Forward, 1)
         );
-        assert!(sleeper.waits.lock().unwrap().is_empty());
+        assert!(waits.is_empty());
+        assert!(matches!(
+            outcome.events.last(),
+            Some(SagaEvent::Completed { .. })
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_saga_runs_on_a_spawned_task_because_its_future_is_send() {
-        let executor = SagaExecutor::new(
-            Arc::new(ScriptedDispatcher::default()),
-            Arc::new(RecordingSleeper::default()),
-        );
+        let (executor, _) = executor(Arc::new(ScriptedDispatcher::default()));
         let definition = order_saga();
         let outcome = tokio::spawn(async move {
             executor
@@ -565,8 +442,9 @@ mod tests {
                 .await
         })
         .await
+        .unwrap()
         .unwrap();
-        assert_eq!(outcome.status, SagaStatus::Completed);
+        assert_eq!(outcome.status, InstanceStatus::Completed);
         assert_eq!(outcome.saga_id, "saga-2");
     }
 
@@ -574,8 +452,8 @@ mod tests {
     async fn a_failure_at_step_three_compensates_charge_then_reserve() {
         let dispatcher =
             ScriptedDispatcher::default().plan("shipment.schedule", vec![reply("shipment.failed")]);
-        let (outcome, dispatcher, _) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Compensated);
+        let (outcome, dispatcher, waits) = run(dispatcher, &order_saga(), order_input()).await;
+        assert_eq!(outcome.status, InstanceStatus::Compensated);
         assert_eq!(outcome.steps_run, ["reserve", "charge"]);
         assert_eq!(
             outcome.failed_step,
@@ -598,54 +476,53 @@ mod tests {
         let sent = dispatcher.sent();
         assert_eq!(sent[3].kind, StepKind::Compensation);
         // The refund is built from the charge's reply and knows why it runs.
-        assert_eq!(
-            sent[3].command.payload,
-            json!({"payment_id": "pay-9", "because": "ship"})
-        );
-        assert_eq!(
-            outcome.data.failure,
-            Some(SagaFailure {
-                step: "ship".into(),
-                reason: "step `ship` failed: shipment.failed".into(),
-                timed_out: false
-            })
-        );
+        assert_eq!(sent[3].command.payload["payment_id"], "pay-9");
+        assert_eq!(sent[3].command.payload["because"], "ship");
         assert_eq!(sent[3].causation_id, "planned-shipment.failed");
         assert!(outcome.data.compensation_replies.contains_key("reserve"));
         assert_eq!(outcome.attempts, 5);
+        assert!(waits.is_empty(), "every command was answered");
     }
 
     #[tokio::test]
-    async fn transient_errors_are_retried_with_the_policys_backoff_then_succeed() {
+    async fn an_unanswered_forward_attempt_is_sent_again_after_its_wait_and_then_succeeds() {
         let dispatcher =
             ScriptedDispatcher::default().plan("payment.charge", vec![transient(), transient()]);
-        let (outcome, dispatcher, sleeper) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Completed);
-        assert_eq!(*sleeper.waits.lock().unwrap(), [50, 100]);
+        let (outcome, dispatcher, waits) = run(dispatcher, &order_saga(), order_input()).await;
+        assert_eq!(outcome.status, InstanceStatus::Completed);
+        // Attempt 1 awaited the charge's 2 s timeout, attempt 2 twice that.
+        assert_eq!(waits, [2_000, 4_000]);
         let charges: Vec<CommandMessage> = dispatcher
             .sent()
             .into_iter()
-            .filter(|m| m.step == "charge")
+            .filter(|m| m.command.command_type == "payment.charge")
             .collect();
         let attempts: Vec<u32> = charges.iter().map(|m| m.attempt).collect();
         assert_eq!(attempts, [1, 2, 3]);
         assert_ne!(charges[0].command_id, charges[1].command_id);
+        assert_eq!(charges[2].deadline, Some(T0.plus_millis(6_000 + 8_000)));
         assert_eq!(outcome.attempts, 6);
+        assert_eq!(outcome.dispatch_failures.len(), 2);
+        assert_eq!(outcome.dispatch_failures[0].step, "charge");
     }
 
     #[tokio::test]
-    async fn exhausted_retries_fail_the_step_and_compensate_the_completed_ones() {
+    async fn exhausted_forward_attempts_fail_the_step_and_undo_it_with_the_completed_ones() {
         let dispatcher = ScriptedDispatcher::default().plan(
             "payment.charge",
             vec![transient(), transient(), transient()],
         );
-        let (outcome, dispatcher, sleeper) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Compensated);
+        let (outcome, dispatcher, waits) = run(dispatcher, &order_saga(), order_input()).await;
+        assert_eq!(outcome.status, InstanceStatus::Compensated);
         let failed = outcome.failed_step.unwrap();
         assert_eq!(failed.step, "charge");
-        assert_eq!(failed.reason, "gave up after 3 attempts: broker busy");
-        assert_eq!(outcome.compensated, ["reserve"]);
-        assert_eq!(*sleeper.waits.lock().unwrap(), [50, 100]);
+        assert_eq!(
+            failed.reason,
+            "step `charge` got no reply to any of 3 attempts"
+        );
+        // A step that timed out may have taken effect after all, so it is undone too.
+        assert_eq!(outcome.compensated, ["charge", "reserve"]);
+        assert_eq!(waits, [2_000, 4_000, 8_000]);
         assert_eq!(
             dispatcher.sent_types(),
             [
@@ -653,138 +530,128 @@ mod tests {
                 "payment.charge",
                 "payment.charge",
                 "payment.charge",
+                "payment.refund",
                 "inventory.release"
             ]
         );
+        assert!(outcome.events.iter().any(|e| matches!(
+            e,
+            SagaEvent::StepFailed {
+                timed_out: true,
+                ..
+            }
+        )));
     }
 
     #[tokio::test]
-    async fn a_custom_retry_policy_drives_attempts_and_backoff() {
+    async fn the_forward_policy_sets_the_attempts_and_one_attempt_fails_at_the_first_deadline() {
         let mut steps = order_steps();
-        steps[0] = steps[0].clone().retry(RetryPolicy {
-            max_attempts: 5,
-            initial_backoff_ms: 10,
-            multiplier: 3,
-            max_backoff_ms: 100,
-        });
-        let dispatcher =
-            ScriptedDispatcher::default().plan("inventory.reserve", vec![transient(); 5]);
-        let (outcome, _, sleeper) = run(dispatcher, &order_saga_with(steps), order_input()).await;
-        assert_eq!(*sleeper.waits.lock().unwrap(), [10, 30, 90, 100]);
-        assert_eq!(outcome.attempts, 5);
-        assert_eq!(outcome.status, SagaStatus::Compensated);
-        assert!(outcome.compensated.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_compensation_that_keeps_failing_is_recorded_and_the_others_still_run() {
-        let dispatcher = ScriptedDispatcher::default()
-            .plan("shipment.schedule", vec![reply("shipment.failed")])
-            .plan(
-                "payment.refund",
-                vec![transient(), reply("payment.refund_pending"), transient()],
-            );
-        let (outcome, dispatcher, sleeper) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::CompensationFailed);
-        assert_eq!(
-            outcome.compensation_failures,
-            [StepFailure {
-                step: "charge".into(),
-                reason: "gave up after 3 attempts: broker busy".into()
-            }]
-        );
-        assert_eq!(outcome.compensated, ["reserve"]);
-        assert_eq!(
-            dispatcher.sent_types()[3..],
-            [
-                "payment.refund",
-                "payment.refund",
-                "payment.refund",
-                "inventory.release"
-            ]
-        );
-        assert_eq!(*sleeper.waits.lock().unwrap(), [50, 100]);
-    }
-
-    #[tokio::test]
-    async fn a_no_change_compensation_counts_as_compensated() {
-        let dispatcher = ScriptedDispatcher::default()
-            .plan("shipment.schedule", vec![reply("shipment.failed")])
-            .plan("payment.refund", vec![Ok(DispatchOutcome::NoChange)]);
-        let (outcome, _, _) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Compensated);
-        assert_eq!(outcome.compensated, ["charge", "reserve"]);
-        assert!(!outcome.data.compensation_replies.contains_key("charge"));
-        assert!(outcome.data.compensation_replies.contains_key("reserve"));
-    }
-
-    #[tokio::test]
-    async fn a_forward_no_change_or_permanent_error_fails_the_step_without_retry() {
-        let dispatcher = ScriptedDispatcher::default()
-            .plan("inventory.reserve", vec![Ok(DispatchOutcome::NoChange)]);
-        let (outcome, dispatcher, _) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Compensated);
-        assert_eq!(
-            outcome.failed_step.unwrap().reason,
-            "no reply: the command changed nothing"
-        );
-        assert_eq!(dispatcher.sent_types(), ["inventory.reserve"]);
-
+        steps[1] = steps[1].clone().retry(RetryPolicy::no_retry());
         let dispatcher = ScriptedDispatcher::default().plan(
             "payment.charge",
             vec![Err(DispatchError::Permanent("card unknown".into()))],
         );
-        let (outcome, dispatcher, sleeper) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.failed_step.unwrap().reason, "card unknown");
-        assert_eq!(outcome.compensated, ["reserve"]);
-        assert_eq!(dispatcher.sent().len(), 3);
-        assert!(sleeper.waits.lock().unwrap().is_empty());
+        let (outcome, _, waits) = run(dispatcher, &order_saga_with(steps), order_input()).await;
+        assert_eq!(waits, [2_000]);
+        assert_eq!(outcome.status, InstanceStatus::Compensated);
+        assert_eq!(
+            outcome.failed_step.unwrap().reason,
+            "step `charge` got no reply within 2000ms"
+        );
+        // The service's own reason is kept, as a dead letter's would be.
+        assert_eq!(
+            outcome.dispatch_failures,
+            [StepFailure {
+                step: "charge".into(),
+                reason: "permanent dispatch failure: card unknown".into()
+            }]
+        );
     }
 
     #[tokio::test]
-    async fn an_unexpected_forward_reply_fails_the_step() {
-        let dispatcher =
-            ScriptedDispatcher::default().plan("payment.charge", vec![reply("inventory.reserved")]);
-        let (outcome, _, _) = run(dispatcher, &order_saga(), order_input()).await;
+    async fn a_compensation_that_keeps_failing_is_recorded_and_the_others_still_run() {
+        let mut steps = order_steps();
+        steps[1] = steps[1]
+            .clone()
+            .compensation_retry(RetryPolicy::attempts(2));
+        let dispatcher = ScriptedDispatcher::default()
+            .plan("shipment.schedule", vec![reply("shipment.failed")])
+            .plan("payment.refund", vec![transient(), transient()]);
+        let (outcome, _, waits) = run(dispatcher, &order_saga_with(steps), order_input()).await;
+        assert_eq!(outcome.status, InstanceStatus::CompensationFailed);
         assert_eq!(
-            outcome.failed_step.unwrap().reason,
-            "unexpected reply `inventory.reserved`"
+            outcome.compensation_failures,
+            [StepFailure {
+                step: "charge".into(),
+                reason: "compensation of `charge` unconfirmed after 2 attempts".into()
+            }]
         );
         assert_eq!(outcome.compensated, ["reserve"]);
+        assert_eq!(waits, [2_000, 4_000]);
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_is_not_the_steps_is_ignored_until_the_step_times_out() {
+        let mut steps = order_steps();
+        steps[1] = steps[1].clone().retry(RetryPolicy::no_retry());
+        let dispatcher =
+            ScriptedDispatcher::default().plan("payment.charge", vec![reply("payment.pending")]);
+        let (outcome, _, waits) = run(dispatcher, &order_saga_with(steps), order_input()).await;
+        assert_eq!(waits, [2_000]);
+        assert_eq!(outcome.failed_step.unwrap().step, "charge");
+        assert_eq!(outcome.compensated, ["charge", "reserve"]);
     }
 
     #[tokio::test]
     async fn a_command_that_cannot_be_built_fails_its_step_before_dispatch() {
-        let mut input = order_input();
-        if let Value::Object(map) = &mut input {
-            map.remove("amount");
-        }
-        let (outcome, dispatcher, _) =
-            run(ScriptedDispatcher::default(), &order_saga(), input).await;
-        let failed = outcome.failed_step.unwrap();
-        assert_eq!(failed.step, "charge");
-        assert_eq!(failed.reason, "cannot build command: input has no `amount`");
+        let mut steps = order_steps();
+        steps[2] =
+            crate::saga::SagaStep::new("ship", |_: &SagaData| -> Result<SagaCommand, String> {
+                Err("no address".into())
+            })
+            .succeeds_on(&["shipment.scheduled"]);
+        let (outcome, dispatcher, _) = run(
+            ScriptedDispatcher::default(),
+            &order_saga_with(steps),
+            order_input(),
+        )
+        .await;
+        assert_eq!(outcome.status, InstanceStatus::Compensated);
         assert_eq!(
-            dispatcher.sent_types(),
-            ["inventory.reserve", "inventory.release"]
+            outcome.failed_step.unwrap().reason,
+            "cannot build command: no address"
         );
+        assert!(!dispatcher
+            .sent_types()
+            .contains(&"shipment.schedule".to_string()));
     }
 
     #[tokio::test]
-    async fn completion_failures_are_reported_without_failing_the_saga() {
-        let dispatcher = ScriptedDispatcher::default().plan(
-            "order.complete",
-            vec![transient(), transient(), transient()],
+    async fn an_unusable_input_is_refused_before_anything_is_sent() {
+        let dispatcher = Arc::new(ScriptedDispatcher::default());
+        let (executor, _) = executor(dispatcher.clone());
+        let refused = executor
+            .execute(&order_saga(), "saga-1", json!({}), "corr-1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, SagaError::CommandBuild { ref step, .. } if step == "reserve"),
+            "{refused:?}"
         );
-        let (outcome, _, sleeper) = run(dispatcher, &order_saga(), order_input()).await;
-        assert_eq!(outcome.status, SagaStatus::Completed);
+        assert!(dispatcher.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_completion_command_is_reported_and_the_saga_still_completes() {
+        let dispatcher = ScriptedDispatcher::default().plan("order.complete", vec![transient()]);
+        let (outcome, _, _) = run(dispatcher, &order_saga(), order_input()).await;
+        assert_eq!(outcome.status, InstanceStatus::Completed);
         assert_eq!(
             outcome.completion_failures,
             [StepFailure {
                 step: "on_completed#1".into(),
-                reason: "gave up after 3 attempts: broker busy".into()
+                reason: "transient dispatch failure: broker busy".into()
             }]
         );
-        assert_eq!(*sleeper.waits.lock().unwrap(), [50, 100]);
     }
 }

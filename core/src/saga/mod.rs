@@ -1,8 +1,11 @@
 //! Sagas: one [`SagaDefinition`], two runtimes.
 //!
-//! - [`SagaExecutor`] runs a saga in process, dispatching commands and retrying with backoff.
-//! - [`orchestrate`] is the durable runtime's pure decision function; [`SagaInstance`] is the
-//!   event-sourced aggregate it drives, persisted through the repository like any other.
+//! - [`orchestrate`] is the one decision function: given the saga's state, an input (start, a
+//!   reply, a tick) and the time, the events to record and the commands to send.
+//!   [`SagaInstance`] is the event-sourced aggregate it drives, persisted through the
+//!   repository like any other: the durable runtime.
+//! - [`SagaExecutor`] runs a saga in process: a driver loop around the same `orchestrate` that
+//!   calls the services directly and feeds their replies back.
 //!
 //! Steps are data-driven: a step builds a command for a service and recognises the service's
 //! reply by the reply event's type, so the same definition works over any transport.
@@ -24,12 +27,12 @@ pub use definition::{
     StepKind, COMPLETION_STEP,
 };
 pub use executor::{
-    CommandDispatcher, DispatchError, DispatchOutcome, Reply, SagaExecutor, SagaOutcome,
-    SagaStatus, Sleeper, StepFailure,
+    CommandDispatcher, DispatchError, SagaExecutor, SagaOutcome, Sleeper, StepFailure,
 };
 pub use instance::{Awaiting, InstanceStatus, SagaEvent, SagaInstance};
 pub use orchestrator::{
-    commands_in, commands_in_stored, orchestrate, SagaDecision, SagaError, SagaInput, SagaTrigger,
+    commands_in, commands_in_stored, orchestrate, Reply, SagaDecision, SagaError, SagaInput,
+    SagaTrigger,
 };
 
 /// A boxed, sendable future: what dispatchers and sleepers return.

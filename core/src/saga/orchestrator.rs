@@ -32,16 +32,31 @@ pub enum SagaInput {
         correlation_id: String,
     },
     /// A service's reply event.
-    Reply {
-        /// The reply event's id.
-        event_id: String,
-        /// The reply event's type, which decides what it means to the awaited step.
-        event_type: String,
-        /// The reply event's payload.
-        payload: Value,
-    },
+    Reply(Reply),
     /// Time passed: check the awaited command's deadline.
     Tick,
+}
+
+/// A service's reply to a saga's command: the event its command produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The reply event's id.
+    pub event_id: String,
+    /// The reply event's type, which decides what it means to the awaited step.
+    pub event_type: String,
+    /// The reply event's payload.
+    pub payload: Value,
+}
+
+impl Reply {
+    /// A reply event of `event_type` with id `event_id` and `payload`.
+    pub fn new(event_id: impl Into<String>, event_type: impl Into<String>, payload: Value) -> Self {
+        Self {
+            event_id: event_id.into(),
+            event_type: event_type.into(),
+            payload,
+        }
+    }
 }
 
 /// What the orchestrator decided: events to record and the commands they carry.
@@ -189,7 +204,7 @@ pub fn orchestrate(
                 decider.start(saga_id, input, correlation_id)?;
                 Ok(decider.finish())
             }
-            SagaInput::Reply { .. } | SagaInput::Tick => Err(SagaError::NotStarted),
+            SagaInput::Reply(_) | SagaInput::Tick => Err(SagaError::NotStarted),
         };
     }
     if state.saga_type() != definition.name() {
@@ -202,11 +217,11 @@ pub fn orchestrate(
         return match input {
             // A compensation given up on may still be confirmed: its command was queued, not
             // lost. The saga's record then says what really happened to the money and stock.
-            SagaInput::Reply {
+            SagaInput::Reply(Reply {
                 event_id,
                 event_type,
                 payload,
-            } if state.status() == InstanceStatus::CompensationFailed
+            }) if state.status() == InstanceStatus::CompensationFailed
                 && !state.has_seen_reply(event_id) =>
             {
                 let mut decider = Decider::new(definition, state, now, event_id);
@@ -219,11 +234,11 @@ pub fn orchestrate(
     match input {
         // A second start of the same saga is a redelivery: nothing new happens.
         SagaInput::Start { .. } => Ok(SagaDecision::default()),
-        SagaInput::Reply {
+        SagaInput::Reply(Reply {
             event_id,
             event_type,
             payload,
-        } => {
+        }) => {
             // Routing replies to their saga (by correlation id) is the caller's job; here a
             // reply already consumed is recognised by its id.
             if state.has_seen_reply(event_id) {
@@ -300,11 +315,7 @@ impl<'a> Decider<'a> {
             saga_type: self.definition.name(),
             correlation_id: self.next.correlation_id(),
         };
-        let wait = match kind {
-            StepKind::Compensation => step.compensation_wait(attempt),
-            StepKind::Forward | StepKind::Completion => step.timeout(),
-        };
-        let deadline = self.now.plus_millis(wait);
+        let deadline = self.now.plus_millis(step.attempt_wait(attempt));
         let message = context.message(
             step.name(),
             kind,
@@ -338,22 +349,23 @@ impl<'a> Decider<'a> {
         });
         // Nothing is recorded when the first command cannot be built: the input is refused
         // as a whole rather than starting a saga that fails before doing anything.
-        self.request_step(0)
+        self.request_step(0, 1)
             .map_err(|(step, reason)| SagaError::CommandBuild { step, reason })
     }
 
-    /// Requests the forward step at `index`; `Err((step, reason))` if its command cannot be built.
-    fn request_step(&mut self, index: usize) -> Result<(), (String, String)> {
+    /// Requests attempt `attempt` of the forward step at `index`; `Err((step, reason))` if its
+    /// command cannot be built.
+    fn request_step(&mut self, index: usize, attempt: u32) -> Result<(), (String, String)> {
         let Some(step) = self.definition.steps().get(index) else {
             return Err((format!("#{index}"), "no such step".into()));
         };
         let command = step
             .build_command(self.next.data())
             .map_err(|reason| (step.name().to_string(), reason))?;
-        let (command, deadline) = self.message(step, StepKind::Forward, 1, command);
+        let (command, deadline) = self.message(step, StepKind::Forward, attempt, command);
         self.emit(SagaEvent::StepRequested {
             step: step.name().to_string(),
-            attempt: 1,
+            attempt,
             command,
             deadline,
         });
@@ -447,18 +459,39 @@ impl<'a> Decider<'a> {
         }
         let step = self.step(&awaited.step)?;
         match awaited.kind {
+            StepKind::Forward if awaited.attempt < step.retry_policy().max_attempts => {
+                // The same command again, under the next attempt's id and a longer wait.
+                let index = self.next.completed_steps().len();
+                match self.request_step(index, awaited.attempt + 1) {
+                    Ok(()) => Ok(()),
+                    Err((step, reason)) => self.fail_step(
+                        &step,
+                        format!("cannot build command: {reason}"),
+                        None,
+                        false,
+                    ),
+                }
+            }
             StepKind::Forward => self.fail_step(
                 step.name(),
-                format!(
-                    "step `{}` got no reply within {}ms",
-                    step.name(),
-                    step.timeout()
-                ),
+                if awaited.attempt > 1 {
+                    format!(
+                        "step `{}` got no reply to any of {} attempts",
+                        step.name(),
+                        awaited.attempt
+                    )
+                } else {
+                    format!(
+                        "step `{}` got no reply within {}ms",
+                        step.name(),
+                        step.timeout()
+                    )
+                },
                 None,
                 true,
             ),
             StepKind::Compensation => {
-                if awaited.attempt < step.retry_policy().max_attempts {
+                if awaited.attempt < step.compensation_retry_policy().max_attempts {
                     if self.request_compensation(step, awaited.attempt + 1)? {
                         return Ok(());
                     }
@@ -484,7 +517,7 @@ impl<'a> Decider<'a> {
     fn advance(&mut self) -> Result<(), SagaError> {
         let index = self.next.completed_steps().len();
         if index < self.definition.steps().len() {
-            return match self.request_step(index) {
+            return match self.request_step(index, 1) {
                 Ok(()) => Ok(()),
                 // A later step's command failing to build is that step's failure: the saga
                 // compensates instead of sticking on an input it can never get past.
@@ -592,7 +625,7 @@ mod tests {
     use super::*;
     use crate::event::{CommandMeta, DomainEvent, EventEnvelope};
     use crate::repository::Repository;
-    use crate::saga::definition::{SagaFailure, SagaStep};
+    use crate::saga::definition::{RetryPolicy, SagaFailure, SagaStep};
     use crate::saga::test_support::{order_input, order_saga, order_saga_with, order_steps};
     use crate::store::InMemoryEventStore;
     use serde_json::json;
@@ -613,11 +646,11 @@ mod tests {
     }
 
     fn reply(event_id: &str, event_type: &str) -> SagaInput {
-        SagaInput::Reply {
+        SagaInput::Reply(Reply {
             event_id: event_id.into(),
             event_type: event_type.into(),
             payload: json!({ "payment_id": "pay-9", "from": event_id }),
-        }
+        })
     }
 
     /// Given: the saga state after `history`.
@@ -969,9 +1002,79 @@ mod tests {
         ));
     }
 
+    /// The test saga with forward steps sent once: a timeout fails the step.
+    fn single_attempt_saga() -> SagaDefinition {
+        order_saga_with(
+            order_steps()
+                .into_iter()
+                .map(|step| step.retry(RetryPolicy::no_retry()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_unanswered_forward_step_is_sent_again_awaited_longer_and_fails_after_its_last_attempt() {
+        let def = order_saga_with(
+            order_steps()
+                .into_iter()
+                .map(|step| step.retry(RetryPolicy::attempts(2)))
+                .collect(),
+        );
+        let mut past = history(
+            &def,
+            vec![
+                (start(), at(0)),
+                (reply("evt-1", "inventory.reserved"), at(10)),
+            ],
+        );
+        // Given `charge` requested at +10 with a 2000ms timeout, when its deadline passes,
+        // then the same command goes again as attempt 2, under its own id, awaited 4000ms.
+        let decision = when(&def, &given(&def, &past), SagaInput::Tick, at(2_010));
+        assert_eq!(types(&decision.events), ["saga.step_requested"]);
+        let (step, attempt, command, deadline) = requested(&decision.events[0]);
+        assert_eq!((step, attempt), ("charge", 2));
+        assert_eq!(deadline, at(2_010 + 4_000));
+        assert_eq!(command.command.command_type, "payment.charge");
+        assert_eq!(
+            command.command_id,
+            CommandMessage::command_id_for("saga-1", "charge", StepKind::Forward, 2)
+        );
+        assert_eq!(decision.commands.len(), 1);
+        past.extend(decision.events);
+        let waiting = given(&def, &past);
+        assert!(when(&def, &waiting, SagaInput::Tick, at(6_009)).is_empty());
+
+        // The first attempt's reply, arriving late, still answers the step.
+        let late = when(
+            &def,
+            &waiting,
+            reply("evt-2", "payment.processed"),
+            at(3_000),
+        );
+        assert_eq!(
+            types(&late.events),
+            ["saga.step_succeeded", "saga.step_requested"]
+        );
+        assert_eq!(requested(&late.events[1]).0, "ship");
+
+        // Unanswered again: the last attempt is used up, the step fails and is undone.
+        let failed = when(&def, &waiting, SagaInput::Tick, at(6_010));
+        assert_eq!(
+            failed.events[0],
+            SagaEvent::StepFailed {
+                step: "charge".into(),
+                reason: "step `charge` got no reply to any of 2 attempts".into(),
+                reply_event_id: None,
+                timed_out: true,
+            }
+        );
+        assert_eq!(requested(&failed.events[1]).0, "charge");
+        assert_eq!(requested(&failed.events[1]).2.kind, StepKind::Compensation);
+    }
+
     #[test]
     fn a_forward_timeout_fails_the_step_and_compensates_it_and_the_earlier_ones() {
-        let def = order_saga();
+        let def = single_attempt_saga();
         let mut past = history(
             &def,
             vec![
@@ -1031,7 +1134,7 @@ mod tests {
 
     #[test]
     fn a_timed_out_step_without_compensation_is_passed_over() {
-        let def = order_saga();
+        let def = single_attempt_saga();
         let state = given(&def, &awaiting_ship(&def));
         let decision = when(&def, &state, SagaInput::Tick, at(3_020));
         assert_eq!(
@@ -1131,14 +1234,6 @@ mod tests {
         assert_eq!(after.status(), InstanceStatus::CompensationFailed);
         assert_eq!(after.compensated_steps(), ["reserve"]);
         assert_eq!(after.failed_compensations(), ["charge"]);
-    }
-
-    #[test]
-    fn the_compensation_wait_doubles_up_to_eight_timeouts() {
-        let step = SagaStep::new("s", |_| Ok(SagaCommand::new("x.do", "x-1", json!({}))))
-            .timeout_ms(1_000);
-        let waits: Vec<i64> = (1..=7).map(|n| step.compensation_wait(n)).collect();
-        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000, 8_000]);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub const ANALYTICS_TABLE_VAR: &str = "SAGAFLOW_ANALYTICS_TABLE";
 pub const STEP_TIMEOUT_VAR: &str = "SAGAFLOW_STEP_TIMEOUT_MS";
 /// Environment variable: attempts of a saga compensation before it is recorded as failed.
 pub const STEP_ATTEMPTS_VAR: &str = "SAGAFLOW_STEP_ATTEMPTS";
+/// Environment variable: attempts of a saga's forward step before it fails.
+pub const FORWARD_ATTEMPTS_VAR: &str = "SAGAFLOW_FORWARD_ATTEMPTS";
 
 /// A configuration variable whose value cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,10 +67,16 @@ impl AdapterConfig {
             defaults.step_timing.timeout_ms,
             "a positive number of milliseconds",
         )?;
-        let attempts = positive(
+        let compensation_attempts = positive(
             &lookup,
             STEP_ATTEMPTS_VAR,
-            defaults.step_timing.attempts,
+            defaults.step_timing.compensation_attempts,
+            "a positive number of attempts",
+        )?;
+        let forward_attempts = positive(
+            &lookup,
+            FORWARD_ATTEMPTS_VAR,
+            defaults.step_timing.forward_attempts,
             "a positive number of attempts",
         )?;
         Ok(Self {
@@ -76,7 +84,8 @@ impl AdapterConfig {
             analytics_table: get(ANALYTICS_TABLE_VAR, defaults.analytics_table),
             step_timing: StepTiming {
                 timeout_ms,
-                attempts,
+                forward_attempts,
+                compensation_attempts,
             },
         })
     }
@@ -133,12 +142,16 @@ mod tests {
             config.step_timing,
             StepTiming {
                 timeout_ms: 2_500,
-                attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
+                forward_attempts: sagaflow_core::flow::sagas::FORWARD_ATTEMPTS,
+                compensation_attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
             }
         );
         let attempts =
             AdapterConfig::from_lookup(|name| (name == STEP_ATTEMPTS_VAR).then(|| " 9 ".into()));
-        assert_eq!(attempts.unwrap().step_timing.attempts, 9);
+        assert_eq!(attempts.unwrap().step_timing.compensation_attempts, 9);
+        let forward =
+            AdapterConfig::from_lookup(|name| (name == FORWARD_ATTEMPTS_VAR).then(|| "1".into()));
+        assert_eq!(forward.unwrap().step_timing.forward_attempts, 1);
         let bad =
             AdapterConfig::from_lookup(|name| (name == STEP_ATTEMPTS_VAR).then(|| "0".into()));
         assert_eq!(

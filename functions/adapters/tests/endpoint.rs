@@ -149,22 +149,23 @@ async fn stream_records(client: &Client, table: &str) -> Vec<(OperationType, Str
 #[tokio::test]
 async fn a_transaction_sent_again_with_its_token_is_applied_once() {
     let (client, table) = table("token").await;
+    // Tokens live for ten minutes across the endpoint: each run of the test needs its own.
     let raise_with = |token: &'static str| {
         client
             .transact_write_items()
             .transact_items(raise(&table, "counter"))
-            .client_request_token(token)
+            .client_request_token(format!("{token}-{}", std::process::id()))
             .send()
     };
     for _ in 0..2 {
-        raise_with("the-same-request").await.unwrap();
+        raise_with("same-request").await.unwrap();
     }
     assert_eq!(
         counter(&client, &table, "counter").await.as_deref(),
         Some("1")
     );
     // A new token is a new request.
-    raise_with("another-request").await.unwrap();
+    raise_with("new-request").await.unwrap();
     assert_eq!(
         counter(&client, &table, "counter").await.as_deref(),
         Some("2")

@@ -82,8 +82,10 @@ mod tests {
         let orchestrator = OrchestratorHandler::with_step_timing(
             store.clone(),
             Topics::default(),
+            // One attempt per forward step, so the first overdue deadline fails the step.
             StepTiming {
                 timeout_ms: STEP_TIMEOUT_MS,
+                forward_attempts: 1,
                 ..StepTiming::default()
             },
         )

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use sagaflow_core::flow::clock::Clock;
+use sagaflow_core::clock::Clock;
 use sagaflow_core::Timestamp;
 use sagaflow_lambda_kafka::trigger_payload::{kafka_event, ConsumedRecord, EventSource};
 use sagaflow_lambda_kafka::{parse_kafka_event, KafkaBatchResponse, PayloadError};
@@ -404,7 +404,7 @@ fn partition_of(key: &str, partitions: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sagaflow_core::flow::clock::SimClock;
+    use sagaflow_core::clock::SimClock;
     use sagaflow_lambda_kafka::{decode_batch, RecordId};
 
     fn record(topic: &str, key: &str, value: &str) -> OutboundRecord {

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sagaflow_core::clock::SimClock;
 use sagaflow_core::command::{command_id_for, CommandEnvelope};
 use sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE;
 use sagaflow_core::domain::{Flow, InventoryError, StockLevel};
-use sagaflow_core::flow::clock::SimClock;
 use sagaflow_core::flow::intake::{intake_pipeline, run_intake, Catalog, IntakeOrder, PlaceOrder};
 use sagaflow_core::flow::sagas::{order_saga, ServicesDispatcher, SimSleeper};
 use sagaflow_core::flow::services::FlowServices;
@@ -56,6 +56,15 @@ pub enum PlaceError {
         /// What failed.
         #[source]
         source: serde_json::Error,
+    },
+    /// The in-process saga refused to start.
+    #[error("order {order}: the in-process saga refused it: {source}")]
+    Saga {
+        /// The order.
+        order: String,
+        /// Why.
+        #[source]
+        source: sagaflow_core::saga::SagaError,
     },
     /// The front-door command was not published.
     #[error("order {order}: the front-door command was not published: {source}")]
@@ -169,11 +178,16 @@ impl Door {
                         self.services.clone(),
                         self.clock.clone(),
                     )),
+                    Arc::new(self.clock.clone()),
                     Arc::new(SimSleeper::new(self.clock.clone())),
                 );
                 let outcome = executor
                     .execute(&self.in_process_saga, &order_id, payload, &order_id)
-                    .await;
+                    .await
+                    .map_err(|source| PlaceError::Saga {
+                        order: order_id.clone(),
+                        source,
+                    })?;
                 return Ok(Placement::Accepted {
                     intake,
                     in_process: Some(Box::new(outcome)),

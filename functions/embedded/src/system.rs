@@ -6,8 +6,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use sagaflow_core::clock::SimClock;
 use sagaflow_core::domain::order::order_upcasters;
-use sagaflow_core::flow::clock::SimClock;
 use sagaflow_core::flow::sagas::{SagaRunner, StepTiming};
 use sagaflow_core::flow::services::FlowServices;
 use sagaflow_core::mediator::{Mediator, MediatorError};

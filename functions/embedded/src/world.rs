@@ -10,10 +10,11 @@ use sagaflow_records::{OutboundRecord, Topics};
 use crate::broker::Latency;
 
 /// A payment method whose provider answers only after [`SLOW_PROVIDER_DELAY_MS`]: longer than
-/// the saga's payment deadline, so an orchestrated order with it times out and compensates.
+/// both attempts of the saga's payment step (30 s and 60 s at the default timeout), so an
+/// orchestrated order with it times out and compensates.
 pub const SLOW_METHOD: &str = "card-slow";
 /// How long the slow provider holds a charge, in milliseconds.
-pub const SLOW_PROVIDER_DELAY_MS: i64 = 90_000;
+pub const SLOW_PROVIDER_DELAY_MS: i64 = 150_000;
 
 /// The latency of the slow provider: charges with [`SLOW_METHOD`] on the payment commands
 /// topic of `topics` wait [`SLOW_PROVIDER_DELAY_MS`]; everything else goes at once.

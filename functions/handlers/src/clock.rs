@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use sagaflow_core::flow::clock::Clock;
+pub use sagaflow_core::clock::Clock;
 use sagaflow_core::Timestamp;
 
 /// Now, in milliseconds since the Unix epoch.
