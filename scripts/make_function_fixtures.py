@@ -118,9 +118,15 @@ def orchestrator_records():
         created = order_created(order, flow)["payload"]
         payload = {k: v for k, v in created.items() if k != "total"}
         return command("saga.start", order, payload, order)
+    def cancel(order):
+        return command("saga.cancel", order, {"reason": "changed my mind"}, order)
     return [
         record("sagaflow.commands.saga", 0, 2, "ord-5004", start("ord-5004", "orchestrated"), {"command_type": "saga.start"}),
         record("sagaflow.commands.saga", 0, 3, "ord-5005", start("ord-5005", "choreographed"), {"command_type": "saga.start"}),
+        # The documented envelope with no headers: the customer cancels ord-5004 while it runs,
+        # and ord-5005, which has no saga.
+        record("sagaflow.commands.saga", 0, 4, "ord-5004", cancel("ord-5004")),
+        record("sagaflow.commands.saga", 0, 5, "ord-5005", cancel("ord-5005")),
         record("sagaflow.events.order", 0, 30, "ord-5001", order_created("ord-5001", "orchestrated"), {"event_type": "order.created"}),
         record("sagaflow.events.order", 0, 31, "ord-5002", order_created("ord-5002", "choreographed"), {"event_type": "order.created"}),
         record("sagaflow.events.order", 1, 7, "ord-5003", None, raw_value=b64(b"not json {")),

@@ -427,6 +427,7 @@ fn shape(events: &[SagaEvent]) -> Vec<(String, String, u32)> {
                 }
                 SagaEvent::StepSucceeded { step, .. } => ("succeeded", step.as_str(), 0),
                 SagaEvent::StepFailed { step, .. } => ("failed", step.as_str(), 0),
+                SagaEvent::Cancelled { step, .. } => ("cancelled", step.as_str(), 0),
                 SagaEvent::CompensationRequested { step, attempt, .. } => {
                     ("compensation requested", step.as_str(), *attempt)
                 }
@@ -561,4 +562,172 @@ async fn both_runtimes_record_the_same_saga_when_a_compensation_goes_unanswered(
         2
     )));
     assert!(matches!(durable.last(), Some(SagaEvent::Aborted { .. })));
+}
+
+fn cancel(id: &str) -> SagaInput {
+    SagaInput::Cancel {
+        cancel_id: id.into(),
+        reason: "changed my mind".into(),
+    }
+}
+
+/// `state` after `input`, and what it decided.
+fn then(
+    definition: &SagaDefinition,
+    state: &SagaInstance,
+    input: SagaInput,
+) -> (SagaInstance, Vec<CommandMessage>) {
+    let decision = orchestrate(definition, state, &input, Timestamp(5_000)).unwrap();
+    let mut next = state.clone();
+    for event in &decision.events {
+        next.apply(event);
+    }
+    (next, decision.commands)
+}
+
+#[test]
+fn given_a_charge_in_flight_when_the_customer_cancels_then_it_and_the_order_are_undone_in_reverse()
+{
+    let saga = order_saga().unwrap();
+    let state = given(&saga, &[start(), order_created()]);
+    let (cancelled, commands) = then(&saga, &state, cancel("cancel-1"));
+    assert_eq!(cancelled.status(), InstanceStatus::Compensating);
+    // The charge may still take effect: it is refunded first, then the order cancelled.
+    assert_eq!(
+        summary(&commands),
+        vec![(
+            "payment.refund".into(),
+            "ord-9".into(),
+            StepKind::Compensation
+        )]
+    );
+    assert_eq!(commands[0].causation_id, "cancel-1");
+    assert!(commands[0].command.payload["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("customer_cancelled: cancelled: changed my mind"));
+
+    // The charge's reply races the cancel and loses: no further step is requested.
+    let (raced, commands) = then(
+        &saga,
+        &cancelled,
+        reply(
+            "payment.processed",
+            json!({"amount": {"amount_minor": 2500, "currency": "EUR"}}),
+        ),
+    );
+    assert!(commands.is_empty(), "{commands:?}");
+    let (refunded, commands) = then(
+        &saga,
+        &raced,
+        reply(
+            "payment.refunded",
+            json!({"amount": {"amount_minor": 2500, "currency": "EUR"}}),
+        ),
+    );
+    assert_eq!(
+        summary(&commands),
+        vec![(
+            "order.cancel".into(),
+            "ord-9".into(),
+            StepKind::Compensation
+        )]
+    );
+    assert_eq!(
+        commands[0].command.payload["reason"]["code"],
+        "customer_cancelled"
+    );
+    assert_eq!(commands[0].command.payload["refund_status"], "refunded");
+    let (ended, commands) = then(&saga, &refunded, reply("order.cancelled", json!({})));
+    assert!(commands.is_empty());
+    assert_eq!(ended.status(), InstanceStatus::Compensated);
+    assert_eq!(
+        ended.compensated_steps(),
+        ["process_payment", "create_order"]
+    );
+
+    // A cancel after the rollback, or during it, is refused and changes nothing.
+    for state in [&cancelled, &ended] {
+        let refused = orchestrate(&saga, state, &cancel("cancel-2"), Timestamp(6_000)).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                sagaflow_core::saga::SagaError::CancelRefused { .. }
+            ),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("already"), "{refused}");
+    }
+}
+
+#[test]
+fn given_a_completed_or_unstarted_saga_when_a_cancel_comes_then_it_is_refused() {
+    let saga = order_saga().unwrap();
+    let done = given(
+        &saga,
+        &[
+            start(),
+            order_created(),
+            reply("payment.processed", json!({})),
+            reply("inventory.reserved", json!({})),
+            reply("shipment.scheduled", json!({})),
+        ],
+    );
+    assert_eq!(done.status(), InstanceStatus::Completed);
+    let refused = orchestrate(&saga, &done, &cancel("c"), Timestamp(9_000)).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "cannot cancel a saga that is Completed: the order was completed"
+    );
+    assert!(matches!(
+        orchestrate(&saga, &SagaInstance::default(), &cancel("c"), Timestamp(1)),
+        Err(sagaflow_core::saga::SagaError::NotStarted)
+    ));
+}
+
+#[tokio::test]
+async fn a_durable_cancel_applies_once_and_a_second_one_is_refused_as_permanent() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let runner = SagaRunner::new(store.clone(), vec![order_saga().unwrap()]);
+    let input = serde_json::to_value(create_order()).unwrap();
+    runner
+        .start(ORDER_SAGA, "ord-9", input, "ord-9", Timestamp(1))
+        .await
+        .unwrap();
+    let first = runner
+        .cancel("ord-9", "cancel-1", "changed my mind", Timestamp(2))
+        .await
+        .unwrap();
+    let types: Vec<&str> = first.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["saga.cancelled", "saga.compensation_requested"]);
+    // The same command delivered again is recognised by its id.
+    let again = runner
+        .cancel("ord-9", "cancel-1", "changed my mind", Timestamp(3))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    let second = runner
+        .cancel("ord-9", "cancel-2", "really", Timestamp(4))
+        .await
+        .unwrap_err();
+    assert!(second.is_permanent(), "{second}");
+    assert!(
+        second.to_string().contains("already being cancelled"),
+        "{second}"
+    );
+    let unknown = runner
+        .cancel("ord-0", "cancel-3", "who", Timestamp(5))
+        .await
+        .unwrap_err();
+    assert!(unknown.is_permanent());
+    assert_eq!(
+        unknown.to_string(),
+        "cannot cancel saga `ord-0`: no orchestrated order has this id"
+    );
+    let saga_events = store
+        .all_events()
+        .into_iter()
+        .filter(|e| e.event_type == "saga.cancelled")
+        .count();
+    assert_eq!(saga_events, 1, "cancelled exactly once");
 }

@@ -15,8 +15,8 @@ USAGE:
 OPTIONS:
     --orders N          orders to place (default 36)
     --seed N            seed of every random choice (default 42)
-    --mix LIST          share of each scenario, e.g. success=60,declined=10,out-of-stock=10,
-                        shipment-failure=10,timeout=5,invalid=5 (default as shown)
+    --mix LIST          share of each scenario, e.g. success=55,declined=10,out-of-stock=10,
+                        shipment-failure=10,timeout=5,invalid=5,customer-cancel=5 (default as shown)
     --flows LIST        flows to use, round robin: orchestrated,choreographed,in-process (default all)
     --lost-commits PCT  share of batch commits lost, forcing redelivery (default 10, max 90)
     --partitions N      partitions per topic (default 4)
@@ -54,12 +54,13 @@ impl Default for Args {
             orders: 36,
             seed: 42,
             mix: vec![
-                (Scenario::Success, 60),
+                (Scenario::Success, 55),
                 (Scenario::Declined, 10),
                 (Scenario::OutOfStock, 10),
                 (Scenario::ShipmentFailure, 10),
                 (Scenario::Timeout, 5),
                 (Scenario::Invalid, 5),
+                (Scenario::CustomerCancel, 5),
             ],
             flows: vec![Flow::Orchestrated, Flow::Choreographed, Flow::InProcess],
             lost_commit_percent: 10,

@@ -9,15 +9,18 @@ mod scenario;
 
 use std::process::ExitCode;
 
+use sagaflow_core::domain::Flow;
+use sagaflow_core::mediator::Mediator;
 use sagaflow_embedded::world::slow_provider;
 use sagaflow_embedded::Topics;
 use sagaflow_embedded::{
-    front_door, BrokerConfig, EmbeddedConfig, EmbeddedSystem, PlaceOrderCommand, Placement,
+    front_door, BrokerConfig, CancelOrderCommand, EmbeddedConfig, EmbeddedSystem,
+    PlaceOrderCommand, Placement,
 };
 
 use crate::args::Args;
 use crate::report::{print_report, OrderRow};
-use crate::scenario::{initial_stock, orders_for};
+use crate::scenario::{initial_stock, orders_for, Scenario};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -40,6 +43,66 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// After how many completed saga steps each customer cancels, by the order of the cancels: at
+/// every step of the order saga in turn, so each compensation path runs.
+const CANCEL_AFTER_STEPS: [usize; 4] = [0, 1, 2, 3];
+
+/// Runs the batch just placed: its customers cancel `cancels` (an orchestrated order once its
+/// saga completed that many steps, the others at once) while their orders run, and once everything is idle cancel them again,
+/// which must be refused.
+async fn run_batch(
+    system: &EmbeddedSystem,
+    door: &Mediator,
+    mut cancels: Vec<(Option<usize>, String)>,
+) -> Result<(), String> {
+    let cancel = |order_id: &String, attempt: u32, reason: &str| {
+        door.send(CancelOrderCommand {
+            order_id: order_id.clone(),
+            reason: reason.into(),
+            attempt,
+        })
+    };
+    let mut sent = Vec::new();
+    while !cancels.is_empty() {
+        let mut waiting = Vec::new();
+        for (steps, order_id) in cancels {
+            let saga = system
+                .sagas()
+                .repository()
+                .load(&order_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let due = match steps {
+                None => true,
+                Some(steps) => saga.version > 0 && saga.state.completed_steps().len() >= steps,
+            };
+            if due {
+                cancel(&order_id, 1, "changed my mind")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                sent.push(order_id);
+            } else {
+                waiting.push((steps, order_id));
+            }
+        }
+        cancels = waiting;
+        if !cancels.is_empty() {
+            // One invocation's worth of simulated time: the next step can happen.
+            let next = system.clock().now().plus_millis(1);
+            system.run_until(next).await.map_err(|e| e.to_string())?;
+        }
+    }
+    system.run_until_idle().await.map_err(|e| e.to_string())?;
+    for order_id in &sent {
+        cancel(order_id, 2, "still want it cancelled")
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Runs the demo; returns whether every invariant held.
@@ -66,25 +129,34 @@ async fn run(args: &Args) -> Result<bool, String> {
             .map_err(|e| e.to_string())?;
     }
     let planned = orders_for(args);
+    let last = planned.len().saturating_sub(1);
     let mut rows = Vec::with_capacity(planned.len());
+    let (mut cancels, mut cancelled) = (Vec::new(), 0usize);
     for (i, order) in planned.into_iter().enumerate() {
         let placement = door
             .send(PlaceOrderCommand(order.request.clone()))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        if order.scenario == Scenario::CustomerCancel
+            && matches!(placement, Placement::Accepted { .. })
+        {
+            // Only an orchestrated order has a saga to watch; the others are cancelled at once.
+            let steps = (order.request.flow == Flow::Orchestrated).then(|| {
+                cancelled += 1;
+                CANCEL_AFTER_STEPS[cancelled % CANCEL_AFTER_STEPS.len()]
+            });
+            cancels.push((steps, order.request.order_id.clone()));
+        }
         rows.push(OrderRow {
             order_id: order.request.order_id.clone(),
             flow: order.request.flow,
             scenario: order.scenario,
-            placement: placement.clone(),
+            placement,
         });
-        if let Placement::Rejected { .. } = placement {
-            continue;
-        }
-        // Let the system work while orders keep arriving, so flows interleave on the bus.
-        if i % args.batch == args.batch - 1 {
-            system.run_until_idle().await.map_err(|e| e.to_string())?;
+        // Let the system work while orders keep arriving, so flows interleave on the broker.
+        if i % args.batch == args.batch - 1 || i == last {
+            run_batch(&system, &door, std::mem::take(&mut cancels)).await?;
         }
     }
     let stats = system.run_until_idle().await.map_err(|e| e.to_string())?;

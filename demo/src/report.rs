@@ -106,6 +106,9 @@ fn expected_outcome(scenario: Scenario, flow: Flow) -> Option<&'static str> {
         (Scenario::Timeout, Flow::Orchestrated) => Some("cancelled (timeout)"),
         (Scenario::Timeout, _) => Some("completed"),
         (Scenario::Invalid, _) => None,
+        // Only an orchestrated order has a running saga a cancel can stop.
+        (Scenario::CustomerCancel, Flow::Orchestrated) => Some("cancelled (customer_cancelled)"),
+        (Scenario::CustomerCancel, _) => Some("completed"),
     }
 }
 
@@ -367,6 +370,29 @@ pub async fn print_report(
         dead.iter().all(|d| !d.reason.is_empty()),
         "every dead letter carries its reason",
         format!("{} dead letters", dead.len()),
+    );
+    // Each customer cancels twice: the second cancel of an orchestrated order comes after its
+    // rollback, and an order of another flow has no saga to cancel at all.
+    let cancels_refused: usize = rows
+        .iter()
+        .filter(|r| {
+            r.scenario == Scenario::CustomerCancel
+                && matches!(r.placement, Placement::Accepted { .. })
+        })
+        .map(|r| if r.flow == Flow::Orchestrated { 1 } else { 2 })
+        .sum();
+    // A redelivered record is dead-lettered again (the dead-letter path is at-least-once too):
+    // letters are counted by the record they came from.
+    let refused = dead
+        .iter()
+        .filter(|d| d.reason.starts_with("saga.cancel: "))
+        .map(|d| d.key.as_str())
+        .collect::<HashSet<_>>()
+        .len();
+    checks.check(
+        refused == cancels_refused,
+        "every cancel that cannot apply is refused with its reason, and no other",
+        format!("{refused} refused, {cancels_refused} expected"),
     );
     for letter in dead.iter().take(5) {
         println!("         dead letter {}: {}", letter.key, letter.reason);

@@ -24,17 +24,21 @@ pub enum Scenario {
     Timeout,
     /// Bad input: refused at intake, nothing written.
     Invalid,
+    /// The customer cancels while the order runs: an orchestrated order's saga compensates
+    /// what it did; the other flows have no saga to cancel, so the cancel is refused.
+    CustomerCancel,
 }
 
 impl Scenario {
     /// Every scenario, in the order the demo covers them first.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Success,
         Scenario::Declined,
         Scenario::OutOfStock,
         Scenario::ShipmentFailure,
         Scenario::Timeout,
         Scenario::Invalid,
+        Scenario::CustomerCancel,
     ];
 
     /// The flag name.
@@ -46,6 +50,7 @@ impl Scenario {
             Scenario::ShipmentFailure => "shipment-failure",
             Scenario::Timeout => "timeout",
             Scenario::Invalid => "invalid",
+            Scenario::CustomerCancel => "customer-cancel",
         }
     }
 
@@ -131,7 +136,7 @@ pub fn orders_for(args: &Args) -> Vec<PlannedOrder> {
             let mut method = "card-ok".to_string();
             let mut country = "NL";
             match scenario {
-                Scenario::Success => {}
+                Scenario::Success | Scenario::CustomerCancel => {}
                 Scenario::Declined => method = "card-declined".into(),
                 Scenario::OutOfStock => lines.push(StockLine {
                     sku: SCARCE_SKU.into(),

@@ -57,6 +57,9 @@ fn stock_lines(data: &SagaData) -> Result<Vec<StockLine>, String> {
 /// Why the saga is being compensated, as a cancel reason with a stable code.
 fn cancel_reason(data: &SagaData) -> CancelReason {
     match &data.failure {
+        Some(failure) if failure.cancelled => {
+            CancelReason::new("customer_cancelled", failure.reason.clone())
+        }
         Some(failure) if failure.timed_out => CancelReason::new(
             "timeout",
             format!("{} did not answer in time", failure.step),
@@ -266,6 +269,9 @@ pub enum SagaRunError {
     /// No definition has this saga type.
     #[error("unknown saga type `{0}`")]
     UnknownSaga(String),
+    /// A cancel named a saga that was never started (no orchestrated order has this id).
+    #[error("cannot cancel saga `{0}`: no orchestrated order has this id")]
+    NoSuchSaga(String),
     /// Loading, deciding or saving the saga failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError<SagaError>),
@@ -275,7 +281,7 @@ impl SagaRunError {
     /// Whether retrying can never help.
     pub fn is_permanent(&self) -> bool {
         match self {
-            SagaRunError::UnknownSaga(_) => true,
+            SagaRunError::UnknownSaga(_) | SagaRunError::NoSuchSaga(_) => true,
             SagaRunError::Repository(e) => !e.is_transient(),
         }
     }
@@ -360,6 +366,29 @@ impl<S: EventStore> SagaRunner<S> {
         let meta = CommandMeta::caused_by(event, now)
             .with_idempotency_key(format!("saga:{}:{}", event.correlation_id, event.event_id));
         self.advance(&event.correlation_id, input, &meta).await
+    }
+
+    /// Cancels saga `saga_id` for `reason` as the command `cancel_id` asks; the same cancel
+    /// again changes nothing, a cancel of a finished or compensating saga is refused
+    /// ([`SagaError::CancelRefused`]), and so is one of a saga that was never started.
+    pub async fn cancel(
+        &self,
+        saga_id: &str,
+        cancel_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<StoredEvent>, SagaRunError> {
+        let loaded = self.sagas.load(saga_id).await?;
+        if loaded.version == 0 {
+            return Err(SagaRunError::NoSuchSaga(saga_id.to_string()));
+        }
+        let input = SagaInput::Cancel {
+            cancel_id: cancel_id.to_string(),
+            reason: reason.to_string(),
+        };
+        let meta = CommandMeta::new(saga_id, cancel_id, now)
+            .with_idempotency_key(format!("saga:{saga_id}:cancel:{cancel_id}"));
+        self.advance(saga_id, input, &meta).await
     }
 
     /// Lets saga `saga_id` act on deadlines that passed by `now`.

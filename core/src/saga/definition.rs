@@ -49,6 +49,9 @@ pub struct SagaFailure {
     pub reason: String,
     /// Whether it failed by getting no reply in time (its effect may still have happened).
     pub timed_out: bool,
+    /// Whether the saga was cancelled from outside while it awaited this step.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 /// The saga's accumulated data: the input it started with and each step's reply payload.

@@ -63,6 +63,17 @@ pub enum SagaEvent {
         /// Whether no reply came before the deadline (the effect may still have happened).
         timed_out: bool,
     },
+    /// The saga was cancelled from outside while it ran: no further step is requested, and the
+    /// completed steps (and the one awaited, which may still take effect) are compensated.
+    #[serde(rename = "saga.cancelled")]
+    Cancelled {
+        /// The forward step the saga awaited when the cancel came.
+        step: String,
+        /// Why, as the cancel gave it.
+        reason: String,
+        /// The id of the cancel command.
+        cancel_id: String,
+    },
     /// A step's compensating command was issued.
     #[serde(rename = "saga.compensation_requested")]
     CompensationRequested {
@@ -121,6 +132,7 @@ impl DomainEvent for SagaEvent {
         ("saga.step_requested", 1),
         ("saga.step_succeeded", 1),
         ("saga.step_failed", 1),
+        ("saga.cancelled", 1),
         ("saga.compensation_requested", 1),
         ("saga.step_compensated", 1),
         ("saga.compensation_failed", 1),
@@ -134,6 +146,7 @@ impl DomainEvent for SagaEvent {
             SagaEvent::StepRequested { .. } => "saga.step_requested",
             SagaEvent::StepSucceeded { .. } => "saga.step_succeeded",
             SagaEvent::StepFailed { .. } => "saga.step_failed",
+            SagaEvent::Cancelled { .. } => "saga.cancelled",
             SagaEvent::CompensationRequested { .. } => "saga.compensation_requested",
             SagaEvent::StepCompensated { .. } => "saga.step_compensated",
             SagaEvent::CompensationFailed { .. } => "saga.compensation_failed",
@@ -379,6 +392,24 @@ impl SagaInstance {
                     step: step.clone(),
                     reason: reason.clone(),
                     timed_out: *timed_out,
+                    cancelled: false,
+                });
+                self.status = InstanceStatus::Compensating;
+                self.awaiting = None;
+            }
+            SagaEvent::Cancelled { step, reason, .. } => {
+                // The awaited command is in flight and may still take effect: undo it too.
+                if !self.to_compensate.contains(step) {
+                    self.to_compensate.push(step.clone());
+                }
+                let reason = format!("cancelled: {reason}");
+                self.failed_step = Some(step.clone());
+                self.failure_reason = Some(reason.clone());
+                self.data.failure = Some(SagaFailure {
+                    step: step.clone(),
+                    reason,
+                    timed_out: false,
+                    cancelled: true,
                 });
                 self.status = InstanceStatus::Compensating;
                 self.awaiting = None;

@@ -35,6 +35,13 @@ pub enum SagaInput {
     Reply(Reply),
     /// Time passed: check the awaited command's deadline.
     Tick,
+    /// Someone outside (the customer) cancels the saga while it runs.
+    Cancel {
+        /// The cancel command's id.
+        cancel_id: String,
+        /// Why, in the canceller's words.
+        reason: String,
+    },
 }
 
 /// A service's reply to a saga's command: the event its command produced.
@@ -101,6 +108,15 @@ pub enum SagaError {
     /// The saga awaits a compensation the definition does not define.
     #[error("step `{0}` has no compensation in the definition")]
     NoCompensation(String),
+    /// A cancel came when the saga can no longer be cancelled: it finished, or it is already
+    /// compensating a failure or an earlier cancel.
+    #[error("cannot cancel a saga that is {status:?}: {detail}")]
+    CancelRefused {
+        /// Where the saga was.
+        status: InstanceStatus,
+        /// What that means for the order.
+        detail: String,
+    },
     /// The saga was started by another definition.
     #[error("saga of type `{found}` cannot be driven by definition `{expected}`")]
     WrongDefinition {
@@ -204,7 +220,9 @@ pub fn orchestrate(
                 decider.start(saga_id, input, correlation_id)?;
                 Ok(decider.finish())
             }
-            SagaInput::Reply(_) | SagaInput::Tick => Err(SagaError::NotStarted),
+            SagaInput::Reply(_) | SagaInput::Tick | SagaInput::Cancel { .. } => {
+                Err(SagaError::NotStarted)
+            }
         };
     }
     if state.saga_type() != definition.name() {
@@ -228,6 +246,7 @@ pub fn orchestrate(
                 decider.on_late_compensation(event_id, event_type, payload)?;
                 Ok(decider.finish())
             }
+            SagaInput::Cancel { .. } => Err(cancel_refused(state)),
             _ => Ok(SagaDecision::default()),
         };
     }
@@ -253,6 +272,40 @@ pub fn orchestrate(
             decider.on_tick()?;
             Ok(decider.finish())
         }
+        SagaInput::Cancel { cancel_id, reason } => {
+            let Some(awaited) = state.awaited().filter(|a| a.kind == StepKind::Forward) else {
+                // Compensating already: the rollback under way is the one that happens.
+                return Err(cancel_refused(state));
+            };
+            let mut decider = Decider::new(definition, state, now, cancel_id);
+            decider.emit(SagaEvent::Cancelled {
+                step: awaited.step.clone(),
+                reason: reason.clone(),
+                cancel_id: cancel_id.clone(),
+            });
+            decider.continue_compensation()?;
+            Ok(decider.finish())
+        }
+    }
+}
+
+/// Why `state` refuses a cancel, in words an operator can act on.
+fn cancel_refused(state: &SagaInstance) -> SagaError {
+    let detail = match state.status() {
+        InstanceStatus::Completed => "the order was completed".to_string(),
+        InstanceStatus::Compensated | InstanceStatus::CompensationFailed => format!(
+            "the order was already cancelled ({})",
+            state.failure_reason().unwrap_or("no reason recorded")
+        ),
+        InstanceStatus::Compensating => format!(
+            "the order is already being cancelled ({})",
+            state.failure_reason().unwrap_or("no reason recorded")
+        ),
+        InstanceStatus::NotStarted | InstanceStatus::Running => "it is not running".to_string(),
+    };
+    SagaError::CancelRefused {
+        status: state.status(),
+        detail,
     }
 }
 
@@ -1127,7 +1180,8 @@ mod tests {
             Some(SagaFailure {
                 step: "charge".into(),
                 reason: "step `charge` got no reply within 2000ms".into(),
-                timed_out: true
+                timed_out: true,
+                cancelled: false,
             })
         );
     }

@@ -2,7 +2,8 @@
 //! pipeline and then places the order as a client would on AWS, by publishing the documented
 //! front-door command (`saga.start` to the orchestrator, `order.create` to the order service);
 //! an in-process order runs the seed's in-process saga coordinator over the services instead.
-//! `query(GetStockLevels)` reads the warehouse.
+//! `send(CancelOrderCommand)` publishes the customer's `saga.cancel`; `query(GetStockLevels)`
+//! reads the warehouse.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use sagaflow_core::mediator::{Command, Mediator, Query};
 use sagaflow_core::pipeline::{Pipeline, StageStatus};
 use sagaflow_core::saga::{SagaDefinition, SagaExecutor, SagaOutcome};
 use sagaflow_core::{InMemoryEventStore, RepositoryError};
-use sagaflow_handlers::orchestrator::SAGA_START;
+use sagaflow_handlers::orchestrator::{SAGA_CANCEL, SAGA_START};
 use sagaflow_records::{command_record, PublishFailure, Publisher, Topics};
 
 use crate::system::{EmbeddedError, EmbeddedSystem};
@@ -85,6 +86,22 @@ impl Command for PlaceOrderCommand {
     type Output = Result<Placement, PlaceError>;
 }
 
+/// The customer's cancel of a running order: a `saga.cancel` on the front-door topic. Its
+/// `attempt` tells one cancel from another (the same attempt again is the same command).
+#[derive(Clone, Debug)]
+pub struct CancelOrderCommand {
+    /// The order.
+    pub order_id: String,
+    /// Why, in the customer's words.
+    pub reason: String,
+    /// Which of the customer's cancels this is.
+    pub attempt: u32,
+}
+
+impl Command for CancelOrderCommand {
+    type Output = Result<(), PlaceError>;
+}
+
 /// A query for the warehouse's stock levels.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GetStockLevels;
@@ -122,6 +139,13 @@ pub fn front_door(system: &EmbeddedSystem) -> Result<Mediator, EmbeddedError> {
             async move { door.place(request).await }
         })?;
     }
+    {
+        let door = door.clone();
+        mediator.register_command_handler(move |cancel: CancelOrderCommand| {
+            let door = door.clone();
+            async move { door.cancel(cancel).await }
+        })?;
+    }
     mediator.register_query_handler(move |GetStockLevels| {
         let services = door.services.clone();
         async move {
@@ -136,6 +160,30 @@ pub fn front_door(system: &EmbeddedSystem) -> Result<Mediator, EmbeddedError> {
 }
 
 impl Door {
+    async fn cancel(&self, cancel: CancelOrderCommand) -> Result<(), PlaceError> {
+        let order_id = cancel.order_id;
+        let command = CommandEnvelope {
+            command_id: command_id_for(&order_id, SAGA_CANCEL, &cancel.attempt.to_string()),
+            command_type: SAGA_CANCEL.into(),
+            target_id: order_id.clone(),
+            payload: serde_json::json!({ "reason": cancel.reason }),
+            correlation_id: order_id.clone(),
+            causation_id: format!("customer-{order_id}"),
+            issued_at: self.clock.now(),
+        };
+        self.publish(order_id, command).await
+    }
+
+    async fn publish(&self, order_id: String, command: CommandEnvelope) -> Result<(), PlaceError> {
+        self.publisher
+            .publish(&[command_record(&self.topics, &command)])
+            .await
+            .map_err(|source| PlaceError::Publish {
+                order: order_id,
+                source,
+            })
+    }
+
     async fn place(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
         let run = run_intake(&self.intake, request).await;
         let intake = run
@@ -203,13 +251,7 @@ impl Door {
             causation_id: format!("request-{order_id}"),
             issued_at: now,
         };
-        self.publisher
-            .publish(&[command_record(&self.topics, &command)])
-            .await
-            .map_err(|source| PlaceError::Publish {
-                order: order_id,
-                source,
-            })?;
+        self.publish(order_id, command).await?;
         Ok(Placement::Accepted {
             intake,
             in_process: None,

@@ -16,6 +16,8 @@ pub mod system;
 pub mod world;
 
 pub use broker::{BrokerConfig, BrokerStats, InProcessBroker, Latency};
-pub use front_door::{front_door, GetStockLevels, PlaceError, PlaceOrderCommand, Placement};
+pub use front_door::{
+    front_door, CancelOrderCommand, GetStockLevels, PlaceError, PlaceOrderCommand, Placement,
+};
 pub use sagaflow_records::Topics;
 pub use system::{DeadLetterRecord, EmbeddedConfig, EmbeddedError, EmbeddedSystem, RunStats};

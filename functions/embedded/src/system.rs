@@ -223,7 +223,20 @@ impl EmbeddedSystem {
     /// deadline: delivers what may be delivered, and when nothing may, moves the clock to the
     /// next deadline or the next delayed record. Returns the counters so far.
     pub async fn run_until_idle(&self) -> Result<RunStats, EmbeddedError> {
+        self.run(None).await
+    }
+
+    /// Runs as [`Self::run_until_idle`] does, but stops once the clock reaches `at` (when
+    /// idle, the clock moves to `at` at most): what a customer waiting that long would see.
+    pub async fn run_until(&self, at: Timestamp) -> Result<RunStats, EmbeddedError> {
+        self.run(Some(at)).await
+    }
+
+    async fn run(&self, until: Option<Timestamp>) -> Result<RunStats, EmbeddedError> {
         loop {
+            if until.is_some_and(|at| self.clock.now() >= at) {
+                return Ok(*lock(&self.stats));
+            }
             let relayed = self.relay().await;
             let mut invoked = false;
             for function in &self.functions {
@@ -251,8 +264,11 @@ impl EmbeddedSystem {
             .into_iter()
             .flatten()
             .min();
-            let Some(next) = next else {
-                return Ok(*lock(&self.stats));
+            let next = match (next, until) {
+                (Some(next), Some(at)) => next.min(at),
+                (None, Some(at)) => at,
+                (Some(next), None) => next,
+                (None, None) => return Ok(*lock(&self.stats)),
             };
             self.clock.advance_to(next);
             let advanced = self.tick_timer().await?;

@@ -10,7 +10,8 @@ use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, GetAnalyticsSummary};
 use sagaflow_embedded::world::{slow_provider, SLOW_METHOD};
 use sagaflow_embedded::{
-    front_door, BrokerConfig, EmbeddedConfig, EmbeddedSystem, PlaceOrderCommand, Placement, Topics,
+    front_door, BrokerConfig, CancelOrderCommand, EmbeddedConfig, EmbeddedSystem,
+    PlaceOrderCommand, Placement, Topics,
 };
 use sagaflow_records::OutboundRecord;
 
@@ -358,4 +359,100 @@ async fn a_record_nobody_can_read_is_dead_lettered_with_its_reason_and_the_flow_
         letters[0].key.starts_with(&topics.commands("payment")),
         "the key names the source record: {letters:?}"
     );
+}
+
+#[tokio::test]
+async fn a_customer_cancel_at_each_step_undoes_what_was_done_and_a_second_cancel_is_refused() {
+    // After 0, 1, 2 and 3 completed steps: the order only, then the payment, the stock, the
+    // shipment are undone too.
+    for (steps, undone) in [
+        (0, vec!["order"]),
+        (1, vec!["order", "payment"]),
+        (2, vec!["order", "payment", "stock"]),
+        (3, vec!["order", "payment", "stock", "shipment"]),
+    ] {
+        let run = stocked(30, 20 + steps as u64).await;
+        run.place_order(request("ord-cancel", Flow::Orchestrated))
+            .await;
+        loop {
+            let saga = run
+                .system
+                .sagas()
+                .repository()
+                .load("ord-cancel")
+                .await
+                .unwrap();
+            if saga.version > 0 && saga.state.completed_steps().len() >= steps {
+                break;
+            }
+            let next = run.system.clock().now().plus_millis(1);
+            run.system.run_until(next).await.unwrap();
+        }
+        let cancel = |attempt| {
+            run.door.send(CancelOrderCommand {
+                order_id: "ord-cancel".into(),
+                reason: "changed my mind".into(),
+                attempt,
+            })
+        };
+        cancel(1).await.unwrap().unwrap();
+        run.system.run_until_idle().await.unwrap();
+        let services = run.system.services();
+        let order = services.orders().load("ord-cancel").await.unwrap().state;
+        assert_eq!(order.status, OrderStatus::Cancelled, "after {steps} steps");
+        assert_eq!(reason(&order), "customer_cancelled", "after {steps} steps");
+        let payment = services.payments().load("ord-cancel").await.unwrap().state;
+        let want = if undone.contains(&"payment") {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::None
+        };
+        assert_eq!(payment.status, want, "after {steps} steps");
+        let stock = services.inventory().load("main").await.unwrap().state;
+        assert_eq!(stock.level("MUG").available, 50, "after {steps} steps");
+        assert_eq!(stock.level("MUG").reserved, 0, "after {steps} steps");
+        let shipment = services.shipments().load("ord-cancel").await.unwrap().state;
+        if undone.contains(&"shipment") {
+            assert_eq!(
+                shipment.status,
+                ShipmentStatus::Cancelled,
+                "after {steps} steps"
+            );
+        }
+        let saga = run
+            .system
+            .sagas()
+            .repository()
+            .load("ord-cancel")
+            .await
+            .unwrap()
+            .state;
+        assert_eq!(
+            saga.status(),
+            sagaflow_core::saga::InstanceStatus::Compensated,
+            "after {steps} steps"
+        );
+        let cancels = run
+            .system
+            .store()
+            .all_events()
+            .iter()
+            .filter(|e| e.event_type == "saga.cancelled")
+            .count();
+        assert_eq!(cancels, 1, "cancelled once despite redeliveries");
+
+        // The customer cancels again: refused with the reason, nothing changes.
+        let before = run.system.store().event_count();
+        cancel(2).await.unwrap().unwrap();
+        run.system.run_until_idle().await.unwrap();
+        assert_eq!(run.system.store().event_count(), before);
+        let letters = run.system.dead_letters();
+        assert!(
+            letters
+                .iter()
+                .any(|l| l.reason.contains("saga.cancel: ")
+                    && l.reason.contains("already cancelled")),
+            "{letters:?}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The saga orchestrator function: starts an order's saga from a `saga.start` command on the
-//! front-door topic, and feeds every service event to the saga of its order.
+//! front-door topic, cancels it from a `saga.cancel` there, and feeds every service event to
+//! the saga of its order.
 
 use std::sync::Arc;
 
@@ -88,7 +89,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             return RecordOutcome::DeadLetter("record has no value".into());
         };
         if record.id.topic == self.topics.saga_commands() {
-            return self.start_saga(record, value).await;
+            return self.front_door(record, value).await;
         }
         let event = match StoredEvent::from_json(value) {
             Ok(event) => event,
@@ -109,8 +110,8 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 }
 
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
-    /// Starts the order saga a `saga.start` command asks for; a second start changes nothing.
-    async fn start_saga(&self, record: &InboundRecord, value: &[u8]) -> RecordOutcome {
+    /// A command on the front-door topic: `saga.start` or `saga.cancel`.
+    async fn front_door(&self, record: &InboundRecord, value: &[u8]) -> RecordOutcome {
         let command = match CommandEnvelope::from_json(value) {
             Ok(command) => command,
             Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
@@ -118,12 +119,53 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         if let Err(reason) = check_command_headers(record, &command) {
             return RecordOutcome::DeadLetter(reason);
         }
-        if command.command_type != SAGA_START {
+        match command.command_type.as_str() {
+            SAGA_START => self.start_saga(command).await,
+            SAGA_CANCEL => self.cancel_saga(command).await,
+            other => RecordOutcome::DeadLetter(format!(
+                "command `{other}` is neither `{SAGA_START}` nor `{SAGA_CANCEL}`, the commands the orchestrator takes"
+            )),
+        }
+    }
+
+    /// Cancels the running saga of the order a `saga.cancel` names: its completed steps are
+    /// compensated in reverse. The same cancel again changes nothing; a cancel of an order
+    /// that is finished, already being cancelled or not orchestrated is dead-lettered with why.
+    async fn cancel_saga(&self, command: CommandEnvelope) -> RecordOutcome {
+        if command.target_id.trim().is_empty() || command.correlation_id != command.target_id {
+            // Replies find their saga by correlation id, and the saga's id is the order's.
             return RecordOutcome::DeadLetter(format!(
-                "command `{}` is not `{SAGA_START}`, the one command the orchestrator takes",
-                command.command_type
+                "{SAGA_CANCEL}: target `{}` and correlation id `{}` must both be the order id",
+                command.target_id, command.correlation_id
             ));
         }
+        let reason = match command.payload.get("reason") {
+            None | Some(serde_json::Value::Null) => "cancelled by the customer".to_string(),
+            Some(serde_json::Value::String(reason)) if !reason.trim().is_empty() => reason.clone(),
+            Some(other) => {
+                return RecordOutcome::DeadLetter(format!(
+                    "{SAGA_CANCEL}: `reason` must be a non-empty string, not {other}"
+                ))
+            }
+        };
+        let cancelled = self
+            .sagas
+            .cancel(
+                &command.target_id,
+                &command.command_id,
+                &reason,
+                self.clock.now(),
+            )
+            .await;
+        match cancelled {
+            Ok(_) => RecordOutcome::Done,
+            Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(format!("{SAGA_CANCEL}: {e}")),
+            Err(e) => RecordOutcome::Retry(e.to_string()),
+        }
+    }
+
+    /// Starts the order saga a `saga.start` command asks for; a second start changes nothing.
+    async fn start_saga(&self, command: CommandEnvelope) -> RecordOutcome {
         let order: CreateOrder = match serde_json::from_value(command.payload.clone()) {
             Ok(order) => order,
             Err(e) => {
@@ -174,6 +216,8 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
 /// The command type that starts an order's saga.
 pub const SAGA_START: &str = "saga.start";
+/// The command type that cancels an order's running saga.
+pub const SAGA_CANCEL: &str = "saga.cancel";
 
 impl<S: EventStore + 'static> RecordHandler for OrchestratorHandler<S> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {

@@ -85,9 +85,10 @@ mod tests {
         run.assert_clean(name);
         assert_eq!(
             run.events_after_first,
-            2 + 2 + 2,
+            2 + 2 + 2 + 2,
             "{name}: the reply added step_succeeded and step_requested; saga.start of ord-5004 \
-             added started and step_requested"
+             added started and step_requested, its saga.cancel cancelled and \
+             compensation_requested"
         );
 
         let sagas = orchestrator.sagas().repository();
@@ -105,10 +106,20 @@ mod tests {
             0,
             "{name}: an order with no saga starts none"
         );
-        let started = sagas.load("ord-5004").await.unwrap().state;
-        assert_eq!(started.status(), InstanceStatus::Running, "{name}");
-        let (step, kind, _) = started.awaiting().expect("awaits its first step");
-        assert_eq!((step, kind), ("create_order", StepKind::Forward), "{name}");
+        // Cancelled while its first step was in flight: that step is undone (the order cancelled).
+        let cancelled = sagas.load("ord-5004").await.unwrap().state;
+        assert_eq!(cancelled.status(), InstanceStatus::Compensating, "{name}");
+        let (step, kind, _) = cancelled.awaiting().expect("awaits its compensation");
+        assert_eq!(
+            (step, kind),
+            ("create_order", StepKind::Compensation),
+            "{name}"
+        );
+        assert_eq!(
+            cancelled.data().failure.as_ref().map(|f| f.cancelled),
+            Some(true),
+            "{name}"
+        );
         assert_eq!(
             sagas.load("ord-5005").await.unwrap().version,
             0,
@@ -116,7 +127,7 @@ mod tests {
         );
         let mut letters = run.dead_letters.clone();
         letters.sort_by_key(|l| l.source.offset);
-        assert_eq!(letters.len(), 2, "{name}: {letters:?}");
+        assert_eq!(letters.len(), 3, "{name}: {letters:?}");
         assert_eq!(letters[0].source.offset, 3);
         assert!(
             letters[0]
@@ -125,11 +136,16 @@ mod tests {
             "{}",
             letters[0].reason
         );
-        assert_eq!(letters[1].source.offset, 7);
+        assert_eq!(letters[1].source.offset, 5);
+        assert_eq!(
+            letters[1].reason,
+            "saga.cancel: cannot cancel saga `ord-5005`: no orchestrated order has this id"
+        );
+        assert_eq!(letters[2].source.offset, 7);
         assert!(
-            letters[1].reason.contains("invalid event envelope"),
+            letters[2].reason.contains("invalid event envelope"),
             "{}",
-            letters[1].reason
+            letters[2].reason
         );
     }
 
