@@ -513,3 +513,85 @@ async fn the_documented_front_door_envelope_without_headers_places_an_order_on_b
     assert!(letters.is_empty(), "nothing was dead-lettered: {letters:?}");
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_lettered() {
+    require_servers();
+    let system = LocalSystem::start(LocalSystemConfig::named(format!(
+        "cancel{}",
+        std::process::id()
+    )))
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 10).await.unwrap();
+    system
+        .place_order(&order("ord-cancel", Flow::Orchestrated, "FR", "card-ok", 0))
+        .await
+        .unwrap();
+    // Cancelled once the payment was taken, while the saga reserves stock or books the carrier.
+    let started = std::time::Instant::now();
+    loop {
+        let saga = system
+            .sagas
+            .repository()
+            .load("ord-cancel")
+            .await
+            .unwrap()
+            .state;
+        if saga.completed_steps().len() >= 2 || started.elapsed() > WAIT {
+            assert!(
+                !saga.is_finished(),
+                "the saga ran to its end first: {saga:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    system
+        .cancel_order("ord-cancel", "changed my mind", 1)
+        .await
+        .unwrap();
+    let ended = system.wait_for_terminal("ord-cancel", WAIT).await.unwrap();
+    assert_eq!(ended.status, OrderStatus::Cancelled);
+    assert_eq!(
+        ended.cancel_reason.as_ref().map(|r| r.code.as_str()),
+        Some("customer_cancelled"),
+        "{ended:?}"
+    );
+    assert_eq!(ended.refund_status, Some(RefundStatus::Refunded));
+    let payment = system.services.payments().load("ord-cancel").await.unwrap();
+    assert_eq!(payment.state.status, PaymentStatus::Refunded);
+    let saga = saga_when_finished(&system, "ord-cancel").await;
+    assert_eq!(
+        saga.status(),
+        sagaflow_core::saga::InstanceStatus::Compensated,
+        "{saga:?}"
+    );
+    let stock = system
+        .services
+        .inventory()
+        .load("main")
+        .await
+        .unwrap()
+        .state;
+    assert_eq!(
+        stock.level("MUG").reserved,
+        0,
+        "the reservation was released"
+    );
+    assert_eq!(stock.level("MUG").available, 10);
+
+    // Too late now: refused with its reason, on the dead-letter topic.
+    system
+        .cancel_order("ord-cancel", "still want it cancelled", 2)
+        .await
+        .unwrap();
+    let letters = system.read_dead_letters(1, Duration::from_secs(20)).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].reason.starts_with("saga.cancel: ")
+            && letters[0].reason.contains("already cancelled"),
+        "{letters:?}"
+    );
+    system.stop().await;
+}

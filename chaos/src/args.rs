@@ -28,6 +28,8 @@ injected on a seeded schedule; prints one line per invariant and exits 1 if any 
   --step-timeout-ms N    how long a saga step waits for its reply (default 20000)
   --step-attempts N      sends of a compensation before the saga records it failed (default 6)
   --forward-attempts N   sends of a forward step's command before the step fails (default 2)
+  --cancels SHARE        orchestrated orders their customer cancels while they run, at a seeded
+                         moment, some with the cancel sent twice and cancelled again (default 0.08)
   --stall-secs N         give up when nothing finished for this long (default 180)
   --no-faults            the same run with every fault rate at zero
   --help                 this text";
@@ -55,6 +57,8 @@ pub struct Args {
     pub step_attempts: u32,
     /// Sends of a forward step's command before the step fails.
     pub forward_attempts: u32,
+    /// Share of orchestrated orders their customer cancels while they run.
+    pub cancels: f64,
     /// Give up after no progress for this long.
     pub stall: Duration,
     /// DynamoDB endpoint outages, spread over the placing of the orders.
@@ -84,6 +88,7 @@ impl Default for Args {
             step_timeout_ms: 20_000,
             step_attempts: sagaflow_core::flow::sagas::STEP_ATTEMPTS,
             forward_attempts: sagaflow_core::flow::sagas::FORWARD_ATTEMPTS,
+            cancels: 0.08,
             stall: Duration::from_secs(180),
             outages: 2,
             outage: Duration::from_secs(8),
@@ -145,6 +150,7 @@ impl Args {
                 "--throttle" => parsed.rates.dynamodb_throttle = share(&value)?,
                 "--lost-answer" => parsed.rates.dynamodb_lost_answer = share(&value)?,
                 "--silent" => parsed.silent = share(&value)?,
+                "--cancels" => parsed.cancels = share(&value)?,
                 "--bad-records" => parsed.bad_records = number(&value)? as usize,
                 "--in-flight" => parsed.in_flight = number(&value)?.max(1) as usize,
                 "--step-timeout-ms" => parsed.step_timeout_ms = number(&value)?.max(1) as i64,

@@ -27,6 +27,8 @@ pub struct Expected<'a> {
     pub orders: &'a [String],
     /// The orchestrated ones (they have sagas).
     pub orchestrated: &'a [String],
+    /// The orchestrated ones whose customer cancelled them while they ran.
+    pub cancelled: &'a [String],
     /// Units restocked per SKU before the run.
     pub initial_stock: &'a BTreeMap<String, u64>,
     /// Bad records mixed in.
@@ -71,6 +73,7 @@ pub fn check_all(
     vec![
         orders_terminal(expected, &stream),
         sagas_finished(expected, &stream),
+        cancels_once(expected, &stream),
         money(expected, &stream),
         stock(expected, &stream),
         no_duplicates(&streams),
@@ -81,6 +84,43 @@ pub fn check_all(
 }
 
 type StreamOf<'s, 'e> = dyn Fn(&str, &str) -> Vec<&'e StoredEvent> + 's;
+
+/// A customer's cancel takes effect at most once, and only on an order it was sent for; an
+/// order it reached in time ends cancelled for that reason, one it reached too late completed.
+fn cancels_once(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
+    let (mut in_time, mut too_late, mut broken) = (0, 0, Vec::new());
+    for id in expected.orchestrated {
+        let saga = stream("saga", id);
+        let cancels = saga
+            .iter()
+            .filter(|e| e.event_type == "saga.cancelled")
+            .count();
+        let asked = expected.cancelled.contains(id);
+        let order = decode::<OrderEvent>(&stream("order", id)).map(|e| e.last().cloned());
+        match (asked, cancels, order) {
+            (false, 0, _) => {}
+            (true, 1, Ok(Some(OrderEvent::Cancelled { reason, .. })))
+                if reason.code == "customer_cancelled" =>
+            {
+                in_time += 1
+            }
+            (true, 0, Ok(Some(OrderEvent::Completed { .. } | OrderEvent::Cancelled { .. }))) => {
+                too_late += 1
+            }
+            (asked, cancels, order) => broken.push(format!(
+                "order {id}: cancel asked {asked}, saga cancelled {cancels} times, order ends {order:?}"
+            )),
+        }
+    }
+    Check {
+        name: "a customer's cancel takes effect once, or is refused when too late",
+        counted: format!(
+            "{} cancelled orders: {in_time} cancelled by their customer, {too_late} finished first",
+            expected.cancelled.len()
+        ),
+        broken,
+    }
+}
 
 fn orders_terminal(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
     let (mut completed, mut cancelled, mut broken) = (0, 0, Vec::new());

@@ -18,7 +18,9 @@ use sagaflow_core::domain::{Address, CreateOrder, Flow, Money, OrderLine};
 use sagaflow_core::flow::sagas::StepTiming;
 use sagaflow_core::projection::AnalyticsStore;
 use sagaflow_handlers::bad_input::{bad_records, BadValue};
-use sagaflow_kafka::{EventPublisher, OutboundRecord};
+use sagaflow_handlers::clock;
+use sagaflow_handlers::orchestrator::cancel_command;
+use sagaflow_kafka::{command_record, EventPublisher, OutboundRecord};
 use sagaflow_local_trigger::faults::roll;
 use sagaflow_local_trigger::{FaultPlan, LocalSystem, LocalSystemConfig};
 
@@ -185,6 +187,23 @@ async fn run(args: Args) -> Result<bool, String> {
         .filter(|o| roll(args.seed, &[b"silent", o.order_id.as_bytes()]) < args.silent)
         .map(|o| o.order_id.clone())
         .collect();
+    // Customers who cancel while their order runs: each after a seeded wait of up to 4 s, half
+    // of them with the cancel delivered twice and a second cancel of their own a little later
+    // (refused, or a no-op when the first was too late).
+    let cancels: Vec<(String, Duration, bool)> = orders
+        .iter()
+        .filter(|o| o.flow == Flow::Orchestrated && !silent.contains(&o.order_id))
+        .filter(|o| roll(args.seed, &[b"cancel", o.order_id.as_bytes()]) < args.cancels)
+        .map(|o| {
+            let wait = roll(args.seed, &[b"cancel-at", o.order_id.as_bytes()]) * 4_000.0;
+            let twice = roll(args.seed, &[b"cancel-twice", o.order_id.as_bytes()]) < 0.5;
+            (
+                o.order_id.clone(),
+                Duration::from_millis(wait as u64),
+                twice,
+            )
+        })
+        .collect();
     let plan = Arc::new(FaultPlan::new(
         args.seed,
         args.rates.clone(),
@@ -248,6 +267,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .map(|k| k * orders.len() / (args.outages + 1))
         .collect();
     let mut outages = Vec::new();
+    let mut cancelling = tokio::task::JoinSet::new();
     let mut done = 0;
     for (n, create) in orders.iter().enumerate() {
         if outage_at.contains(&n) {
@@ -267,6 +287,34 @@ async fn run(args: Args) -> Result<bool, String> {
             system.place_order(create)
         })
         .await?;
+        if let Some((order_id, wait, twice)) = cancels.iter().find(|c| c.0 == create.order_id) {
+            let (publisher, topics) = (publisher.clone(), system.topics.clone());
+            let (order_id, wait, twice) = (order_id.clone(), *wait, *twice);
+            cancelling.spawn(async move {
+                tokio::time::sleep(wait).await;
+                let cancel = |attempt| {
+                    let command =
+                        cancel_command(&order_id, "chaos customer", attempt, clock::now());
+                    command_record(&topics, &command)
+                };
+                let mut records = vec![cancel(1)];
+                if twice {
+                    records.push(cancel(1));
+                }
+                publisher
+                    .publish(&records)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if twice {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    publisher
+                        .publish(&[cancel(2)])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            });
+        }
         if let Some(record) = bad.get(n / every).filter(|_| n % every == 0) {
             publisher
                 .publish(std::slice::from_ref(record))
@@ -275,6 +323,9 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
     println!("  placed in {:.1}s", started.elapsed().as_secs_f64());
+    while let Some(sent) = cancelling.join_next().await {
+        sent.map_err(|e| format!("a cancel task failed: {e}"))??;
+    }
     for handle in outages {
         if handle.join().unwrap_or(false) {
             plan.counts.endpoint_outages.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +357,7 @@ async fn run(args: Args) -> Result<bool, String> {
         &Expected {
             orders: &order_ids,
             orchestrated: &orchestrated,
+            cancelled: &cancels.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
             initial_stock: &initial_stock,
             bad_records: bad.len(),
         },

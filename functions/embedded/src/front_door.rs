@@ -19,7 +19,7 @@ use sagaflow_core::mediator::{Command, Mediator, Query};
 use sagaflow_core::pipeline::{Pipeline, StageStatus};
 use sagaflow_core::saga::{SagaDefinition, SagaExecutor, SagaOutcome};
 use sagaflow_core::{InMemoryEventStore, RepositoryError};
-use sagaflow_handlers::orchestrator::{SAGA_CANCEL, SAGA_START};
+use sagaflow_handlers::orchestrator::{cancel_command, SAGA_START};
 use sagaflow_records::{command_record, PublishFailure, Publisher, Topics};
 
 use crate::system::{EmbeddedError, EmbeddedSystem};
@@ -161,17 +161,13 @@ pub fn front_door(system: &EmbeddedSystem) -> Result<Mediator, EmbeddedError> {
 
 impl Door {
     async fn cancel(&self, cancel: CancelOrderCommand) -> Result<(), PlaceError> {
-        let order_id = cancel.order_id;
-        let command = CommandEnvelope {
-            command_id: command_id_for(&order_id, SAGA_CANCEL, &cancel.attempt.to_string()),
-            command_type: SAGA_CANCEL.into(),
-            target_id: order_id.clone(),
-            payload: serde_json::json!({ "reason": cancel.reason }),
-            correlation_id: order_id.clone(),
-            causation_id: format!("customer-{order_id}"),
-            issued_at: self.clock.now(),
-        };
-        self.publish(order_id, command).await
+        let command = cancel_command(
+            &cancel.order_id,
+            &cancel.reason,
+            cancel.attempt,
+            self.clock.now(),
+        );
+        self.publish(cancel.order_id, command).await
     }
 
     async fn publish(&self, order_id: String, command: CommandEnvelope) -> Result<(), PlaceError> {

@@ -219,6 +219,29 @@ pub const SAGA_START: &str = "saga.start";
 /// The command type that cancels an order's running saga.
 pub const SAGA_CANCEL: &str = "saga.cancel";
 
+/// The customer's cancel of order `order_id` for `reason`, as `docs/events.md` documents it;
+/// `attempt` tells one cancel from another (the same attempt again is the same command).
+pub fn cancel_command(
+    order_id: &str,
+    reason: &str,
+    attempt: u32,
+    issued_at: sagaflow_core::Timestamp,
+) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: sagaflow_core::command::command_id_for(
+            order_id,
+            SAGA_CANCEL,
+            &attempt.to_string(),
+        ),
+        command_type: SAGA_CANCEL.into(),
+        target_id: order_id.into(),
+        payload: serde_json::json!({ "reason": reason }),
+        correlation_id: order_id.into(),
+        causation_id: format!("customer-{order_id}"),
+        issued_at,
+    }
+}
+
 impl<S: EventStore + 'static> RecordHandler for OrchestratorHandler<S> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();

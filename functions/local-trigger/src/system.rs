@@ -19,7 +19,7 @@ use sagaflow_core::mediator::Mediator;
 use sagaflow_core::projection::{AnalyticsProjection, AnalyticsSummary, GetAnalyticsSummary};
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::dead_letter::REASON_HEADER;
-use sagaflow_handlers::orchestrator::SAGA_START;
+use sagaflow_handlers::orchestrator::{cancel_command, SAGA_START};
 use sagaflow_handlers::{
     clock, AnalyticsHandler, DeadlineTimer, KafkaFunction, OrchestratorHandler, ServiceHandler,
     SERVICE_NAMES,
@@ -349,6 +349,22 @@ impl LocalSystem {
             causation_id: format!("request-{}", create.order_id),
             issued_at: clock::now(),
         };
+        self.publisher
+            .publish(&[command_record(&self.topics, &command)])
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The customer's cancel of a running order, over Kafka as on AWS: a `saga.cancel` command
+    /// to the orchestrator; `attempt` tells one cancel from another (the same attempt again is
+    /// the same command).
+    pub async fn cancel_order(
+        &self,
+        order_id: &str,
+        reason: &str,
+        attempt: u32,
+    ) -> Result<(), String> {
+        let command = cancel_command(order_id, reason, attempt, clock::now());
         self.publisher
             .publish(&[command_record(&self.topics, &command)])
             .await
