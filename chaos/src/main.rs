@@ -40,7 +40,7 @@ fn order(seed: u64, n: usize) -> CreateOrder {
         lines.push(OrderLine {
             sku: "LAMP".into(),
             quantity: 1,
-            unit_price: Money::eur(4_900),
+            unit_price: Money::eur(7_900),
         });
     }
     CreateOrder {

@@ -731,3 +731,31 @@ async fn a_durable_cancel_applies_once_and_a_second_one_is_refused_as_permanent(
         .count();
     assert_eq!(saga_events, 1, "cancelled exactly once");
 }
+
+#[tokio::test]
+async fn a_priced_order_passes_intake_only_with_catalogue_prices_and_known_skus() {
+    use sagaflow_core::flow::intake::check_order;
+    let pipeline = intake_pipeline(Arc::new(Catalog::demo())).unwrap();
+    let good = create_order();
+    assert_eq!(check_order(&pipeline, &good).await, Ok(good.clone()));
+    let mut cheap = good.clone();
+    cheap.lines[0].unit_price = Money::eur(1);
+    let refused = check_order(&pipeline, &cheap).await.unwrap_err();
+    assert_eq!(refused.stage, "price");
+    assert_eq!(
+        refused.to_string(),
+        "intake refused the order at stage `price`: invalid field `lines[0].unit_price`: 0.01 EUR is not the catalogue price 12.50 EUR of `MUG`"
+    );
+    let mut unknown = good.clone();
+    unknown.lines[0].sku = "UFO".into();
+    assert!(check_order(&pipeline, &unknown)
+        .await
+        .unwrap_err()
+        .reason
+        .contains("unknown SKU `UFO`"));
+    let mut empty = good;
+    empty.lines.clear();
+    let refused = check_order(&pipeline, &empty).await.unwrap_err();
+    assert_eq!(refused.stage, "validate");
+    assert!(refused.reason.contains("`lines`"), "{refused}");
+}

@@ -1,7 +1,11 @@
-//! Order intake: a pipeline that turns a customer's request into a priced `CreateOrder`.
+//! Order intake: a pipeline that turns a customer's request into a priced `CreateOrder`, run by
+//! every front door before an order is accepted: `make run`'s (a request with SKUs and
+//! quantities) and the deployed one (a `saga.start` or `order.create` whose order quotes its
+//! prices, checked against the catalogue).
 //!
-//! Stages: validate the request, price it from the catalogue, and, only for large orders, check
-//! the online order limit (a conditional stage).
+//! Stages: validate the request, price it from the catalogue (every SKU must exist, and quoted
+//! prices must be the catalogue's), and, only for large orders, check the online order limit
+//! (a conditional stage).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,6 +84,9 @@ impl Catalog {
 pub struct IntakeOrder {
     /// The request.
     pub request: PlaceOrder,
+    /// The unit price of each line as the client quoted it, if it did (the front-door command
+    /// carries them); the `price` stage refuses a quote that is not the catalogue's price.
+    pub quoted: Option<Vec<Money>>,
     /// The priced order, once the `price` stage ran.
     pub priced: Option<CreateOrder>,
     /// Its total, once priced.
@@ -113,6 +120,13 @@ pub fn intake_pipeline(catalog: Arc<Catalog>) -> Result<Pipeline<IntakeOrder>, P
                             line.sku
                         ))
                     })?;
+                    let quote = order.quoted.as_ref().and_then(|q| q.get(i));
+                    if let Some(quote) = quote.filter(|q| **q != item.unit_price) {
+                        return Err(StageError::Rejected(format!(
+                            "invalid field `lines[{i}].unit_price`: {quote} is not the catalogue price {} of `{}`",
+                            item.unit_price, line.sku
+                        )));
+                    }
                     lines.push(OrderLine {
                         sku: line.sku.clone(),
                         quantity: line.quantity,
@@ -165,8 +179,67 @@ pub async fn run_intake(
     pipeline
         .run(IntakeOrder {
             request,
+            quoted: None,
             priced: None,
             total: None,
         })
         .await
+}
+
+/// Why intake refused an order: the stage, and its reason naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("intake refused the order at stage `{stage}`: {reason}")]
+pub struct IntakeRefusal {
+    /// The stage that refused.
+    pub stage: String,
+    /// Why, naming the field.
+    pub reason: String,
+}
+
+/// Runs intake for an order that arrived priced (a front-door command): the order as intake
+/// priced it (the same order, its prices confirmed), or why it was refused.
+pub async fn check_order(
+    pipeline: &Pipeline<IntakeOrder>,
+    order: &CreateOrder,
+) -> Result<CreateOrder, IntakeRefusal> {
+    let request = PlaceOrder {
+        order_id: order.order_id.clone(),
+        customer_id: order.customer_id.clone(),
+        lines: order
+            .lines
+            .iter()
+            .map(|line| StockLine {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+            })
+            .collect(),
+        payment_method: order.payment_method.clone(),
+        shipping_address: order.shipping_address.clone(),
+        flow: order.flow,
+    };
+    let run = pipeline
+        .run(IntakeOrder {
+            request,
+            quoted: Some(order.lines.iter().map(|l| l.unit_price.clone()).collect()),
+            priced: None,
+            total: None,
+        })
+        .await;
+    match run.output {
+        Ok(IntakeOrder {
+            priced: Some(priced),
+            ..
+        }) => Ok(priced),
+        Ok(_) => Err(IntakeRefusal {
+            stage: "price".into(),
+            reason: "intake finished without pricing the order".into(),
+        }),
+        Err(failure) => Err(IntakeRefusal {
+            stage: failure.stage,
+            reason: match failure.error {
+                StageError::Rejected(reason) => reason,
+                broken @ StageError::Failed(_) => broken.to_string(),
+            },
+        }),
+    }
 }

@@ -555,6 +555,11 @@ mod tests {
                 reply_event_id: None,
                 timed_out: true,
             },
+            SagaEvent::Cancelled {
+                step: "b".into(),
+                reason: "changed my mind".into(),
+                cancel_id: "cancel-1".into(),
+            },
             SagaEvent::CompensationRequested {
                 step: "a".into(),
                 attempt: 2,
@@ -591,7 +596,7 @@ mod tests {
             let back = SagaEvent::from_payload(event_type, event.to_payload()).unwrap();
             assert_eq!(back, event);
         }
-        assert_eq!(SagaEvent::SCHEMA.len(), 9);
+        assert_eq!(SagaEvent::SCHEMA.len(), 10);
     }
 
     #[test]

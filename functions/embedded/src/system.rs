@@ -16,10 +16,9 @@ use sagaflow_core::saga::SagaDefinitionError;
 use sagaflow_core::{InMemoryEventStore, StoreError, Timestamp, Upcasters};
 use sagaflow_handlers::dead_letter::{DeadLetterTopic, REASON_HEADER};
 use sagaflow_handlers::relay::{relay_changes, Change};
-use sagaflow_handlers::service::UnknownService;
 use sagaflow_handlers::{
-    AnalyticsHandler, DeadlineTimer, KafkaFunction, OrchestratorHandler, ServiceHandler,
-    SERVICE_NAMES,
+    AnalyticsHandler, DeadlineTimer, HandlerSetupError, KafkaFunction, OrchestratorHandler,
+    ServiceHandler, SERVICE_NAMES,
 };
 use sagaflow_lambda_kafka::{BatchConfig, DeadLetterSink, RecordHandler};
 use sagaflow_records::{Publisher, Topics};
@@ -64,9 +63,9 @@ impl Default for EmbeddedConfig {
 /// Why the embedded system could not be assembled or could not finish a run.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
-    /// A service the handlers do not know.
+    /// A handler could not be built.
     #[error(transparent)]
-    Service(#[from] UnknownService),
+    Setup(#[from] HandlerSetupError),
     /// A saga definition is invalid.
     #[error(transparent)]
     Saga(#[from] SagaDefinitionError),

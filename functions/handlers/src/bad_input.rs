@@ -211,12 +211,29 @@ pub fn bad_records(key_prefix: &str) -> Vec<BadRecord> {
             "expected i64",
         ),
         case(
-            "order total that overflows",
+            "order quoting another price than the catalogue",
             "order",
             order,
             bytes(&create_order("ord-overflow", i64::MAX / 2, 3)),
             command_header("order.create"),
-            "overflows",
+            "intake refused the order at stage `price`: invalid field `lines[0].unit_price`",
+        ),
+        case(
+            "order of an unknown SKU",
+            "order",
+            order,
+            bytes(&command(
+                "order.create",
+                "ord-unknown-sku",
+                json!({
+                    "order_id": "ord-unknown-sku", "customer_id": "cust-1",
+                    "lines": [{ "sku": "UFO", "quantity": 1, "unit_price": { "amount_minor": 100, "currency": "EUR" } }],
+                    "payment_method": "card-ok", "flow": "choreographed",
+                    "shipping_address": { "name": "Ada", "line1": "1 Loop Road", "city": "Paris", "country": "FR" }
+                }),
+            )),
+            command_header("order.create"),
+            "intake refused the order at stage `price`: invalid field `lines[0].sku`: unknown SKU `UFO`",
         ),
         case(
             "id of the wrong form",

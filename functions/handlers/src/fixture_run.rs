@@ -9,8 +9,9 @@ use sagaflow_lambda_kafka::{BatchConfig, DeadLetter, KafkaBatchResponse, RecordH
 use sagaflow_records::Topics;
 
 use crate::function::{KafkaFunction, RecordedDeadLetters};
+use crate::intake::HandlerSetupError;
 use crate::orchestrator::OrchestratorHandler;
-use crate::service::{ServiceHandler, UnknownService};
+use crate::service::ServiceHandler;
 use serde_json::Value;
 
 /// Reads `fixtures/<name>` of the crate under test as the JSON a Kafka trigger sends.
@@ -84,7 +85,7 @@ fn wrap<H: RecordHandler + Clone>(store: Arc<InMemoryEventStore>, handler: H) ->
 
 impl MemoryFunction<ServiceHandler<InMemoryEventStore>> {
     /// The function of `service` over a fresh store.
-    pub fn service(service: &str) -> Result<Self, UnknownService> {
+    pub fn service(service: &str) -> Result<Self, HandlerSetupError> {
         let store = Arc::new(InMemoryEventStore::new());
         let handler = ServiceHandler::new(service, store.clone(), Topics::default())?;
         Ok(wrap(store, handler))
@@ -93,7 +94,7 @@ impl MemoryFunction<ServiceHandler<InMemoryEventStore>> {
 
 impl MemoryFunction<OrchestratorHandler<InMemoryEventStore>> {
     /// The orchestrator function over a fresh store.
-    pub fn orchestrator() -> Result<Self, sagaflow_core::saga::SagaDefinitionError> {
+    pub fn orchestrator() -> Result<Self, HandlerSetupError> {
         let store = Arc::new(InMemoryEventStore::new());
         let handler = OrchestratorHandler::new(store.clone(), Topics::default())?;
         Ok(wrap(store, handler))

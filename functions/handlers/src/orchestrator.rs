@@ -9,18 +9,19 @@ use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{CreateOrder, Flow};
 use sagaflow_core::flow::check_known_event;
 use sagaflow_core::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
-use sagaflow_core::saga::SagaDefinitionError;
 use sagaflow_core::{EventStore, StoredEvent, Upcasters};
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_records::Topics;
 
 use crate::clock::{Clock, WallClock};
 use crate::headers::{check_command_headers, check_event_headers};
+use crate::intake::{HandlerSetupError, Intake};
 use crate::service::SERVICE_NAMES;
 
 /// What the orchestrator function does with each record.
 pub struct OrchestratorHandler<S> {
     sagas: SagaRunner<S>,
+    intake: Intake,
     topics: Topics,
     clock: Arc<dyn Clock>,
     upcasters: Arc<Upcasters>,
@@ -30,6 +31,7 @@ impl<S> Clone for OrchestratorHandler<S> {
     fn clone(&self) -> Self {
         Self {
             sagas: self.sagas.clone(),
+            intake: self.intake.clone(),
             topics: self.topics.clone(),
             clock: self.clock.clone(),
             upcasters: self.upcasters.clone(),
@@ -39,18 +41,20 @@ impl<S> Clone for OrchestratorHandler<S> {
 
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// The orchestrator of the order-processing saga over `store`.
-    pub fn new(store: Arc<S>, topics: Topics) -> Result<Self, SagaDefinitionError> {
+    pub fn new(store: Arc<S>, topics: Topics) -> Result<Self, HandlerSetupError> {
         Self::with_step_timing(store, topics, StepTiming::default())
     }
 
-    /// The orchestrator whose saga steps wait and retry as `timing` says.
+    /// The orchestrator whose saga steps wait and retry as `timing` says, taking orders
+    /// through intake over the default catalogue.
     pub fn with_step_timing(
         store: Arc<S>,
         topics: Topics,
         timing: StepTiming,
-    ) -> Result<Self, SagaDefinitionError> {
+    ) -> Result<Self, HandlerSetupError> {
         Ok(Self {
             sagas: SagaRunner::new(store, vec![order_saga_with_timing(timing)?]),
+            intake: Intake::with_default_catalog()?,
             topics,
             clock: Arc::new(WallClock),
             upcasters: Arc::new(order_upcasters()),
@@ -60,6 +64,12 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// The same handler reading time from `clock` (the simulated clock of `make run`).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same handler taking orders through `intake` (another catalogue).
+    pub fn with_intake(mut self, intake: Intake) -> Self {
+        self.intake = intake;
         self
     }
 
@@ -196,6 +206,9 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 order.order_id, order.flow
             ));
         }
+        if let Err(refusal) = self.intake.check(&order).await {
+            return RecordOutcome::DeadLetter(format!("{SAGA_START}: {refusal}"));
+        }
         let started = self
             .sagas
             .start(
@@ -246,5 +259,76 @@ impl<S: EventStore + 'static> RecordHandler for OrchestratorHandler<S> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture_run::MemoryFunction;
+    use sagaflow_core::domain::{Address, Money, OrderLine};
+    use sagaflow_lambda_kafka::RecordId;
+    use sagaflow_records::command_record;
+
+    fn start(order: &CreateOrder) -> InboundRecord {
+        let command = CommandEnvelope {
+            command_id: format!("start-{}", order.order_id),
+            command_type: SAGA_START.into(),
+            target_id: order.order_id.clone(),
+            payload: serde_json::to_value(order).unwrap(),
+            correlation_id: order.order_id.clone(),
+            causation_id: "web".into(),
+            issued_at: sagaflow_core::Timestamp(1),
+        };
+        let record = command_record(&Topics::default(), &command);
+        InboundRecord {
+            id: RecordId {
+                topic: record.topic,
+                partition: 0,
+                offset: 1,
+            },
+            timestamp_ms: 1,
+            key: Some(record.key.into_bytes()),
+            value: Some(record.value),
+            headers: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_order_that_intake_refuses_is_dead_lettered_with_the_stage_and_field_and_starts_nothing(
+    ) {
+        let f = MemoryFunction::orchestrator().unwrap();
+        let mut order = CreateOrder {
+            order_id: "ord-1".into(),
+            customer_id: "cust-1".into(),
+            lines: vec![OrderLine {
+                sku: "LAMP".into(),
+                quantity: 1,
+                unit_price: Money::eur(7_900),
+            }],
+            payment_method: "card-ok".into(),
+            shipping_address: Address {
+                name: "Ada".into(),
+                line1: "1 Loop Road".into(),
+                city: "Paris".into(),
+                country: "FR".into(),
+            },
+            flow: Flow::Orchestrated,
+        };
+        order.lines[0].quantity = 200;
+        let outcome = f.handler.handle_record(&start(&order)).await;
+        assert_eq!(
+            outcome,
+            RecordOutcome::DeadLetter(
+                "saga.start: intake refused the order at stage `online_order_limit`: invalid field `lines`: total 15800.00 EUR is over the online order limit".into()
+            )
+        );
+        assert_eq!(f.store.event_count(), 0, "no saga was started");
+        order.lines[0].quantity = 1;
+        assert_eq!(
+            f.handler.handle_record(&start(&order)).await,
+            RecordOutcome::Done
+        );
+        assert_eq!(f.store.event_count(), 2, "started, first step requested");
     }
 }

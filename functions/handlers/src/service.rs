@@ -9,6 +9,8 @@ use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::flow::check_known_event;
 
 use crate::headers::{check_command_headers, check_event_headers};
+use crate::intake::{HandlerSetupError, Intake};
+use sagaflow_core::domain::CreateOrder;
 use sagaflow_core::flow::choreography::{needs_order, react, PolicyError};
 use sagaflow_core::flow::services::{FlowServices, HandledCommand, ServiceError};
 use sagaflow_core::{EventStore, StoredEvent, Upcasters};
@@ -17,6 +19,9 @@ use sagaflow_records::Topics;
 
 use crate::clock::{Clock, WallClock};
 
+/// The command that places a choreographed order (and creates an orchestrated one's order).
+const ORDER_CREATE: &str = "order.create";
+
 /// The services whose functions exist, by the aggregate type they own.
 pub const SERVICE_NAMES: [&str; 4] = ["order", "payment", "inventory", "shipment"];
 
@@ -24,6 +29,7 @@ pub const SERVICE_NAMES: [&str; 4] = ["order", "payment", "inventory", "shipment
 pub struct ServiceHandler<S> {
     service: String,
     services: FlowServices<S>,
+    intake: Intake,
     topics: Topics,
     upcasters: Arc<Upcasters>,
     clock: Arc<dyn Clock>,
@@ -34,6 +40,7 @@ impl<S> Clone for ServiceHandler<S> {
         Self {
             service: self.service.clone(),
             services: self.services.clone(),
+            intake: self.intake.clone(),
             topics: self.topics.clone(),
             upcasters: self.upcasters.clone(),
             clock: self.clock.clone(),
@@ -47,14 +54,16 @@ impl<S> Clone for ServiceHandler<S> {
 pub struct UnknownService(pub String);
 
 impl<S: EventStore + 'static> ServiceHandler<S> {
-    /// The handler of `service` (one of [`SERVICE_NAMES`]) over `store`.
-    pub fn new(service: &str, store: Arc<S>, topics: Topics) -> Result<Self, UnknownService> {
+    /// The handler of `service` (one of [`SERVICE_NAMES`]) over `store`; the order service
+    /// takes new orders through intake over the default catalogue.
+    pub fn new(service: &str, store: Arc<S>, topics: Topics) -> Result<Self, HandlerSetupError> {
         if !SERVICE_NAMES.contains(&service) {
-            return Err(UnknownService(service.to_string()));
+            return Err(UnknownService(service.to_string()).into());
         }
         Ok(Self {
             service: service.to_string(),
             services: FlowServices::new(store, 50),
+            intake: Intake::with_default_catalog()?,
             topics,
             upcasters: Arc::new(order_upcasters()),
             clock: Arc::new(WallClock),
@@ -64,6 +73,12 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The same handler reading time from `clock` (the simulated clock of `make run`).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same handler taking new orders through `intake` (another catalogue).
+    pub fn with_intake(mut self, intake: Intake) -> Self {
+        self.intake = intake;
         self
     }
 
@@ -81,7 +96,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
 
     /// Handles one record: a command of this service, or another service's event.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        match self.command_of(record) {
+        match self.command_of(record).await {
             Some(Ok(command)) => self.execute(&command).await,
             Some(Err(reason)) => RecordOutcome::DeadLetter(reason),
             None => self.handle_event_record(record).await,
@@ -91,8 +106,11 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// Handles one key group's records in order, stopping at the first to retry. Consecutive
     /// commands to the same aggregate are executed together: one load and one append for all.
     pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
-        let prepared: Vec<Option<Result<CommandEnvelope, String>>> =
-            records.iter().map(|r| self.command_of(r)).collect();
+        let mut prepared: Vec<Option<Result<CommandEnvelope, String>>> =
+            Vec::with_capacity(records.len());
+        for record in records {
+            prepared.push(self.command_of(record).await);
+        }
         let mut outcomes = Vec::with_capacity(records.len());
         let mut i = 0;
         while i < records.len() {
@@ -140,8 +158,8 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     }
 
     /// The command a record of this service's command topic carries, checked against its
-    /// headers; `None` for a record of another topic.
-    fn command_of(&self, record: &InboundRecord) -> Option<Result<CommandEnvelope, String>> {
+    /// headers and, for a new order, by intake; `None` for a record of another topic.
+    async fn command_of(&self, record: &InboundRecord) -> Option<Result<CommandEnvelope, String>> {
         if record.id.topic != self.topics.commands(&self.service) {
             return None;
         }
@@ -150,7 +168,10 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         };
         Some(match CommandEnvelope::from_json(value) {
             Ok(command) if command.aggregate_type() == self.service => {
-                check_command_headers(record, &command).map(|()| command)
+                match check_command_headers(record, &command) {
+                    Ok(()) => self.through_intake(command).await,
+                    Err(reason) => Err(reason),
+                }
             }
             Ok(command) => Err(format!(
                 "command `{}` does not belong to the {} service",
@@ -158,6 +179,21 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             )),
             Err(e) => Err(e.to_string()),
         })
+    }
+
+    /// A new order goes through intake before the order service takes it; an `order.create`
+    /// whose payload is not an order is left to the service, which says why.
+    async fn through_intake(&self, command: CommandEnvelope) -> Result<CommandEnvelope, String> {
+        if command.command_type != ORDER_CREATE {
+            return Ok(command);
+        }
+        let Ok(order) = serde_json::from_value::<CreateOrder>(command.payload.clone()) else {
+            return Ok(command);
+        };
+        match self.intake.check(&order).await {
+            Ok(_) => Ok(command),
+            Err(refusal) => Err(format!("{ORDER_CREATE}: {refusal}")),
+        }
     }
 
     /// Handles a record that is not one of this service's commands: another service's event.
@@ -360,9 +396,9 @@ mod tests {
     fn only_the_four_services_have_handlers() {
         let store = Arc::new(InMemoryEventStore::new());
         assert!(ServiceHandler::new("shipment", store.clone(), Topics::default()).is_ok());
-        assert_eq!(
-            ServiceHandler::new("shipping", store, Topics::default()).err(),
-            Some(UnknownService("shipping".into()))
-        );
+        assert!(matches!(
+            ServiceHandler::new("shipping", store, Topics::default()),
+            Err(HandlerSetupError::Service(UnknownService(name))) if name == "shipping"
+        ));
     }
 }
