@@ -80,9 +80,18 @@ def order_records():
         "payment_method": "card-ok", "shipping_address": ADDRESS, "flow": "choreographed"}, "ord-2001")
     complete = command("order.complete", "ord-2001", {}, "ord-2001")
     teleport = command("order.teleport", "ord-2002", {"order_id": "ord-2002", "to": "the moon"}, "ord-2002")
+    running = command("order.create", "ord-2003", {
+        "order_id": "ord-2003", "customer_id": "cust-7",
+        "lines": [{"sku": "MUG", "quantity": 1, "unit_price": EUR(1250)}],
+        "payment_method": "card-ok", "shipping_address": ADDRESS, "flow": "choreographed"}, "ord-2003")
+    cancel = lambda order: command("order.request_cancel", order, {"reason": "changed my mind"}, order)
     return [
         record("sagaflow.commands.order", 0, 20, "ord-2001", create, {"command_type": "order.create"}),
         record("sagaflow.commands.order", 0, 21, "ord-2001", complete, {"command_type": "order.complete"}),
+        # The customer cancels a completed order (refused) and a running one, with no headers.
+        record("sagaflow.commands.order", 0, 22, "ord-2001", cancel("ord-2001")),
+        record("sagaflow.commands.order", 2, 7, "ord-2003", running, {"command_type": "order.create"}),
+        record("sagaflow.commands.order", 2, 8, "ord-2003", cancel("ord-2003")),
         record("sagaflow.commands.order", 1, 4, "ord-2002", {"hello": 1}),
         record("sagaflow.commands.order", 1, 5, "ord-2002", teleport, {"command_type": "order.teleport"}),
     ]

@@ -548,7 +548,7 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     system
-        .cancel_order("ord-cancel", "changed my mind", 1)
+        .cancel_order("ord-cancel", Flow::Orchestrated, "changed my mind", 1)
         .await
         .unwrap();
     let ended = system.wait_for_terminal("ord-cancel", WAIT).await.unwrap();
@@ -583,7 +583,12 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
 
     // Too late now: refused with its reason, on the dead-letter topic.
     system
-        .cancel_order("ord-cancel", "still want it cancelled", 2)
+        .cancel_order(
+            "ord-cancel",
+            Flow::Orchestrated,
+            "still want it cancelled",
+            2,
+        )
         .await
         .unwrap();
     let letters = system.read_dead_letters(1, Duration::from_secs(20)).await;
@@ -593,5 +598,76 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
             && letters[0].reason.contains("already cancelled"),
         "{letters:?}"
     );
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_customer_cancel_undoes_a_running_choreographed_order_once() {
+    require_servers();
+    let system = LocalSystem::start(LocalSystemConfig::named(format!(
+        "chorcancel{}",
+        std::process::id()
+    )))
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 10).await.unwrap();
+    let order_id = "ord-chor-cancel";
+    system
+        .place_order(&order(order_id, Flow::Choreographed, "FR", "card-ok", 0))
+        .await
+        .unwrap();
+    // Cancelled once the payment was taken; sent twice, as a client retrying would.
+    let started = std::time::Instant::now();
+    loop {
+        let payment = system.services.payments().load(order_id).await.unwrap();
+        if payment.state.status == PaymentStatus::Captured || started.elapsed() > WAIT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..2 {
+        system
+            .cancel_order(order_id, Flow::Choreographed, "changed my mind", 1)
+            .await
+            .unwrap();
+    }
+    let ended = system.wait_for_terminal(order_id, WAIT).await.unwrap();
+    assert_eq!(ended.status, OrderStatus::Cancelled, "{ended:?}");
+    assert_eq!(
+        ended.cancel_reason.as_ref().map(|r| r.code.as_str()),
+        Some("customer_cancelled"),
+        "{ended:?}"
+    );
+    let payment = system.services.payments().load(order_id).await.unwrap();
+    assert_eq!(payment.state.status, PaymentStatus::Refunded);
+    // The stock comes back whichever of the reservation and the release came first.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stock = system
+            .services
+            .inventory()
+            .load("main")
+            .await
+            .unwrap()
+            .state;
+        let level = stock.level("MUG");
+        if (level.available, level.reserved, level.shipped) == (10, 0, 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stock not restored: {level:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let requests = system
+        .store
+        .all_events()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.correlation_id == order_id && e.event_type == "order.cancel_requested")
+        .count();
+    assert_eq!(requests, 1, "the cancel took effect once");
     system.stop().await;
 }

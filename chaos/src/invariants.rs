@@ -27,7 +27,7 @@ pub struct Expected<'a> {
     pub orders: &'a [String],
     /// The orchestrated ones (they have sagas).
     pub orchestrated: &'a [String],
-    /// The orchestrated ones whose customer cancelled them while they ran.
+    /// The ones whose customer cancelled them while they ran.
     pub cancelled: &'a [String],
     /// Units restocked per SKU before the run.
     pub initial_stock: &'a BTreeMap<String, u64>,
@@ -85,19 +85,24 @@ pub fn check_all(
 
 type StreamOf<'s, 'e> = dyn Fn(&str, &str) -> Vec<&'e StoredEvent> + 's;
 
-/// A customer's cancel takes effect at most once, and only on an order it was sent for; an
-/// order it reached in time ends cancelled for that reason, one it reached too late completed.
+/// A customer's cancel takes effect at most once, and only on an order it was sent for (a
+/// `saga.cancelled` of an orchestrated order's saga, an `order.cancel_requested` of a
+/// choreographed order); an order it reached in time ends cancelled for that reason, one it
+/// reached too late ended as it would have.
 fn cancels_once(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
     let (mut in_time, mut too_late, mut broken) = (0, 0, Vec::new());
-    for id in expected.orchestrated {
-        let saga = stream("saga", id);
-        let cancels = saga
+    for id in expected.orders {
+        let order_events = stream("order", id);
+        let taken = stream("saga", id)
             .iter()
-            .filter(|e| e.event_type == "saga.cancelled")
+            .chain(order_events.iter())
+            .filter(|e| {
+                e.event_type == "saga.cancelled" || e.event_type == "order.cancel_requested"
+            })
             .count();
         let asked = expected.cancelled.contains(id);
-        let order = decode::<OrderEvent>(&stream("order", id)).map(|e| e.last().cloned());
-        match (asked, cancels, order) {
+        let order = decode::<OrderEvent>(&order_events).map(|e| e.last().cloned());
+        match (asked, taken, order) {
             (false, 0, _) => {}
             (true, 1, Ok(Some(OrderEvent::Cancelled { reason, .. })))
                 if reason.code == "customer_cancelled" =>
@@ -107,8 +112,8 @@ fn cancels_once(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
             (true, 0, Ok(Some(OrderEvent::Completed { .. } | OrderEvent::Cancelled { .. }))) => {
                 too_late += 1
             }
-            (asked, cancels, order) => broken.push(format!(
-                "order {id}: cancel asked {asked}, saga cancelled {cancels} times, order ends {order:?}"
+            (asked, taken, order) => broken.push(format!(
+                "order {id}: cancel asked {asked}, taken {taken} times, order ends {order:?}"
             )),
         }
     }

@@ -190,18 +190,15 @@ async fn run(args: Args) -> Result<bool, String> {
     // Customers who cancel while their order runs: each after a seeded wait of up to 4 s, half
     // of them with the cancel delivered twice and a second cancel of their own a little later
     // (refused, or a no-op when the first was too late).
-    let cancels: Vec<(String, Duration, bool)> = orders
+    let cancels: Vec<(String, Flow, Duration, bool)> = orders
         .iter()
-        .filter(|o| o.flow == Flow::Orchestrated && !silent.contains(&o.order_id))
+        .filter(|o| !silent.contains(&o.order_id))
         .filter(|o| roll(args.seed, &[b"cancel", o.order_id.as_bytes()]) < args.cancels)
         .map(|o| {
             let wait = roll(args.seed, &[b"cancel-at", o.order_id.as_bytes()]) * 4_000.0;
             let twice = roll(args.seed, &[b"cancel-twice", o.order_id.as_bytes()]) < 0.5;
-            (
-                o.order_id.clone(),
-                Duration::from_millis(wait as u64),
-                twice,
-            )
+            let wait = Duration::from_millis(wait as u64);
+            (o.order_id.clone(), o.flow, wait, twice)
         })
         .collect();
     let plan = Arc::new(FaultPlan::new(
@@ -287,14 +284,15 @@ async fn run(args: Args) -> Result<bool, String> {
             system.place_order(create)
         })
         .await?;
-        if let Some((order_id, wait, twice)) = cancels.iter().find(|c| c.0 == create.order_id) {
+        if let Some((order_id, flow, wait, twice)) = cancels.iter().find(|c| c.0 == create.order_id)
+        {
             let (publisher, topics) = (publisher.clone(), system.topics.clone());
-            let (order_id, wait, twice) = (order_id.clone(), *wait, *twice);
+            let (order_id, flow, wait, twice) = (order_id.clone(), *flow, *wait, *twice);
             cancelling.spawn(async move {
                 tokio::time::sleep(wait).await;
                 let cancel = |attempt| {
                     let command =
-                        cancel_command(&order_id, "chaos customer", attempt, clock::now());
+                        cancel_command(&order_id, flow, "chaos customer", attempt, clock::now());
                     command_record(&topics, &command)
                 };
                 let mut records = vec![cancel(1)];

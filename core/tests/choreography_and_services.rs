@@ -6,8 +6,8 @@ use std::sync::Arc;
 use sagaflow_core::command::CommandEnvelope;
 use sagaflow_core::domain::order::order_upcasters;
 use sagaflow_core::domain::{
-    Address, CreateOrder, Flow, InventoryEvent, Money, Order, OrderEvent, OrderLine, PaymentEvent,
-    ShipmentEvent, StockLine,
+    Address, CancelReason, CreateOrder, Flow, InventoryEvent, Money, Order, OrderEvent, OrderLine,
+    PaymentEvent, ShipmentEvent, StockLine,
 };
 use sagaflow_core::event::envelope_events;
 use sagaflow_core::flow::choreography::{react, PolicyError};
@@ -173,7 +173,32 @@ fn given_each_reply_then_the_next_commands() {
                     tracking_id: "t".into(),
                 },
             ),
-            vec![("order.complete", "ord-7"), ("inventory.ship", "main")],
+            vec![("order.complete", "ord-7")],
+        ),
+        (
+            stored(
+                "order",
+                "ord-7",
+                OrderEvent::Completed {
+                    order_id: "ord-7".into(),
+                },
+            ),
+            vec![("inventory.ship", "main")],
+        ),
+        (
+            stored(
+                "order",
+                "ord-7",
+                OrderEvent::CancelRequested {
+                    order_id: "ord-7".into(),
+                    reason: "changed my mind".into(),
+                },
+            ),
+            vec![
+                ("payment.refund", "ord-7"),
+                ("inventory.release", "main"),
+                ("shipment.cancel", "ord-7"),
+            ],
         ),
         (
             stored(
@@ -387,4 +412,95 @@ async fn a_redelivered_command_is_a_duplicate_with_no_new_events() {
     assert!(again.duplicate);
     assert!(again.events.is_empty());
     assert_eq!(store.event_count(), 1);
+}
+
+/// A choreographed order whose customer asked to cancel it.
+fn cancelling() -> Order {
+    let mut o = order(Flow::Choreographed);
+    o.apply(&OrderEvent::CancelRequested {
+        order_id: "ord-7".into(),
+        reason: "changed my mind".into(),
+    });
+    o
+}
+
+#[test]
+fn given_a_cancel_request_then_the_order_is_not_completed_and_ends_cancelled_by_its_customer() {
+    use sagaflow_core::domain::{OrderCommand, OrderStatus, RefundStatus};
+    let o = cancelling();
+    assert_eq!(o.status, OrderStatus::Cancelling);
+    // The shipment that was booked before the cancel does not complete the order.
+    assert_eq!(o.decide(&OrderCommand::Complete), Ok(vec![]));
+    // However the money was settled, the customer cancelled it.
+    let cancelled = o
+        .decide(&OrderCommand::Cancel {
+            reason: CancelReason::new("payment_declined", "payment already closed"),
+            refund_status: RefundStatus::NotCharged,
+        })
+        .unwrap();
+    assert_eq!(
+        cancelled,
+        vec![OrderEvent::Cancelled {
+            order_id: "ord-7".into(),
+            reason: CancelReason::new("customer_cancelled", "changed my mind"),
+            refund_status: RefundStatus::NotCharged,
+        }]
+    );
+    // A second request while it is being cancelled, or one for an orchestrated order, is refused.
+    let again = OrderCommand::RequestCancel {
+        reason: "again".into(),
+    };
+    assert!(o.decide(&again).is_err());
+    assert_eq!(
+        order(Flow::Orchestrated)
+            .decide(&again)
+            .unwrap_err()
+            .to_string(),
+        "order ord-7 is orchestrated: cancel it with saga.cancel"
+    );
+}
+
+#[test]
+fn given_stock_released_before_it_was_reserved_then_the_late_reservation_fails() {
+    use sagaflow_core::domain::{Inventory, InventoryCommand};
+    let mut stock = Inventory::default();
+    stock.apply(&InventoryEvent::Restocked {
+        sku: "MUG".into(),
+        quantity: 5,
+    });
+    // The customer's cancel reached the warehouse before the reservation did.
+    for event in stock
+        .decide(&InventoryCommand::Release {
+            order_id: "ord-7".into(),
+            reason: "customer_cancelled: changed my mind".into(),
+        })
+        .unwrap()
+    {
+        stock.apply(&event);
+    }
+    let late = stock
+        .decide(&InventoryCommand::Reserve {
+            order_id: "ord-7".into(),
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+        })
+        .unwrap();
+    assert!(
+        matches!(&late[..], [InventoryEvent::ReservationFailed { reason, .. }] if reason.contains("released before")),
+        "{late:?}"
+    );
+    assert_eq!(stock.level("MUG").available, 5);
+    // Another order still reserves.
+    let other = stock
+        .decide(&InventoryCommand::Reserve {
+            order_id: "ord-8".into(),
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+        })
+        .unwrap();
+    assert!(matches!(&other[..], [InventoryEvent::Reserved { .. }]));
 }

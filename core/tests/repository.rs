@@ -420,10 +420,10 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         .execute(
             "main",
             &InventoryCommand::Release {
-                order_id: "ord-9".into(),
+                order_id: "ord-1".into(),
                 reason: "cancelled".into(),
             },
-            &meta("rel-9"),
+            &meta("rel-1"),
         )
         .await
         .unwrap();

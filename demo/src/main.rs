@@ -55,11 +55,12 @@ const CANCEL_AFTER_STEPS: [usize; 4] = [0, 1, 2, 3];
 async fn run_batch(
     system: &EmbeddedSystem,
     door: &Mediator,
-    mut cancels: Vec<(Option<usize>, String)>,
+    mut cancels: Vec<(Option<usize>, String, Flow)>,
 ) -> Result<(), String> {
-    let cancel = |order_id: &String, attempt: u32, reason: &str| {
+    let cancel = |order_id: &String, flow: Flow, attempt: u32, reason: &str| {
         door.send(CancelOrderCommand {
             order_id: order_id.clone(),
+            flow,
             reason: reason.into(),
             attempt,
         })
@@ -67,7 +68,7 @@ async fn run_batch(
     let mut sent = Vec::new();
     while !cancels.is_empty() {
         let mut waiting = Vec::new();
-        for (steps, order_id) in cancels {
+        for (steps, order_id, flow) in cancels {
             let saga = system
                 .sagas()
                 .repository()
@@ -79,13 +80,13 @@ async fn run_batch(
                 Some(steps) => saga.version > 0 && saga.state.completed_steps().len() >= steps,
             };
             if due {
-                cancel(&order_id, 1, "changed my mind")
+                cancel(&order_id, flow, 1, "changed my mind")
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
-                sent.push(order_id);
+                sent.push((order_id, flow));
             } else {
-                waiting.push((steps, order_id));
+                waiting.push((steps, order_id, flow));
             }
         }
         cancels = waiting;
@@ -96,8 +97,8 @@ async fn run_batch(
         }
     }
     system.run_until_idle().await.map_err(|e| e.to_string())?;
-    for order_id in &sent {
-        cancel(order_id, 2, "still want it cancelled")
+    for (order_id, flow) in &sent {
+        cancel(order_id, *flow, 2, "still want it cancelled")
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -141,12 +142,13 @@ async fn run(args: &Args) -> Result<bool, String> {
         if order.scenario == Scenario::CustomerCancel
             && matches!(placement, Placement::Accepted { .. })
         {
-            // Only an orchestrated order has a saga to watch; the others are cancelled at once.
+            // Only an orchestrated order has a saga to watch; the others are cancelled at once
+            // (a choreographed one while it runs, an in-process one after it ran).
             let steps = (order.request.flow == Flow::Orchestrated).then(|| {
                 cancelled += 1;
                 CANCEL_AFTER_STEPS[cancelled % CANCEL_AFTER_STEPS.len()]
             });
-            cancels.push((steps, order.request.order_id.clone()));
+            cancels.push((steps, order.request.order_id.clone(), order.request.flow));
         }
         rows.push(OrderRow {
             order_id: order.request.order_id.clone(),

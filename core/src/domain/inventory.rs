@@ -3,7 +3,7 @@
 //! One warehouse is one aggregate so that an order's lines are reserved atomically; stock can
 //! never go below zero because a reservation is only decided when every line is available.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +152,11 @@ pub struct Inventory {
     pub stock: BTreeMap<String, StockLevel>,
     /// Lines reserved per order still in progress.
     pub reservations: BTreeMap<String, Vec<StockLine>>,
+    /// Orders released before they reserved anything (a cancel or a timed-out step that beat
+    /// the reservation): a reservation arriving for them later fails instead of holding stock
+    /// for an order that is gone.
+    #[serde(default)]
+    pub released_early: BTreeSet<String>,
 }
 
 /// Merges lines of the same SKU and validates them, so a reservation is one line per SKU.
@@ -210,6 +215,13 @@ impl Aggregate for Inventory {
                     } else {
                         Err(InventoryError::ConflictingReservation(order_id.clone()))
                     };
+                }
+                if self.released_early.contains(order_id) {
+                    return Ok(vec![InventoryEvent::ReservationFailed {
+                        order_id: order_id.clone(),
+                        lines,
+                        reason: "the order's stock was released before it was reserved".into(),
+                    }]);
                 }
                 let shortage = lines
                     .iter()
@@ -272,6 +284,9 @@ impl Aggregate for Inventory {
             InventoryEvent::Released {
                 order_id, lines, ..
             } => {
+                if !self.reservations.contains_key(order_id) {
+                    self.released_early.insert(order_id.clone());
+                }
                 for line in lines {
                     let level = self.stock.entry(line.sku.clone()).or_default();
                     level.reserved = level.reserved.saturating_sub(u64::from(line.quantity));

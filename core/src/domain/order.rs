@@ -114,6 +114,12 @@ pub enum OrderCommand {
         /// Whether money was refunded.
         refund_status: RefundStatus,
     },
+    /// The customer asks to cancel a running choreographed order (`order.request_cancel`):
+    /// the services undo their part, and the order is cancelled once its money is settled.
+    RequestCancel {
+        /// Why, in the customer's words.
+        reason: String,
+    },
 }
 
 /// What an order records.
@@ -144,6 +150,14 @@ pub enum OrderEvent {
         /// Order id.
         order_id: String,
     },
+    /// The customer asked to cancel the running order; each service undoes its part.
+    #[serde(rename = "order.cancel_requested")]
+    CancelRequested {
+        /// Order id.
+        order_id: String,
+        /// Why, in the customer's words.
+        reason: String,
+    },
     /// The order was cancelled.
     #[serde(rename = "order.cancelled")]
     Cancelled {
@@ -160,6 +174,7 @@ impl DomainEvent for OrderEvent {
     const SCHEMA: &'static [(&'static str, u32)] = &[
         ("order.created", 2),
         ("order.completed", 1),
+        ("order.cancel_requested", 1),
         ("order.cancelled", 1),
     ];
 
@@ -167,6 +182,7 @@ impl DomainEvent for OrderEvent {
         match self {
             OrderEvent::Created { .. } => "order.created",
             OrderEvent::Completed { .. } => "order.completed",
+            OrderEvent::CancelRequested { .. } => "order.cancel_requested",
             OrderEvent::Cancelled { .. } => "order.cancelled",
         }
     }
@@ -218,6 +234,8 @@ pub enum OrderStatus {
     Created,
     /// Fulfilled.
     Completed,
+    /// Its customer asked to cancel it; the services are undoing their part.
+    Cancelling,
     /// Cancelled.
     Cancelled,
 }
@@ -234,6 +252,9 @@ pub enum OrderError {
     /// The order does not exist.
     #[error("order does not exist")]
     NotFound,
+    /// Only a choreographed order is cancelled through the order service.
+    #[error("order {0} is orchestrated: cancel it with saga.cancel")]
+    CancelThroughSaga(String),
     /// The order's status does not allow the command.
     #[error("order is {status:?}; cannot {action}")]
     InvalidTransition {
@@ -257,6 +278,9 @@ pub struct Order {
     pub cancel_reason: Option<CancelReason>,
     /// What happened to the money on cancellation.
     pub refund_status: Option<RefundStatus>,
+    /// Why its customer asked to cancel it, if they did.
+    #[serde(default)]
+    pub cancel_requested: Option<String>,
 }
 
 impl Aggregate for Order {
@@ -291,6 +315,8 @@ impl Aggregate for Order {
                 order_id: self.order_id(),
             }]),
             (OrderCommand::Complete, OrderStatus::Completed) => Ok(vec![]),
+            // The customer's cancel came first: the order is not completed after all.
+            (OrderCommand::Complete, OrderStatus::Cancelling) => Ok(vec![]),
             (OrderCommand::Complete, status) => Err(OrderError::InvalidTransition {
                 status,
                 action: "complete",
@@ -306,8 +332,32 @@ impl Aggregate for Order {
                 reason: reason.clone(),
                 refund_status: *refund_status,
             }]),
+            // However the services' undoing ends, it was the customer who cancelled.
+            (OrderCommand::Cancel { refund_status, .. }, OrderStatus::Cancelling) => {
+                Ok(vec![OrderEvent::Cancelled {
+                    order_id: self.order_id(),
+                    reason: CancelReason::new(
+                        "customer_cancelled",
+                        self.cancel_requested.clone().unwrap_or_default(),
+                    ),
+                    refund_status: *refund_status,
+                }])
+            }
             (OrderCommand::Cancel { .. }, OrderStatus::Cancelled) => Ok(vec![]),
             (OrderCommand::Cancel { .. }, status) => Err(OrderError::InvalidTransition {
+                status,
+                action: "cancel",
+            }),
+            (OrderCommand::RequestCancel { reason }, OrderStatus::Created) => {
+                match self.details.as_ref().map(|d| d.flow) {
+                    Some(Flow::Choreographed) => Ok(vec![OrderEvent::CancelRequested {
+                        order_id: self.order_id(),
+                        reason: reason.clone(),
+                    }]),
+                    _ => Err(OrderError::CancelThroughSaga(self.order_id())),
+                }
+            }
+            (OrderCommand::RequestCancel { .. }, status) => Err(OrderError::InvalidTransition {
                 status,
                 action: "cancel",
             }),
@@ -337,6 +387,10 @@ impl Aggregate for Order {
                 self.total = Some(total.clone());
             }
             OrderEvent::Completed { .. } => self.status = OrderStatus::Completed,
+            OrderEvent::CancelRequested { reason, .. } => {
+                self.status = OrderStatus::Cancelling;
+                self.cancel_requested = Some(reason.clone());
+            }
             OrderEvent::Cancelled {
                 reason,
                 refund_status,

@@ -29,7 +29,8 @@ pub enum PolicyError {
 
 /// Whether a reaction to this event type may need the order's state (so the caller loads it).
 pub fn needs_order(event_type: &str) -> bool {
-    !event_type.starts_with("order.") && !event_type.starts_with("saga.")
+    event_type == "order.completed"
+        || (!event_type.starts_with("order.") && !event_type.starts_with("saga."))
 }
 
 /// The commands that `event` causes in a choreographed order; `order` is that order's state,
@@ -53,6 +54,38 @@ pub fn react(
                 order_id.clone(),
                 json!({ "order_id": order_id, "amount": total, "method": payment_method }),
             )],
+            // Only a choreographed order's customer can ask (the order refuses the others):
+            // every service undoes its part at once; the refund's reply cancels the order.
+            OrderEvent::CancelRequested { order_id, reason } => {
+                let why = CancelReason::new("customer_cancelled", reason);
+                vec![
+                    refund(&order_id, &why),
+                    (
+                        "inventory.release",
+                        DEFAULT_WAREHOUSE.to_string(),
+                        json!({ "order_id": order_id, "reason": why.to_string() }),
+                    ),
+                    (
+                        "shipment.cancel",
+                        order_id.clone(),
+                        json!({ "order_id": order_id, "reason": why.to_string() }),
+                    ),
+                ]
+            }
+            // Stock ships once the order is completed, never for one its customer cancelled.
+            OrderEvent::Completed { order_id } => {
+                let Some(order) = order.filter(|o| o.details.is_some()) else {
+                    return Err(PolicyError::MissingOrder(order_id));
+                };
+                if order.details.as_ref().map(|d| d.flow) != Some(Flow::Choreographed) {
+                    return Ok(vec![]);
+                }
+                vec![(
+                    "inventory.ship",
+                    DEFAULT_WAREHOUSE.to_string(),
+                    json!({ "order_id": order_id }),
+                )]
+            }
             _ => vec![],
         },
         "payment" | "inventory" | "shipment" => {
@@ -159,10 +192,9 @@ fn react_to_service_event(
             _ => vec![],
         },
         "shipment" => match event.decode::<ShipmentEvent>(upcasters)?.payload {
-            ShipmentEvent::Scheduled { .. } => vec![
-                ("order.complete", order_id.clone(), json!({})),
-                ("inventory.ship", warehouse, json!({ "order_id": order_id })),
-            ],
+            ShipmentEvent::Scheduled { .. } => {
+                vec![("order.complete", order_id.clone(), json!({}))]
+            }
             ShipmentEvent::Failed { reason, .. } => {
                 let why = CancelReason::new("shipment_failed", reason);
                 vec![

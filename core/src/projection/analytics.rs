@@ -275,6 +275,7 @@ pub fn analytics_change(
                 change.set_status("completed");
                 change.finish(DurationMetric::Order, "completed", event.occurred_at);
             }
+            OrderEvent::CancelRequested { .. } => change.set_status("cancelling"),
             OrderEvent::Cancelled { reason, .. } => {
                 change.set_status("cancelled");
                 change.finish(DurationMetric::Order, "cancelled", event.occurred_at);

@@ -2,8 +2,8 @@
 //! pipeline and then places the order as a client would on AWS, by publishing the documented
 //! front-door command (`saga.start` to the orchestrator, `order.create` to the order service);
 //! an in-process order runs the seed's in-process saga coordinator over the services instead.
-//! `send(CancelOrderCommand)` publishes the customer's `saga.cancel`; `query(GetStockLevels)`
-//! reads the warehouse.
+//! `send(CancelOrderCommand)` publishes the customer's cancel; `query(GetStockLevels)` reads
+//! the warehouse.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,12 +86,15 @@ impl Command for PlaceOrderCommand {
     type Output = Result<Placement, PlaceError>;
 }
 
-/// The customer's cancel of a running order: a `saga.cancel` on the front-door topic. Its
-/// `attempt` tells one cancel from another (the same attempt again is the same command).
+/// The customer's cancel of a running order: a `saga.cancel` on the front-door topic, or for a
+/// choreographed order `order.request_cancel` to the order service. Its `attempt` tells one
+/// cancel from another (the same attempt again is the same command).
 #[derive(Clone, Debug)]
 pub struct CancelOrderCommand {
     /// The order.
     pub order_id: String,
+    /// Its flow, which says who takes the cancel.
+    pub flow: Flow,
     /// Why, in the customer's words.
     pub reason: String,
     /// Which of the customer's cancels this is.
@@ -163,6 +166,7 @@ impl Door {
     async fn cancel(&self, cancel: CancelOrderCommand) -> Result<(), PlaceError> {
         let command = cancel_command(
             &cancel.order_id,
+            cancel.flow,
             &cancel.reason,
             cancel.attempt,
             self.clock.now(),

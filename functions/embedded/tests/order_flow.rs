@@ -391,6 +391,7 @@ async fn a_customer_cancel_at_each_step_undoes_what_was_done_and_a_second_cancel
         let cancel = |attempt| {
             run.door.send(CancelOrderCommand {
                 order_id: "ord-cancel".into(),
+                flow: Flow::Orchestrated,
                 reason: "changed my mind".into(),
                 attempt,
             })

@@ -232,21 +232,31 @@ pub const SAGA_START: &str = "saga.start";
 /// The command type that cancels an order's running saga.
 pub const SAGA_CANCEL: &str = "saga.cancel";
 
-/// The customer's cancel of order `order_id` for `reason`, as `docs/events.md` documents it;
-/// `attempt` tells one cancel from another (the same attempt again is the same command).
+/// The command type by which a customer asks to cancel a running choreographed order.
+pub const ORDER_REQUEST_CANCEL: &str = "order.request_cancel";
+
+/// The customer's cancel of order `order_id` of `flow` for `reason`, as `docs/events.md`
+/// documents it: `saga.cancel` to the orchestrator, or for a choreographed order
+/// `order.request_cancel` to the order service. `attempt` tells one cancel from another (the
+/// same attempt again is the same command).
 pub fn cancel_command(
     order_id: &str,
+    flow: Flow,
     reason: &str,
     attempt: u32,
     issued_at: sagaflow_core::Timestamp,
 ) -> CommandEnvelope {
+    let command_type = match flow {
+        Flow::Choreographed => ORDER_REQUEST_CANCEL,
+        Flow::Orchestrated | Flow::InProcess => SAGA_CANCEL,
+    };
     CommandEnvelope {
         command_id: sagaflow_core::command::command_id_for(
             order_id,
-            SAGA_CANCEL,
+            command_type,
             &attempt.to_string(),
         ),
-        command_type: SAGA_CANCEL.into(),
+        command_type: command_type.into(),
         target_id: order_id.into(),
         payload: serde_json::json!({ "reason": reason }),
         correlation_id: order_id.into(),

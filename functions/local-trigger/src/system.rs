@@ -355,16 +355,17 @@ impl LocalSystem {
             .map_err(|e| e.to_string())
     }
 
-    /// The customer's cancel of a running order, over Kafka as on AWS: a `saga.cancel` command
-    /// to the orchestrator; `attempt` tells one cancel from another (the same attempt again is
-    /// the same command).
+    /// The customer's cancel of a running order of `flow`, over Kafka as on AWS (`saga.cancel`
+    /// to the orchestrator, `order.request_cancel` to the order service); `attempt` tells one
+    /// cancel from another (the same attempt again is the same command).
     pub async fn cancel_order(
         &self,
         order_id: &str,
+        flow: Flow,
         reason: &str,
         attempt: u32,
     ) -> Result<(), String> {
-        let command = cancel_command(order_id, reason, attempt, clock::now());
+        let command = cancel_command(order_id, flow, reason, attempt, clock::now());
         self.publisher
             .publish(&[command_record(&self.topics, &command)])
             .await

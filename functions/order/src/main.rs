@@ -58,9 +58,20 @@ mod tests {
             "{name}"
         );
         assert_eq!(created_then_completed.version, 2, "{name}");
+        let cancelling = service.services().orders().load("ord-2003").await.unwrap();
+        assert_eq!(cancelling.state.status, OrderStatus::Cancelling, "{name}");
+        assert_eq!(
+            cancelling.state.cancel_requested.as_deref(),
+            Some("changed my mind")
+        );
         let mut letters = run.dead_letters.clone();
         letters.sort_by_key(|letter| letter.source.offset);
-        assert_eq!(letters.len(), 2, "{name}");
+        assert_eq!(letters.len(), 3, "{name}: {letters:?}");
+        assert_eq!(letters[2].source.offset, 22);
+        assert_eq!(
+            letters[2].reason,
+            "`order.request_cancel` refused: order is Completed; cannot cancel"
+        );
         assert_eq!(letters[0].source.offset, 4);
         assert!(
             letters[0].reason.contains("not a command envelope"),
