@@ -457,6 +457,30 @@ async fn saga_when_finished(system: &LocalSystem, id: &str) -> sagaflow_core::sa
     }
 }
 
+/// A local system named `name` (and this process) with ten mugs in stock.
+async fn with_ten_mugs(name: &str) -> LocalSystem {
+    let system = LocalSystem::start(LocalSystemConfig::named(format!(
+        "{name}{}",
+        std::process::id()
+    )))
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 10).await.unwrap();
+    system
+}
+
+/// The warehouse's mugs as the events table has them now.
+async fn mugs(system: &LocalSystem) -> sagaflow_core::domain::StockLevel {
+    system
+        .services
+        .inventory()
+        .load("main")
+        .await
+        .unwrap()
+        .state
+        .level("MUG")
+}
+
 /// The front door as `docs/events.md` documents it, tried as a new user would: the JSON
 /// envelope, keyed by the order id, and no headers at all.
 fn documented_envelope(order_id: &str, flow: &str, command_type: &str) -> Vec<u8> {
@@ -482,13 +506,7 @@ fn documented_envelope(order_id: &str, flow: &str, command_type: &str) -> Vec<u8
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_documented_front_door_envelope_without_headers_places_an_order_on_both_flows() {
     require_servers();
-    let system = LocalSystem::start(LocalSystemConfig::named(format!(
-        "door{}",
-        std::process::id()
-    )))
-    .await
-    .expect("local system starts");
-    system.restock("MUG", 10).await.unwrap();
+    let system = with_ten_mugs("door").await;
     let publisher = EventPublisher::new(&system.kafka).unwrap();
     let records = [
         OutboundRecord {
@@ -517,13 +535,7 @@ async fn the_documented_front_door_envelope_without_headers_places_an_order_on_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_lettered() {
     require_servers();
-    let system = LocalSystem::start(LocalSystemConfig::named(format!(
-        "cancel{}",
-        std::process::id()
-    )))
-    .await
-    .expect("local system starts");
-    system.restock("MUG", 10).await.unwrap();
+    let system = with_ten_mugs("cancel").await;
     system
         .place_order(&order("ord-cancel", Flow::Orchestrated, "FR", "card-ok", 0))
         .await
@@ -567,19 +579,9 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
         sagaflow_core::saga::InstanceStatus::Compensated,
         "{saga:?}"
     );
-    let stock = system
-        .services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state;
-    assert_eq!(
-        stock.level("MUG").reserved,
-        0,
-        "the reservation was released"
-    );
-    assert_eq!(stock.level("MUG").available, 10);
+    let mugs = mugs(&system).await;
+    assert_eq!(mugs.reserved, 0, "the reservation was released");
+    assert_eq!(mugs.available, 10);
 
     // Too late now: refused with its reason, on the dead-letter topic.
     system
@@ -604,13 +606,7 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_customer_cancel_undoes_a_running_choreographed_order_once() {
     require_servers();
-    let system = LocalSystem::start(LocalSystemConfig::named(format!(
-        "chorcancel{}",
-        std::process::id()
-    )))
-    .await
-    .expect("local system starts");
-    system.restock("MUG", 10).await.unwrap();
+    let system = with_ten_mugs("chorcancel").await;
     let order_id = "ord-chor-cancel";
     system
         .place_order(&order(order_id, Flow::Choreographed, "FR", "card-ok", 0))
@@ -643,14 +639,7 @@ async fn a_customer_cancel_undoes_a_running_choreographed_order_once() {
     // The stock comes back whichever of the reservation and the release came first.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let stock = system
-            .services
-            .inventory()
-            .load("main")
-            .await
-            .unwrap()
-            .state;
-        let level = stock.level("MUG");
+        let level = mugs(&system).await;
         if (level.available, level.reserved, level.shipped) == (10, 0, 0) {
             break;
         }

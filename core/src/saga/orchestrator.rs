@@ -425,6 +425,21 @@ impl<'a> Decider<'a> {
         Ok(())
     }
 
+    /// Requests attempt `attempt` of the step at `index`. A command that cannot be built is that
+    /// step's failure: the saga compensates instead of sticking on an input it can never get
+    /// past.
+    fn request_step_or_fail(&mut self, index: usize, attempt: u32) -> Result<(), SagaError> {
+        match self.request_step(index, attempt) {
+            Ok(()) => Ok(()),
+            Err((step, reason)) => self.fail_step(
+                &step,
+                format!("cannot build command: {reason}"),
+                None,
+                false,
+            ),
+        }
+    }
+
     fn on_reply(
         &mut self,
         event_id: &str,
@@ -515,15 +530,7 @@ impl<'a> Decider<'a> {
             StepKind::Forward if awaited.attempt < step.retry_policy().max_attempts => {
                 // The same command again, under the next attempt's id and a longer wait.
                 let index = self.next.completed_steps().len();
-                match self.request_step(index, awaited.attempt + 1) {
-                    Ok(()) => Ok(()),
-                    Err((step, reason)) => self.fail_step(
-                        &step,
-                        format!("cannot build command: {reason}"),
-                        None,
-                        false,
-                    ),
-                }
+                self.request_step_or_fail(index, awaited.attempt + 1)
             }
             StepKind::Forward => self.fail_step(
                 step.name(),
@@ -570,17 +577,7 @@ impl<'a> Decider<'a> {
     fn advance(&mut self) -> Result<(), SagaError> {
         let index = self.next.completed_steps().len();
         if index < self.definition.steps().len() {
-            return match self.request_step(index, 1) {
-                Ok(()) => Ok(()),
-                // A later step's command failing to build is that step's failure: the saga
-                // compensates instead of sticking on an input it can never get past.
-                Err((step, reason)) => self.fail_step(
-                    &step,
-                    format!("cannot build command: {reason}"),
-                    None,
-                    false,
-                ),
-            };
+            return self.request_step_or_fail(index, 1);
         }
         let commands = self
             .definition
