@@ -91,7 +91,12 @@ impl Aggregate for Warehouse {
                         Err(InventoryError::ConflictingReservation(order_id))
                     };
                 }
-                match shortage(&self.0, &lines) {
+                let shortage = if self.0.released_early.contains(&order_id) {
+                    Some("the order's stock was released before it was reserved".to_string())
+                } else {
+                    shortage(&self.0, &lines)
+                };
+                match shortage {
                     Some(reason) => InventoryEvent::ReservationFailed {
                         order_id,
                         lines,
@@ -148,6 +153,9 @@ impl Aggregate for Warehouse {
             InventoryEvent::Released {
                 order_id, lines, ..
             } => {
+                if !state.reservations.contains_key(&order_id) {
+                    state.released_early.insert(order_id.clone());
+                }
                 for line in lines {
                     let level = state.stock.entry(line.sku).or_default();
                     level.reserved = level.reserved.saturating_sub(u64::from(line.quantity));
