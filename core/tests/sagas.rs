@@ -85,6 +85,21 @@ fn when(
         .commands
 }
 
+/// The one command is the order's cancellation, with this reason code and refund status.
+#[track_caller]
+fn assert_cancels_the_order(commands: &[CommandMessage], code: &str, refund_status: &str) {
+    assert_eq!(
+        summary(commands),
+        vec![(
+            "order.cancel".into(),
+            "ord-9".into(),
+            StepKind::Compensation
+        )]
+    );
+    assert_eq!(commands[0].command.payload["reason"]["code"], code);
+    assert_eq!(commands[0].command.payload["refund_status"], refund_status);
+}
+
 fn summary(commands: &[CommandMessage]) -> Vec<(String, String, StepKind)> {
     commands
         .iter()
@@ -127,19 +142,7 @@ fn given_a_charge_when_it_is_declined_then_the_order_is_cancelled_not_charged() 
             json!({"reason": "card declined by issuer"}),
         ),
     );
-    assert_eq!(
-        summary(&commands),
-        vec![(
-            "order.cancel".into(),
-            "ord-9".into(),
-            StepKind::Compensation
-        )]
-    );
-    assert_eq!(
-        commands[0].command.payload["reason"]["code"],
-        "payment_declined"
-    );
-    assert_eq!(commands[0].command.payload["refund_status"], "not_charged");
+    assert_cancels_the_order(&commands, "payment_declined", "not_charged");
 }
 
 #[test]
@@ -625,19 +628,7 @@ fn given_a_charge_in_flight_when_the_customer_cancels_then_it_and_the_order_are_
             json!({"amount": {"amount_minor": 2500, "currency": "EUR"}}),
         ),
     );
-    assert_eq!(
-        summary(&commands),
-        vec![(
-            "order.cancel".into(),
-            "ord-9".into(),
-            StepKind::Compensation
-        )]
-    );
-    assert_eq!(
-        commands[0].command.payload["reason"]["code"],
-        "customer_cancelled"
-    );
-    assert_eq!(commands[0].command.payload["refund_status"], "refunded");
+    assert_cancels_the_order(&commands, "customer_cancelled", "refunded");
     let (ended, commands) = then(&saga, &refunded, reply("order.cancelled", json!({})));
     assert!(commands.is_empty());
     assert_eq!(ended.status(), InstanceStatus::Compensated);

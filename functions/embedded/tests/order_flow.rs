@@ -33,6 +33,17 @@ impl Run {
     }
 }
 
+/// The warehouse as the store has it now.
+async fn warehouse(system: &EmbeddedSystem) -> sagaflow_core::domain::Inventory {
+    system
+        .services()
+        .inventory()
+        .load("main")
+        .await
+        .unwrap()
+        .state
+}
+
 async fn stocked(lost_commit_percent: u32, seed: u64) -> Run {
     let defaults = EmbeddedConfig::default();
     let system = EmbeddedSystem::new(EmbeddedConfig {
@@ -98,7 +109,7 @@ async fn run_one(run: &Run, request: PlaceOrder) -> Ended {
     );
     run.system.run_until_idle().await.unwrap();
     let services = run.system.services();
-    let inventory = services.inventory().load("main").await.unwrap().state;
+    let inventory = warehouse(&run.system).await;
     Ended {
         order: services.orders().load(&id).await.unwrap().state,
         payment: services.payments().load(&id).await.unwrap().state,
@@ -126,14 +137,7 @@ async fn a_good_order_completes_in_every_flow() {
             ended.reserved, 0,
             "{flow}: shipped stock is no longer reserved"
         );
-        let stock = run
-            .system
-            .services()
-            .inventory()
-            .load("main")
-            .await
-            .unwrap()
-            .state;
+        let stock = warehouse(&run.system).await;
         assert_eq!(stock.level("MUG").shipped, 2, "{flow}");
     }
 }
@@ -292,13 +296,7 @@ async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay
     event_ids.sort();
     event_ids.dedup();
     assert_eq!(event_ids.len(), events.len(), "no event stored twice");
-    let inventory = system
-        .services()
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state;
+    let inventory = warehouse(system).await;
     for sku in ["MUG", "TEE"] {
         assert_eq!(inventory.level(sku).total(), 50, "{sku}");
         assert_eq!(inventory.level(sku).reserved, 0, "{sku}");
@@ -409,7 +407,7 @@ async fn a_customer_cancel_at_each_step_undoes_what_was_done_and_a_second_cancel
             PaymentStatus::None
         };
         assert_eq!(payment.status, want, "after {steps} steps");
-        let stock = services.inventory().load("main").await.unwrap().state;
+        let stock = warehouse(&run.system).await;
         assert_eq!(stock.level("MUG").available, 50, "after {steps} steps");
         assert_eq!(stock.level("MUG").reserved, 0, "after {steps} steps");
         let shipment = services.shipments().load("ord-cancel").await.unwrap().state;
