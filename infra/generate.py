@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Writes infra/template.yaml, the SAM template of sagaflow on AWS.
 
-The template is generated because one table below (which function reads which topic) expands
-into 52 Kafka event source mappings (an AWS mapping takes one topic, and each (function, topic)
-pair has an MSK and a self-managed variant, one of which a Condition keeps), plus the IAM
-statements naming those topics and consumer groups. Edit this file, then run
+The template is generated because the topology (which function reads and writes which topic,
+written once in functions/records/src/topology.rs and read here as the JSON of
+`cargo run -p sagaflow-records --bin topology`) expands into 52 Kafka event source mappings
+(an AWS mapping takes one topic, and each (function, topic) pair has an MSK and a self-managed
+variant, one of which a Condition keeps), plus the IAM statements naming those topics and
+consumer groups. Change the topology or this file, then run
 
     ~/.cache/sagaflow/infra-venv/bin/python infra/generate.py           # rewrite the template
     ~/.cache/sagaflow/infra-venv/bin/python infra/generate.py --check   # fail if it is stale
@@ -15,6 +17,8 @@ statements naming those topics and consumer groups. Edit this file, then run
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,19 +27,12 @@ import yaml
 TEMPLATE = Path(__file__).resolve().parent / "template.yaml"
 
 # ---------------------------------------------------------------------------------------------
-# What runs where. Topic names are relative to ${TopicPrefix}.
+# What runs where: the topology is written once, in Rust (functions/records/src/topology.rs),
+# and read here as the JSON its `topology` binary prints. Topic names are relative to
+# ${TopicPrefix}.
 # ---------------------------------------------------------------------------------------------
 
-EVENT_TOPICS = ["events.order", "events.payment", "events.inventory", "events.shipment", "events.saga"]
-COMMAND_TOPICS = [
-    "commands.order",
-    "commands.payment",
-    "commands.inventory",
-    "commands.shipment",
-    "commands.saga",
-]
-DEAD_LETTER = "dead-letter"
-ALL_TOPICS = EVENT_TOPICS + COMMAND_TOPICS + [DEAD_LETTER]
+ROOT = Path(__file__).resolve().parent.parent
 
 # Events table actions of the functions that keep their state in it (TransactWriteItems of
 # Put + ConditionCheck needs the item-level actions; DescribeTable is the init check).
@@ -49,6 +46,12 @@ EVENT_STORE_ACTIONS = [
 # The saga functions also delete a saga's wake-up item (in the same TransactWriteItems) when
 # it stops waiting on a deadline.
 SAGA_STORE_ACTIONS = EVENT_STORE_ACTIONS + ["dynamodb:DeleteItem"]
+# Each way the topology says a function uses the events table, as IAM actions.
+EVENTS_TABLE_ACTIONS = {
+    "describe": ["dynamodb:DescribeTable"],
+    "event-store": EVENT_STORE_ACTIONS,
+    "saga-store": SAGA_STORE_ACTIONS,
+}
 ANALYTICS_STORE_ACTIONS = [
     "dynamodb:DescribeTable",
     "dynamodb:GetItem",
@@ -66,21 +69,18 @@ STREAM_READ_ACTIONS = [
 
 
 class Lambda:
-    """One Lambda function: its binary, what triggers it, and what it may touch."""
+    """One Lambda function of the topology: its binary, what triggers it, what it may touch."""
 
-    def __init__(
-        self, key, binary, description, reads, writes_topics, events_table, analytics_table,
-        trigger="kafka", wake_index=(),
-    ):
-        self.key = key  # used in logical ids and the function name suffix
-        self.binary = binary  # cargo bin name: target/lambda/<binary>/bootstrap.zip
-        self.description = description
-        self.reads = reads  # Kafka topics (one event source mapping each) when trigger is kafka
-        self.writes_topics = writes_topics  # Kafka topics it produces to
-        self.events_table = events_table  # actions on the events table
-        self.analytics_table = analytics_table  # actions on the analytics table
-        self.trigger = trigger  # kafka | stream (the events table's) | schedule
-        self.wake_index = list(wake_index)  # actions on the events table's wake-up index
+    def __init__(self, spec):
+        self.key = spec["name"]  # used in logical ids and the function name suffix
+        self.binary = spec["binary"]  # cargo bin name: target/lambda/<binary>/bootstrap.zip
+        self.description = spec["description"]
+        self.reads = spec["reads"]  # Kafka topics (one event source mapping each)
+        self.writes_topics = spec["writes"]  # Kafka topics it produces to
+        self.events_table = EVENTS_TABLE_ACTIONS[spec["events_table"]]
+        self.analytics_table = ANALYTICS_STORE_ACTIONS if spec["analytics_table"] else []
+        self.trigger = spec["trigger"]  # kafka | stream (the events table's) | schedule
+        self.wake_index = ["dynamodb:Query"] if spec["wake_index"] else []
 
     @property
     def name(self):
@@ -91,67 +91,18 @@ class Lambda:
         return self.trigger == "kafka"
 
 
-def service(key, binary, command_topic, own_events):
-    return Lambda(
-        key,
-        binary,
-        f"sagaflow {key} service: {command_topic} and the other services' events",
-        [command_topic] + [t for t in EVENT_TOPICS if t not in (own_events, "events.saga")],
-        [DEAD_LETTER],
-        EVENT_STORE_ACTIONS,
-        [],
-    )
+def load_topology():
+    """The functions, as `cargo run -p sagaflow-records --bin topology` prints them."""
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "-p", "sagaflow-records", "--bin", "topology"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    return [Lambda(spec) for spec in json.loads(out)["functions"]]
 
 
-FUNCTIONS = [
-    service("order", "order", "commands.order", "events.order"),
-    service("payment", "payment", "commands.payment", "events.payment"),
-    service("inventory", "inventory", "commands.inventory", "events.inventory"),
-    service("shipping", "shipping", "commands.shipment", "events.shipment"),
-    Lambda(
-        "orchestrator",
-        "orchestrator",
-        "sagaflow saga orchestrator: the services' events and the saga front door (commands.saga)",
-        ["events.order", "events.payment", "events.inventory", "events.shipment", "commands.saga"],
-        [DEAD_LETTER],
-        SAGA_STORE_ACTIONS,
-        [],
-    ),
-    Lambda(
-        "analytics",
-        "analytics",
-        "sagaflow analytics read model: every events topic; invoked directly with a summary query",
-        list(EVENT_TOPICS),
-        [DEAD_LETTER],
-        ["dynamodb:DescribeTable"],
-        ANALYTICS_STORE_ACTIONS,
-    ),
-    Lambda(
-        "relay",
-        "relay",
-        "sagaflow outbox relay: the events table's stream to Kafka",
-        [],
-        list(ALL_TOPICS),
-        ["dynamodb:DescribeTable"],
-        [],
-        trigger="stream",
-    ),
-    # Run by a schedule: ticks the sagas whose step deadline passed, found through the events
-    # table's sparse wake-up index, and appends what the ticks decide to their streams.
-    Lambda(
-        "deadline",
-        "deadline",
-        "sagaflow saga deadline timer: fails the saga steps whose reply never came",
-        [],
-        [DEAD_LETTER],
-        SAGA_STORE_ACTIONS,
-        [],
-        trigger="schedule",
-        wake_index=["dynamodb:Query"],
-    ),
-]
+FUNCTIONS = load_topology()
 
-# The events table's sparse index of wake-up times (functions/adapters: WAKE_INDEX).
+# The events table's sparse index of wake-up times (functions/dynamodb: WAKE_INDEX).
 WAKE_INDEX = "wake-index"
 
 # Slots for the self-managed Kafka mappings' VPC_SUBNET / VPC_SECURITY_GROUP entries: a
@@ -160,7 +111,7 @@ SUBNET_SLOTS = 4
 SECURITY_GROUP_SLOTS = 3
 
 # Checks skipped on particular resources, each with its reason. infra/SKIPPED_CHECKS.md lists
-# them all (scripts/lint_infra.sh fails if an id here is missing there).
+# them all (infra/lint.sh fails if an id here is missing there).
 CHECKOV_SKIPS = {
     "CKV_AWS_27": "SSE-SQS (SqsManagedSseEnabled) encrypts the queue; this check only knows KmsMasterKeyId",
     "CKV_AWS_119": "encrypted with the AWS managed KMS key aws/dynamodb, not a customer managed key",
@@ -581,7 +532,7 @@ def tables():
                     {"AttributeName": "pk", "KeyType": "HASH"},
                     {"AttributeName": "sk", "KeyType": "RANGE"},
                 ],
-                # Sparse: only items with a wake-up time are in it (functions/adapters/src/tables.rs).
+                # Sparse: only items with a wake-up time are in it (functions/dynamodb/src/tables.rs).
                 "GlobalSecondaryIndexes": [
                     {
                         "IndexName": WAKE_INDEX,

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use sagaflow_core::domain::{
-    Address, CreateOrder, Flow, Money, OrderLine, OrderStatus, PaymentStatus, RefundStatus,
-};
-use sagaflow_core::flow::sagas::StepTiming;
 use sagaflow_kafka::{EventPublisher, OutboundRecord};
 use sagaflow_local_trigger::{LocalSystem, LocalSystemConfig};
+use sagaflow_orders::domain::{
+    Address, CreateOrder, Flow, Money, OrderLine, OrderStatus, PaymentStatus, RefundStatus,
+};
+use sagaflow_orders::flow::sagas::StepTiming;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -52,6 +52,7 @@ fn require_servers() {
     }
 }
 
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn orders_flow_through_the_functions_on_local_servers() {
     require_servers();
@@ -218,9 +219,9 @@ async fn orders_flow_through_the_functions_on_local_servers() {
 /// offsets, so a stalled flow says where it stopped.
 async fn explain_stall(system: LocalSystem, order_ids: &[&str]) {
     for id in order_ids {
-        let saga = sagaflow_core::EventStore::load(
+        let saga = sagaflow_eventsourcing::EventStore::load(
             &*system.store,
-            &sagaflow_core::StreamId::new("saga", *id),
+            &sagaflow_eventsourcing::StreamId::new("saga", *id),
             0,
         )
         .await
@@ -295,8 +296,7 @@ async fn explain_stall(system: LocalSystem, order_ids: &[&str]) {
     eprintln!("stall: {:?}", system.stop().await);
 }
 
-/// Every (reason header, value) on `topic`, read from the beginning of each partition.
-
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_effects() {
     require_servers();
@@ -332,9 +332,9 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
             OrderStatus::Cancelled
         };
         assert_eq!(ended.status, want, "{id}");
-        let payment = sagaflow_core::EventStore::load(
+        let payment = sagaflow_eventsourcing::EventStore::load(
             &*second.store,
-            &sagaflow_core::StreamId::new("payment", id.as_str()),
+            &sagaflow_eventsourcing::StreamId::new("payment", id.as_str()),
             0,
         )
         .await
@@ -377,6 +377,7 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
 /// a reply. The deadline timer (found through the events table's wake-up index, as the
 /// scheduled function does on AWS) fails the step; the saga retries the shipment cancellation
 /// until it gives up on it, then releases the stock, refunds the payment and cancels the order.
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     require_servers();
@@ -428,13 +429,13 @@ async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     let saga = saga_when_finished(&system, "ord-silent").await;
     assert_eq!(
         saga.status(),
-        sagaflow_core::saga::InstanceStatus::CompensationFailed,
+        sagaflow_saga::InstanceStatus::CompensationFailed,
         "the shipment cancellation was never confirmed: {saga:?}"
     );
-    let due = sagaflow_core::EventStore::due(
+    let due = sagaflow_eventsourcing::EventStore::due(
         &*system.store,
         "saga",
-        sagaflow_core::Timestamp(i64::MAX),
+        sagaflow_eventsourcing::Timestamp(i64::MAX),
         10,
     )
     .await
@@ -446,7 +447,7 @@ async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
 }
 
 /// The saga of `id` once it is finished, or as it stands after [`WAIT`].
-async fn saga_when_finished(system: &LocalSystem, id: &str) -> sagaflow_core::saga::SagaInstance {
+async fn saga_when_finished(system: &LocalSystem, id: &str) -> sagaflow_saga::SagaInstance {
     let started = std::time::Instant::now();
     loop {
         let saga = system.sagas.repository().load(id).await.unwrap().state;
@@ -470,7 +471,7 @@ async fn with_ten_mugs(name: &str) -> LocalSystem {
 }
 
 /// The warehouse's mugs as the events table has them now.
-async fn mugs(system: &LocalSystem) -> sagaflow_core::domain::StockLevel {
+async fn mugs(system: &LocalSystem) -> sagaflow_orders::domain::StockLevel {
     system
         .services
         .inventory()
@@ -503,6 +504,7 @@ fn documented_envelope(order_id: &str, flow: &str, command_type: &str) -> Vec<u8
     .unwrap()
 }
 
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_documented_front_door_envelope_without_headers_places_an_order_on_both_flows() {
     require_servers();
@@ -532,6 +534,7 @@ async fn the_documented_front_door_envelope_without_headers_places_an_order_on_b
     system.stop().await;
 }
 
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_lettered() {
     require_servers();
@@ -576,7 +579,7 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
     let saga = saga_when_finished(&system, "ord-cancel").await;
     assert_eq!(
         saga.status(),
-        sagaflow_core::saga::InstanceStatus::Compensated,
+        sagaflow_saga::InstanceStatus::Compensated,
         "{saga:?}"
     );
     let mugs = mugs(&system).await;
@@ -603,6 +606,7 @@ async fn a_customer_cancel_undoes_a_running_order_and_a_second_cancel_is_dead_le
     system.stop().await;
 }
 
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_customer_cancel_undoes_a_running_choreographed_order_once() {
     require_servers();

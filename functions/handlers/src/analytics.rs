@@ -4,17 +4,16 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use sagaflow_core::mediator::{Mediator, MediatorError};
-use sagaflow_core::projection::{
-    AnalyticsStore, AnalyticsSummary, GetAnalyticsSummary, ReadModelError,
-};
-use sagaflow_core::StoredEvent;
+use sagaflow_eventsourcing::mediator::{Mediator, MediatorError};
+use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_lambda_kafka::{
     parse_kafka_event, BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse,
     RecordHandler, RecordOutcome,
 };
-use sagaflow_records::topics::AGGREGATE_TYPES;
-use sagaflow_records::Topics;
+use sagaflow_orders::projection::{
+    AnalyticsStore, AnalyticsSummary, GetAnalyticsSummary, ReadModelError,
+};
+use sagaflow_records::{topology, Topics};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -39,7 +38,7 @@ impl<A> Clone for AnalyticsHandler<A> {
 impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
     /// The handler feeding `read_model` from the events topics of `topics`.
     pub fn new(read_model: Arc<A>, topics: Topics) -> Self {
-        let subscriptions = AGGREGATE_TYPES.iter().map(|a| topics.events(a)).collect();
+        let subscriptions = topology::ANALYTICS.subscriptions(&topics);
         Self {
             read_model,
             subscriptions: Arc::new(subscriptions),

@@ -3,8 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use sagaflow_core::clock::Clock;
-use sagaflow_core::Timestamp;
+pub use sagaflow_eventsourcing::clock::Clock;
+use sagaflow_eventsourcing::Timestamp;
 
 /// Now, in milliseconds since the Unix epoch.
 pub fn now() -> Timestamp {

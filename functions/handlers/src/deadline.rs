@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use sagaflow_core::flow::sagas::SagaRunner;
-use sagaflow_core::{EventStore, StoreError, Timestamp};
+use sagaflow_eventsourcing::EventStore;
+use sagaflow_eventsourcing::StoreError;
+use sagaflow_eventsourcing::Timestamp;
+use sagaflow_orders::flow::sagas::SagaRunner;
 use serde::Serialize;
 use tokio::task::JoinSet;
 

@@ -4,8 +4,8 @@
 //! one is there and disagrees with the envelope, the record was produced by something else or
 //! damaged, and routing on a header that lies would be worse than refusing the record.
 
-use sagaflow_core::command::CommandEnvelope;
-use sagaflow_core::StoredEvent;
+use sagaflow_eventsourcing::command::CommandEnvelope;
+use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_lambda_kafka::InboundRecord;
 use sagaflow_records::records::{
     COMMAND_TYPE_HEADER, CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER,

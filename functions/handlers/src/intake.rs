@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use sagaflow_core::domain::CreateOrder;
-use sagaflow_core::flow::intake::{
+use sagaflow_eventsourcing::pipeline::{Pipeline, PipelineError};
+use sagaflow_orders::domain::CreateOrder;
+use sagaflow_orders::flow::intake::{
     check_order, intake_pipeline, Catalog, IntakeOrder, IntakeRefusal,
 };
-use sagaflow_core::pipeline::{Pipeline, PipelineError};
-use sagaflow_core::saga::SagaDefinitionError;
+use sagaflow_saga::SagaDefinitionError;
 
 use crate::service::UnknownService;
 

@@ -4,19 +4,20 @@
 
 use std::sync::Arc;
 
-use sagaflow_core::command::CommandEnvelope;
-use sagaflow_core::domain::order::order_upcasters;
-use sagaflow_core::domain::{CreateOrder, Flow};
-use sagaflow_core::flow::check_known_event;
-use sagaflow_core::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
-use sagaflow_core::{EventStore, StoredEvent, Upcasters};
+use sagaflow_eventsourcing::command::CommandEnvelope;
+use sagaflow_eventsourcing::EventStore;
+use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::Upcasters;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
-use sagaflow_records::Topics;
+use sagaflow_orders::domain::order::order_upcasters;
+use sagaflow_orders::domain::{CreateOrder, Flow};
+use sagaflow_orders::flow::check_known_event;
+use sagaflow_orders::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
+use sagaflow_records::{topology, Topics};
 
 use crate::clock::{Clock, WallClock};
 use crate::headers::{check_command_headers, check_event_headers};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::service::SERVICE_NAMES;
 
 /// What the orchestrator function does with each record.
 pub struct OrchestratorHandler<S> {
@@ -75,11 +76,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// The topics it reads: every service's events (replies to saga steps) and the front door.
     pub fn subscriptions(&self) -> Vec<String> {
-        SERVICE_NAMES
-            .iter()
-            .map(|s| self.topics.events(s))
-            .chain([self.topics.saga_commands()])
-            .collect()
+        topology::ORCHESTRATOR.subscriptions(&self.topics)
     }
 
     /// The sagas, to start one at the front door.
@@ -244,14 +241,14 @@ pub fn cancel_command(
     flow: Flow,
     reason: &str,
     attempt: u32,
-    issued_at: sagaflow_core::Timestamp,
+    issued_at: sagaflow_eventsourcing::Timestamp,
 ) -> CommandEnvelope {
     let command_type = match flow {
         Flow::Choreographed => ORDER_REQUEST_CANCEL,
         Flow::Orchestrated | Flow::InProcess => SAGA_CANCEL,
     };
     CommandEnvelope {
-        command_id: sagaflow_core::command::command_id_for(
+        command_id: sagaflow_eventsourcing::command::command_id_for(
             order_id,
             command_type,
             &attempt.to_string(),
@@ -275,9 +272,9 @@ impl<S: EventStore + 'static> RecordHandler for OrchestratorHandler<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture_run::MemoryFunction;
-    use sagaflow_core::domain::{Address, Money, OrderLine};
+    use crate::testkit::fixture_run::MemoryFunction;
     use sagaflow_lambda_kafka::RecordId;
+    use sagaflow_orders::domain::{Address, Money, OrderLine};
     use sagaflow_records::command_record;
 
     fn start(order: &CreateOrder) -> InboundRecord {
@@ -288,7 +285,7 @@ mod tests {
             payload: serde_json::to_value(order).unwrap(),
             correlation_id: order.order_id.clone(),
             causation_id: "web".into(),
-            issued_at: sagaflow_core::Timestamp(1),
+            issued_at: sagaflow_eventsourcing::Timestamp(1),
         };
         let record = command_record(&Topics::default(), &command);
         InboundRecord {

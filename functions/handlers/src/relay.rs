@@ -8,8 +8,10 @@
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use sagaflow_core::flow::sagas::commands_from_saga_event;
-use sagaflow_core::{DecodeError, StoredEvent, Upcasters};
+use sagaflow_eventsourcing::DecodeError;
+use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::Upcasters;
+use sagaflow_orders::flow::sagas::commands_from_saga_event;
 use sagaflow_records::{command_record, event_record, OutboundRecord, Publisher, Topics};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -4,30 +4,34 @@
 
 use std::sync::Arc;
 
-use sagaflow_core::command::CommandEnvelope;
-use sagaflow_core::domain::order::order_upcasters;
-use sagaflow_core::flow::check_known_event;
+use sagaflow_eventsourcing::command::CommandEnvelope;
+use sagaflow_orders::domain::order::order_upcasters;
+use sagaflow_orders::flow::check_known_event;
 
 use crate::headers::{check_command_headers, check_event_headers};
 use crate::intake::{HandlerSetupError, Intake};
-use sagaflow_core::domain::CreateOrder;
-use sagaflow_core::flow::choreography::{needs_order, react, PolicyError};
-use sagaflow_core::flow::services::{FlowServices, HandledCommand, ServiceError};
-use sagaflow_core::{EventStore, StoredEvent, Upcasters};
+use sagaflow_eventsourcing::EventStore;
+use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::Upcasters;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
-use sagaflow_records::Topics;
+use sagaflow_orders::domain::CreateOrder;
+use sagaflow_orders::flow::choreography::{needs_order, react, PolicyError};
+use sagaflow_orders::flow::services::{FlowServices, HandledCommand, ServiceError};
+use sagaflow_records::{topology, Topics};
 
 use crate::clock::{Clock, WallClock};
 
 /// The command that places a choreographed order (and creates an orchestrated one's order).
 const ORDER_CREATE: &str = "order.create";
 
-/// The services whose functions exist, by the aggregate type they own.
+/// The services whose functions exist, by the aggregate type they own (each is also its
+/// function's name in [`topology`]).
 pub const SERVICE_NAMES: [&str; 4] = ["order", "payment", "inventory", "shipment"];
 
 /// What one service's function does with each record.
 pub struct ServiceHandler<S> {
     service: String,
+    function: &'static topology::Function,
     services: FlowServices<S>,
     intake: Intake,
     topics: Topics,
@@ -39,6 +43,7 @@ impl<S> Clone for ServiceHandler<S> {
     fn clone(&self) -> Self {
         Self {
             service: self.service.clone(),
+            function: self.function,
             services: self.services.clone(),
             intake: self.intake.clone(),
             topics: self.topics.clone(),
@@ -48,7 +53,7 @@ impl<S> Clone for ServiceHandler<S> {
     }
 }
 
-/// A service name that is not one of [`SERVICE_NAMES`] (`shipping` is the function, `shipment` the service).
+/// A service name that is not one of [`SERVICE_NAMES`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown service `{0}`; the services are order, payment, inventory and shipment")]
 pub struct UnknownService(pub String);
@@ -57,11 +62,12 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The handler of `service` (one of [`SERVICE_NAMES`]) over `store`; the order service
     /// takes new orders through intake over the default catalogue.
     pub fn new(service: &str, store: Arc<S>, topics: Topics) -> Result<Self, HandlerSetupError> {
-        if !SERVICE_NAMES.contains(&service) {
-            return Err(UnknownService(service.to_string()).into());
-        }
+        let function = topology::function(service)
+            .filter(|_| SERVICE_NAMES.contains(&service))
+            .ok_or_else(|| UnknownService(service.to_string()))?;
         Ok(Self {
             service: service.to_string(),
+            function,
             services: FlowServices::new(store, 50),
             intake: Intake::with_default_catalog()?,
             topics,
@@ -82,16 +88,10 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         self
     }
 
-    /// The topics this function reads: its commands and the events it may react to.
+    /// The topics this function reads, as the topology has them: its commands and the events
+    /// it may react to.
     pub fn subscriptions(&self) -> Vec<String> {
-        let mut topics = vec![self.topics.commands(&self.service)];
-        topics.extend(
-            SERVICE_NAMES
-                .iter()
-                .filter(|s| **s != self.service)
-                .map(|s| self.topics.events(s)),
-        );
-        topics
+        self.function.subscriptions(&self.topics)
     }
 
     /// Handles one record: a command of this service, or another service's event.
@@ -296,8 +296,9 @@ impl<S: EventStore + 'static> RecordHandler for ServiceHandler<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sagaflow_core::testing::CountingStore;
-    use sagaflow_core::{InMemoryEventStore, Timestamp};
+    use sagaflow_eventsourcing::testkit::CountingStore;
+    use sagaflow_eventsourcing::InMemoryEventStore;
+    use sagaflow_eventsourcing::Timestamp;
     use sagaflow_lambda_kafka::RecordId;
     use sagaflow_records::records::command_record;
     use serde_json::json;
@@ -306,7 +307,7 @@ mod tests {
         CommandEnvelope {
             command_id: format!("reserve-{order}"),
             command_type: "inventory.reserve".into(),
-            target_id: sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE.into(),
+            target_id: sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE.into(),
             payload: json!({ "order_id": order, "lines": [{ "sku": "MUG", "quantity": quantity }] }),
             correlation_id: order.into(),
             causation_id: format!("cause-{order}"),
@@ -373,7 +374,7 @@ mod tests {
         let stock = handler
             .services()
             .inventory()
-            .load(sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE)
+            .load(sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE)
             .await
             .unwrap()
             .state;
@@ -386,7 +387,7 @@ mod tests {
         let reloaded = handler
             .services()
             .inventory()
-            .load(sagaflow_core::domain::inventory::DEFAULT_WAREHOUSE)
+            .load(sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE)
             .await
             .unwrap();
         assert_eq!(reloaded.state, stock);

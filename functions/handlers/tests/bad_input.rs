@@ -1,4 +1,4 @@
-//! Bad input, table-driven: every record of the catalogue in `sagaflow_handlers::bad_input`,
+//! Bad input, table-driven: every record of the catalogue in `sagaflow_handlers::testkit::bad_input`,
 //! each sent to its function's handler in one batch with a good record. Each must be
 //! dead-lettered with a reason that names its problem, the good record must take effect, the
 //! batch must report no failure (the partition moves on), and nothing may panic.
@@ -7,11 +7,11 @@
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sagaflow_core::domain::{OrderStatus, PaymentStatus};
-use sagaflow_core::InMemoryEventStore;
-use sagaflow_handlers::bad_input::{bad_records, good_command, BadRecord, BadValue};
-use sagaflow_handlers::fixture_run::MemoryFunction;
+use sagaflow_eventsourcing::InMemoryEventStore;
+use sagaflow_handlers::testkit::bad_input::{bad_records, good_command, BadRecord, BadValue};
+use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
 use sagaflow_handlers::ServiceHandler;
+use sagaflow_orders::domain::{OrderStatus, PaymentStatus};
 use sagaflow_records::Topics;
 use serde_json::{json, Value};
 

@@ -6,11 +6,14 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use sagaflow_core::domain::{Money, PaymentEvent};
-use sagaflow_core::event::envelope_events;
-use sagaflow_core::{CommandMeta, StoredEvent, StreamId, Timestamp};
+use sagaflow_eventsourcing::event::envelope_events;
+use sagaflow_eventsourcing::CommandMeta;
+use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::StreamId;
+use sagaflow_eventsourcing::Timestamp;
 use sagaflow_kafka::admin::ensure_topics;
 use sagaflow_kafka::{event_record, EventPublisher, KafkaConfig, Topics};
+use sagaflow_orders::domain::{Money, PaymentEvent};
 
 fn config(prefix: &str) -> KafkaConfig {
     let bootstrap = std::env::var("SAGAFLOW_KAFKA_BOOTSTRAP").unwrap_or_default();
@@ -25,6 +28,7 @@ fn config(prefix: &str) -> KafkaConfig {
     }
 }
 
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn published_events_arrive_in_order_with_their_key_and_headers() {
     let config = config("it-publish");

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn the_record_the_fuzzer_found_fails_to_parse_without_a_panic() {
-        // The record of fuzz/artifacts/kafka_batch/crash-a9cb413d…, whose timestamp panicked
+        // The record of dev/fuzz/artifacts/kafka_batch/crash-a9cb413d…, whose timestamp panicked
         // in aws_lambda_events before this parser truncated it.
         let found = json!({"records": {"": [{"33": [], "timestamp": 33333333.333}]}});
         let outcome = parse_kafka_event(found);

@@ -8,6 +8,7 @@
 pub mod publisher;
 pub mod records;
 pub mod topics;
+pub mod topology;
 
 pub use publisher::{PublishFailure, PublishFuture, Publisher};
 pub use records::{command_record, event_record, OutboundRecord};

@@ -2,8 +2,8 @@
 //! stay in one partition, in order; the value is the JSON envelope; headers carry the ids a
 //! consumer or a tracer needs without parsing the value.
 
-use sagaflow_core::command::CommandEnvelope;
-use sagaflow_core::StoredEvent;
+use sagaflow_eventsourcing::command::CommandEnvelope;
+use sagaflow_eventsourcing::StoredEvent;
 use uuid::Uuid;
 
 use crate::topics::Topics;
@@ -89,9 +89,11 @@ pub fn command_record(topics: &Topics, command: &CommandEnvelope) -> OutboundRec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sagaflow_core::domain::{Money, PaymentEvent};
-    use sagaflow_core::event::envelope_events;
-    use sagaflow_core::{CommandMeta, StreamId, Timestamp};
+    use sagaflow_eventsourcing::event::envelope_events;
+    use sagaflow_eventsourcing::CommandMeta;
+    use sagaflow_eventsourcing::StreamId;
+    use sagaflow_eventsourcing::Timestamp;
+    use sagaflow_orders::domain::{Money, PaymentEvent};
 
     #[test]
     fn an_event_record_is_keyed_by_aggregate_and_carries_its_ids_in_headers() {

@@ -1,0 +1,316 @@
+//! The four services as one command handler: decode a command envelope into a typed aggregate
+//! command and run it through that aggregate's repository, recording its effect once.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::domain::inventory::DEFAULT_WAREHOUSE;
+use crate::domain::order::order_upcasters;
+use crate::domain::{Inventory, InventoryCommand, InventoryError, Order, Payment, Shipment};
+use sagaflow_eventsourcing::aggregate::Aggregate;
+use sagaflow_eventsourcing::command::CommandEnvelope;
+use sagaflow_eventsourcing::event::{CommandMeta, StoredEvent, Timestamp};
+use sagaflow_eventsourcing::repository::{CommandOutcome, Repository, RepositoryError};
+use sagaflow_eventsourcing::store::EventStore;
+
+/// Why a command could not be handled; `is_permanent` decides retry or dead letter.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// No service handles this command type.
+    #[error("unknown command type `{0}`")]
+    UnknownCommand(String),
+    /// The payload does not have the command's shape.
+    #[error("payload of `{command_type}` has the wrong shape: {reason}")]
+    InvalidPayload {
+        /// The command type.
+        command_type: String,
+        /// The deserializer's complaint.
+        reason: String,
+    },
+    /// The aggregate refused the command (invalid field, broken invariant).
+    #[error("`{command_type}` refused: {reason}")]
+    Rejected {
+        /// The command type.
+        command_type: String,
+        /// The aggregate's error.
+        reason: String,
+    },
+    /// The store failed or stayed contended; a retry may succeed.
+    #[error("`{command_type}` failed for now: {reason}")]
+    Transient {
+        /// The command type.
+        command_type: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Stored data could not be read.
+    #[error("`{command_type}` cannot read its aggregate: {reason}")]
+    Corrupt {
+        /// The command type.
+        command_type: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl ServiceError {
+    /// Whether retrying can never help, so the command belongs on the dead-letter path.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, ServiceError::Transient { .. })
+    }
+}
+
+/// What handling a command did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandledCommand {
+    /// Events appended (empty for a duplicate or a no-op).
+    pub events: Vec<StoredEvent>,
+    /// True when the command's effect had been recorded before.
+    pub duplicate: bool,
+}
+
+/// Aggregates per service whose state a function keeps between commands (see
+/// [`Repository::with_state_cache`]).
+pub const STATE_CACHE_ENTRIES: usize = 4_096;
+
+/// Order, payment, inventory and shipment services over one event store.
+pub struct FlowServices<S> {
+    orders: Repository<Order, S>,
+    payments: Repository<Payment, S>,
+    inventory: Repository<Inventory, S>,
+    shipments: Repository<Shipment, S>,
+}
+
+impl<S> Clone for FlowServices<S> {
+    fn clone(&self) -> Self {
+        Self {
+            orders: self.orders.clone(),
+            payments: self.payments.clone(),
+            inventory: self.inventory.clone(),
+            shipments: self.shipments.clone(),
+        }
+    }
+}
+
+impl<S: EventStore> FlowServices<S> {
+    /// Services over `store`; the hot warehouse stream is snapshotted every `snapshot_every` events.
+    pub fn new(store: Arc<S>, snapshot_every: u64) -> Self {
+        Self {
+            orders: Repository::new(store.clone())
+                .with_upcasters(Arc::new(order_upcasters()))
+                .with_state_cache(STATE_CACHE_ENTRIES),
+            payments: Repository::new(store.clone()).with_state_cache(STATE_CACHE_ENTRIES),
+            inventory: Repository::new(store.clone())
+                .with_snapshots_every(snapshot_every)
+                .with_state_cache(STATE_CACHE_ENTRIES),
+            shipments: Repository::new(store).with_state_cache(STATE_CACHE_ENTRIES),
+        }
+    }
+
+    /// The order repository, for reads such as choreography's order lookups.
+    pub fn orders(&self) -> &Repository<Order, S> {
+        &self.orders
+    }
+
+    /// The payment repository.
+    pub fn payments(&self) -> &Repository<Payment, S> {
+        &self.payments
+    }
+
+    /// The warehouse repository.
+    pub fn inventory(&self) -> &Repository<Inventory, S> {
+        &self.inventory
+    }
+
+    /// The shipment repository.
+    pub fn shipments(&self) -> &Repository<Shipment, S> {
+        &self.shipments
+    }
+
+    /// Puts `quantity` units of `sku` into the default warehouse.
+    pub async fn restock(
+        &self,
+        sku: &str,
+        quantity: u32,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError<InventoryError>> {
+        let meta = CommandMeta::new("restock", format!("restock-{sku}"), now);
+        let command = InventoryCommand::Restock {
+            sku: sku.to_string(),
+            quantity,
+        };
+        self.inventory
+            .execute(DEFAULT_WAREHOUSE, &command, &meta)
+            .await
+            .map(|_| ())
+    }
+
+    /// Handles one command: decodes it for its aggregate and executes it exactly once.
+    pub async fn handle(
+        &self,
+        command: &CommandEnvelope,
+        now: Timestamp,
+    ) -> Result<HandledCommand, ServiceError> {
+        match command.aggregate_type() {
+            "order" => execute(&self.orders, command, now).await,
+            "payment" => execute(&self.payments, command, now).await,
+            "inventory" => execute(&self.inventory, command, now).await,
+            "shipment" => execute(&self.shipments, command, now).await,
+            _ => Err(ServiceError::UnknownCommand(command.command_type.clone())),
+        }
+    }
+
+    /// Handles commands in order, as [`FlowServices::handle`] would one by one, but each run of
+    /// consecutive commands to the same aggregate shares one load and one append.
+    pub async fn handle_all(
+        &self,
+        commands: &[CommandEnvelope],
+        now: Timestamp,
+    ) -> Vec<Result<HandledCommand, ServiceError>> {
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for run in commands
+            .chunk_by(|a, b| a.aggregate_type() == b.aggregate_type() && a.target_id == b.target_id)
+        {
+            let run: Vec<&CommandEnvelope> = run.iter().collect();
+            let Some(first) = run.first() else { continue };
+            outcomes.extend(match first.aggregate_type() {
+                "order" => execute_together(&self.orders, &run, now).await,
+                "payment" => execute_together(&self.payments, &run, now).await,
+                "inventory" => execute_together(&self.inventory, &run, now).await,
+                "shipment" => execute_together(&self.shipments, &run, now).await,
+                _ => run
+                    .iter()
+                    .map(|c| Err(ServiceError::UnknownCommand(c.command_type.clone())))
+                    .collect(),
+            });
+        }
+        outcomes
+    }
+}
+
+/// Decodes a command payload into `A::Command`, whose serde tag `command` is the action name.
+pub fn decode_command<A>(command: &CommandEnvelope) -> Result<A::Command, ServiceError>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+{
+    let mut payload = match &command.payload {
+        Value::Object(map) => map.clone(),
+        Value::Null => serde_json::Map::new(),
+        other => {
+            return Err(ServiceError::InvalidPayload {
+                command_type: command.command_type.clone(),
+                reason: format!("expected an object, got {other}"),
+            })
+        }
+    };
+    payload.insert(
+        "command".into(),
+        Value::String(command.action().to_string()),
+    );
+    serde_json::from_value(Value::Object(payload)).map_err(|e| {
+        let reason = e.to_string();
+        if reason.starts_with("unknown variant") {
+            ServiceError::UnknownCommand(command.command_type.clone())
+        } else {
+            ServiceError::InvalidPayload {
+                command_type: command.command_type.clone(),
+                reason,
+            }
+        }
+    })
+}
+
+async fn execute<A, S>(
+    repository: &Repository<A, S>,
+    command: &CommandEnvelope,
+    now: Timestamp,
+) -> Result<HandledCommand, ServiceError>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+    S: EventStore,
+{
+    let typed = decode_command::<A>(command)?;
+    repository
+        .execute(&command.target_id, &typed, &command.meta(now))
+        .await
+        .map(handled)
+        .map_err(|e| service_error(&command.command_type, e))
+}
+
+/// Runs commands that all address one aggregate through one load and one append; a command
+/// whose payload does not decode fails alone and takes no part.
+async fn execute_together<A, S>(
+    repository: &Repository<A, S>,
+    commands: &[&CommandEnvelope],
+    now: Timestamp,
+) -> Vec<Result<HandledCommand, ServiceError>>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+    S: EventStore,
+{
+    let Some(first) = commands.first() else {
+        return Vec::new();
+    };
+    let decoded: Vec<Result<(A::Command, CommandMeta), ServiceError>> = commands
+        .iter()
+        .map(|c| decode_command::<A>(c).map(|typed| (typed, c.meta(now))))
+        .collect();
+    let batch: Vec<(&A::Command, &CommandMeta)> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().map(|(c, m)| (c, m)))
+        .collect();
+    let mut executed = repository
+        .execute_all(&first.target_id, &batch)
+        .await
+        .into_iter();
+    commands
+        .iter()
+        .zip(&decoded)
+        .map(|(command, decoded)| match decoded {
+            Err(e) => Err(e.clone()),
+            Ok(_) => match executed.next() {
+                Some(outcome) => outcome
+                    .map(handled)
+                    .map_err(|e| service_error(&command.command_type, e)),
+                None => Err(ServiceError::Transient {
+                    command_type: command.command_type.clone(),
+                    reason: "the batch gave no outcome for it".into(),
+                }),
+            },
+        })
+        .collect()
+}
+
+fn handled<A>(outcome: CommandOutcome<A>) -> HandledCommand {
+    HandledCommand {
+        events: outcome.events,
+        duplicate: outcome.duplicate,
+    }
+}
+
+fn service_error<E: std::fmt::Display>(command_type: &str, e: RepositoryError<E>) -> ServiceError {
+    let command_type = command_type.to_string();
+    match e {
+        RepositoryError::Domain(e) => ServiceError::Rejected {
+            command_type,
+            reason: e.to_string(),
+        },
+        e @ RepositoryError::Decode { .. } => ServiceError::Corrupt {
+            command_type,
+            reason: e.to_string(),
+        },
+        e if e.is_transient() => ServiceError::Transient {
+            command_type,
+            reason: e.to_string(),
+        },
+        e => ServiceError::Corrupt {
+            command_type,
+            reason: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,197 @@
+//! Analytics read model behaviour every backend must show; call each scenario with a fresh,
+//! empty read model (the summary spans the whole model, so scenarios cannot share one).
+
+use serde_json::json;
+
+use crate::domain::fixtures::address;
+use crate::domain::order::order_upcasters;
+use crate::domain::{CancelReason, Flow, Money, OrderEvent, PaymentEvent, RefundStatus};
+use crate::projection::{AnalyticsProjection, AnalyticsStore, Applied, ReadModelError};
+use sagaflow_eventsourcing::event::{
+    envelope_events, event_id_for, CommandMeta, EventEnvelope, StreamId, Timestamp,
+};
+use sagaflow_eventsourcing::StoredEvent;
+
+const START: i64 = 1_764_547_200_000;
+
+fn saga_event(order_id: &str, sequence: u64, event_type: &str, at: i64) -> StoredEvent {
+    let stream = StreamId::new("saga", order_id);
+    EventEnvelope {
+        event_id: event_id_for(&stream, sequence),
+        aggregate_type: "saga".into(),
+        aggregate_id: order_id.into(),
+        sequence,
+        event_type: event_type.into(),
+        schema_version: 1,
+        occurred_at: Timestamp(at),
+        correlation_id: order_id.into(),
+        causation_id: format!("cause-{order_id}-{sequence}"),
+        payload: match event_type {
+            "saga.started" => json!({
+                "saga_type": "order-processing", "saga_id": order_id, "correlation_id": order_id,
+                "input": {}, "started_at": at
+            }),
+            "saga.completed" => json!({ "completion_commands": [], "finished_at": at }),
+            _ => json!({ "reason": "out of stock", "compensation_failed": [], "finished_at": at }),
+        },
+    }
+}
+
+fn at(ms: i64) -> CommandMeta {
+    CommandMeta::new("corr", "cause", Timestamp(START + ms))
+}
+
+/// The events of `orders` orders named `<prefix>-<n>`, each stream in sequence order: every
+/// third order is cancelled after a refund, the others complete; all run a saga.
+pub fn order_history(prefix: &str, orders: u32) -> Vec<StoredEvent> {
+    let mut events = Vec::new();
+    for n in 0..orders {
+        let order_id = format!("{prefix}-{n}");
+        let total = Money::eur(1_000 + i64::from(n) * 125);
+        let took = 40 + i64::from(n) * 13;
+        let order = StreamId::new("order", &order_id);
+        let payment = StreamId::new("payment", &order_id);
+        let flow = if n % 2 == 0 {
+            Flow::Orchestrated
+        } else {
+            Flow::Choreographed
+        };
+        events.push(saga_event(&order_id, 1, "saga.started", START));
+        events.extend(envelope_events(
+            &order,
+            0,
+            &[OrderEvent::Created {
+                order_id: order_id.clone(),
+                customer_id: "cust-1".into(),
+                lines: Vec::new(),
+                total: total.clone(),
+                payment_method: "card-ok".into(),
+                shipping_address: address(),
+                flow,
+            }],
+            &at(1),
+        ));
+        events.extend(envelope_events(
+            &payment,
+            0,
+            &[PaymentEvent::Processed {
+                order_id: order_id.clone(),
+                amount: total.clone(),
+            }],
+            &at(2),
+        ));
+        if n % 3 == 2 {
+            events.extend(envelope_events(
+                &payment,
+                1,
+                &[PaymentEvent::Refunded {
+                    order_id: order_id.clone(),
+                    amount: total.clone(),
+                    reason: "out of stock".into(),
+                }],
+                &at(took),
+            ));
+            events.extend(envelope_events(
+                &order,
+                1,
+                &[OrderEvent::Cancelled {
+                    order_id: order_id.clone(),
+                    reason: CancelReason::new("out_of_stock", "no MUG left"),
+                    refund_status: RefundStatus::Refunded,
+                }],
+                &at(took + 1),
+            ));
+            events.push(saga_event(&order_id, 2, "saga.aborted", START + took + 2));
+        } else {
+            events.extend(envelope_events(
+                &order,
+                1,
+                &[OrderEvent::Completed {
+                    order_id: order_id.clone(),
+                }],
+                &at(took),
+            ));
+            events.push(saga_event(&order_id, 2, "saga.completed", START + took + 1));
+        }
+    }
+    events
+}
+
+fn replayed(events: &[StoredEvent]) -> AnalyticsProjection {
+    AnalyticsProjection::replay(events, &order_upcasters()).expect("history decodes")
+}
+
+/// Every event delivered twice, and each stream's first event again at the end: each applies
+/// once, and the summary equals a replay of the history.
+pub async fn applies_each_event_once<S: AnalyticsStore>(store: &S, prefix: &str) {
+    let history = order_history(prefix, 9);
+    let mut new = 0;
+    for event in &history {
+        for delivery in 0..2 {
+            let applied = store.apply(event).await.expect("apply");
+            let wanted = if delivery == 0 {
+                Applied::New
+            } else {
+                Applied::Duplicate
+            };
+            assert_eq!(applied, wanted, "{} delivery {delivery}", event.event_id);
+            new += usize::from(applied == Applied::New);
+        }
+    }
+    for stale in history.iter().filter(|e| e.sequence == 1) {
+        assert_eq!(store.apply(stale).await, Ok(Applied::Duplicate));
+    }
+    assert_eq!(new, history.len());
+    let summary = store.summary().await.expect("summary");
+    let expected = replayed(&history);
+    assert_eq!(&summary, expected.summary());
+    assert_eq!(summary.orders_by_status.get("completed"), Some(&6));
+    assert_eq!(summary.orders_by_status.get("cancelled"), Some(&3));
+    assert_eq!(summary.order_durations["completed"].count, 6);
+}
+
+/// An event whose payload cannot be read is refused with a decode error and changes nothing;
+/// the stream's next good event still applies.
+pub async fn bad_event_changes_nothing<S: AnalyticsStore>(store: &S, prefix: &str) {
+    let history = order_history(prefix, 1);
+    let created = history
+        .iter()
+        .find(|e| e.event_type == "order.created")
+        .expect("created")
+        .clone();
+    let mut broken = created.clone();
+    broken.payload = json!({ "order_id": 7 });
+    let before = store.summary().await.expect("summary");
+    match store.apply(&broken).await {
+        Err(ReadModelError::Decode(_)) => {}
+        other => panic!("a broken payload must be a decode error, got {other:?}"),
+    }
+    assert_eq!(store.summary().await.expect("summary"), before);
+    assert_eq!(store.apply(&created).await, Ok(Applied::New));
+    let after = store.summary().await.expect("summary");
+    assert_eq!(after.orders_by_status.get("created"), Some(&1));
+}
+
+/// One test per read model scenario for a backend, so a failure names its scenario.
+///
+/// `$read_model` is an expression (it may `.await`) giving a fresh, empty read model,
+/// evaluated in each test. Attributes given before `read_model:` go on every test.
+#[macro_export]
+macro_rules! analytics_scenarios {
+    ($(#[$attr:meta])* read_model: $read_model:expr) => {
+        $crate::analytics_scenarios!(@each [$(#[$attr])*] $read_model;
+            applies_each_event_once,
+            bad_event_changes_nothing,
+        );
+    };
+    (@each [$($attrs:tt)*] $read_model:expr;) => {};
+    (@each [$($attrs:tt)*] $read_model:expr; $scenario:ident, $($rest:ident,)*) => {
+        $($attrs)*
+        #[tokio::test]
+        async fn $scenario() {
+            let read_model = $read_model;
+            $crate::testkit::analytics_scenarios::$scenario(&read_model, stringify!($scenario)).await;
+        }
+        $crate::analytics_scenarios!(@each [$($attrs)*] $read_model; $($rest,)*);
+    };
+}

@@ -1,0 +1,510 @@
+//! Choreography policies (given this event and order, then these commands) and the service
+//! layer's handling of bad commands.
+
+use std::sync::Arc;
+
+use sagaflow_eventsourcing::command::CommandEnvelope;
+use sagaflow_eventsourcing::event::envelope_events;
+use sagaflow_eventsourcing::Aggregate;
+use sagaflow_eventsourcing::CommandMeta;
+use sagaflow_eventsourcing::DomainEvent;
+use sagaflow_eventsourcing::InMemoryEventStore;
+use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::StreamId;
+use sagaflow_eventsourcing::Timestamp;
+use sagaflow_orders::domain::order::order_upcasters;
+use sagaflow_orders::domain::{
+    Address, CancelReason, CreateOrder, Flow, InventoryEvent, Money, Order, OrderEvent, OrderLine,
+    PaymentEvent, ShipmentEvent, StockLine,
+};
+use sagaflow_orders::flow::choreography::{react, PolicyError};
+use sagaflow_orders::flow::services::FlowServices;
+use serde_json::json;
+
+fn create(flow: Flow) -> CreateOrder {
+    CreateOrder {
+        order_id: "ord-7".into(),
+        customer_id: "cust-7".into(),
+        lines: vec![OrderLine {
+            sku: "MUG".into(),
+            quantity: 3,
+            unit_price: Money::eur(1_000),
+        }],
+        payment_method: "card-ok".into(),
+        shipping_address: Address {
+            name: "Ada".into(),
+            line1: "1 Loop Rd".into(),
+            city: "London".into(),
+            country: "GB".into(),
+        },
+        flow,
+    }
+}
+
+fn order(flow: Flow) -> Order {
+    let c = create(flow);
+    Order::from_events(&[OrderEvent::Created {
+        order_id: c.order_id.clone(),
+        customer_id: c.customer_id.clone(),
+        lines: c.lines.clone(),
+        total: Money::eur(3_000),
+        payment_method: c.payment_method.clone(),
+        shipping_address: c.shipping_address.clone(),
+        flow,
+    }])
+}
+
+fn stored<E: DomainEvent>(aggregate: &str, id: &str, event: E) -> StoredEvent {
+    let meta = CommandMeta::new("ord-7", "cause", Timestamp(5));
+    envelope_events(&StreamId::new(aggregate, id), 0, &[event], &meta).remove(0)
+}
+
+fn types(commands: &[CommandEnvelope]) -> Vec<(&str, &str)> {
+    commands
+        .iter()
+        .map(|c| (c.command_type.as_str(), c.target_id.as_str()))
+        .collect()
+}
+
+#[test]
+fn given_a_choreographed_order_created_then_payment_is_charged() {
+    let c = create(Flow::Choreographed);
+    let event = stored(
+        "order",
+        "ord-7",
+        OrderEvent::Created {
+            order_id: c.order_id.clone(),
+            customer_id: c.customer_id.clone(),
+            lines: c.lines.clone(),
+            total: Money::eur(3_000),
+            payment_method: "card-ok".into(),
+            shipping_address: c.shipping_address.clone(),
+            flow: Flow::Choreographed,
+        },
+    );
+    let commands = react(&event, None, &order_upcasters()).unwrap();
+    assert_eq!(types(&commands), vec![("payment.charge", "ord-7")]);
+    assert_eq!(
+        commands[0].payload["amount"],
+        json!({"amount_minor": 3000, "currency": "EUR"})
+    );
+    assert_eq!(commands[0].correlation_id, "ord-7");
+    assert_eq!(commands[0].causation_id, event.event_id);
+    let again = react(&event, None, &order_upcasters()).unwrap();
+    assert_eq!(
+        again[0].command_id, commands[0].command_id,
+        "a redelivered event issues the same command"
+    );
+}
+
+#[test]
+fn given_an_orchestrated_order_then_choreography_stays_out() {
+    let processed = stored(
+        "payment",
+        "ord-7",
+        PaymentEvent::Processed {
+            order_id: "ord-7".into(),
+            amount: Money::eur(3_000),
+        },
+    );
+    let commands = react(
+        &processed,
+        Some(&order(Flow::Orchestrated)),
+        &order_upcasters(),
+    )
+    .unwrap();
+    assert!(commands.is_empty());
+}
+
+#[test]
+fn given_each_reply_then_the_next_commands() {
+    let o = order(Flow::Choreographed);
+    let up = order_upcasters();
+    let cases: Vec<(StoredEvent, Vec<(&str, &str)>)> = vec![
+        (
+            stored(
+                "payment",
+                "ord-7",
+                PaymentEvent::Processed {
+                    order_id: "ord-7".into(),
+                    amount: Money::eur(3_000),
+                },
+            ),
+            vec![("inventory.reserve", "main")],
+        ),
+        (
+            stored(
+                "payment",
+                "ord-7",
+                PaymentEvent::Declined {
+                    order_id: "ord-7".into(),
+                    amount: Money::eur(3_000),
+                    reason: "no".into(),
+                },
+            ),
+            vec![("order.cancel", "ord-7")],
+        ),
+        (
+            stored(
+                "inventory",
+                "main",
+                InventoryEvent::Reserved {
+                    order_id: "ord-7".into(),
+                    lines: vec![],
+                },
+            ),
+            vec![("shipment.schedule", "ord-7")],
+        ),
+        (
+            stored(
+                "inventory",
+                "main",
+                InventoryEvent::ReservationFailed {
+                    order_id: "ord-7".into(),
+                    lines: vec![],
+                    reason: "short".into(),
+                },
+            ),
+            vec![("payment.refund", "ord-7")],
+        ),
+        (
+            stored(
+                "shipment",
+                "ord-7",
+                ShipmentEvent::Scheduled {
+                    order_id: "ord-7".into(),
+                    carrier: "c".into(),
+                    tracking_id: "t".into(),
+                },
+            ),
+            vec![("order.complete", "ord-7")],
+        ),
+        (
+            stored(
+                "order",
+                "ord-7",
+                OrderEvent::Completed {
+                    order_id: "ord-7".into(),
+                },
+            ),
+            vec![("inventory.ship", "main")],
+        ),
+        (
+            stored(
+                "order",
+                "ord-7",
+                OrderEvent::CancelRequested {
+                    order_id: "ord-7".into(),
+                    reason: "changed my mind".into(),
+                },
+            ),
+            vec![
+                ("payment.refund", "ord-7"),
+                ("inventory.release", "main"),
+                ("shipment.cancel", "ord-7"),
+            ],
+        ),
+        (
+            stored(
+                "shipment",
+                "ord-7",
+                ShipmentEvent::Failed {
+                    order_id: "ord-7".into(),
+                    reason: "far".into(),
+                },
+            ),
+            vec![("inventory.release", "main"), ("payment.refund", "ord-7")],
+        ),
+        (
+            stored(
+                "payment",
+                "ord-7",
+                PaymentEvent::Refunded {
+                    order_id: "ord-7".into(),
+                    amount: Money::eur(3_000),
+                    reason: "out_of_stock: short".into(),
+                },
+            ),
+            vec![("order.cancel", "ord-7")],
+        ),
+        (
+            stored(
+                "inventory",
+                "main",
+                InventoryEvent::Released {
+                    order_id: "ord-7".into(),
+                    lines: vec![],
+                    reason: "x".into(),
+                },
+            ),
+            vec![],
+        ),
+    ];
+    for (event, expected) in cases {
+        let commands = react(&event, Some(&o), &up).unwrap();
+        assert_eq!(types(&commands), expected, "{}", event.event_type);
+    }
+    let reserve = react(
+        &stored(
+            "payment",
+            "ord-7",
+            PaymentEvent::Processed {
+                order_id: "ord-7".into(),
+                amount: Money::eur(3_000),
+            },
+        ),
+        Some(&o),
+        &up,
+    )
+    .unwrap();
+    let lines: Vec<StockLine> =
+        serde_json::from_value(reserve[0].payload["lines"].clone()).unwrap();
+    assert_eq!(
+        lines,
+        vec![StockLine {
+            sku: "MUG".into(),
+            quantity: 3
+        }]
+    );
+    let cancel = react(
+        &stored(
+            "payment",
+            "ord-7",
+            PaymentEvent::Refunded {
+                order_id: "ord-7".into(),
+                amount: Money::eur(3_000),
+                reason: "out_of_stock: short".into(),
+            },
+        ),
+        Some(&o),
+        &up,
+    )
+    .unwrap();
+    assert_eq!(
+        cancel[0].payload["reason"],
+        json!({"code": "out_of_stock", "detail": "short"})
+    );
+    assert_eq!(cancel[0].payload["refund_status"], "refunded");
+}
+
+#[test]
+fn a_service_event_without_its_order_is_a_typed_error() {
+    let processed = stored(
+        "payment",
+        "ord-7",
+        PaymentEvent::Processed {
+            order_id: "ord-7".into(),
+            amount: Money::eur(1),
+        },
+    );
+    assert_eq!(
+        react(&processed, None, &order_upcasters()),
+        Err(PolicyError::MissingOrder("ord-7".into()))
+    );
+    let mut garbled = processed.clone();
+    garbled.payload = json!({"order_id": 5});
+    assert!(matches!(
+        react(
+            &garbled,
+            Some(&order(Flow::Choreographed)),
+            &order_upcasters()
+        ),
+        Err(PolicyError::Decode(_))
+    ));
+}
+
+fn command(command_type: &str, target: &str, payload: serde_json::Value) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: format!("cmd-{command_type}-{target}"),
+        command_type: command_type.into(),
+        target_id: target.into(),
+        payload,
+        correlation_id: "ord-7".into(),
+        causation_id: "test".into(),
+        issued_at: Timestamp(1),
+    }
+}
+
+#[tokio::test]
+async fn services_refuse_bad_commands_with_typed_errors_and_write_nothing() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let services = FlowServices::new(store.clone(), 10);
+    let now = Timestamp(2);
+    let cases = vec![
+        (
+            command("teleport.now", "x", json!({})),
+            "unknown command type",
+        ),
+        (
+            command("payment.launder", "ord-7", json!({})),
+            "unknown command type",
+        ),
+        (
+            command("payment.charge", "ord-7", json!([1, 2])),
+            "expected an object",
+        ),
+        (
+            command("payment.charge", "ord-7", json!({"order_id": "ord-7"})),
+            "wrong shape",
+        ),
+        (
+            command(
+                "payment.charge",
+                "ord-7",
+                json!({"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": -5, "currency": "EUR"}}),
+            ),
+            "`amount`",
+        ),
+        (
+            command(
+                "payment.charge",
+                "ord-7",
+                json!({"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": 1.5, "currency": "EUR"}}),
+            ),
+            "wrong shape",
+        ),
+        (
+            command(
+                "payment.charge",
+                "ord-7",
+                serde_json::from_str(
+                    r#"{"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": 99999999999999999999, "currency": "EUR"}}"#,
+                )
+                .unwrap(),
+            ),
+            "wrong shape",
+        ),
+        (
+            command("order.complete", "ord-404", json!({})),
+            "does not exist",
+        ),
+        (
+            command(
+                "inventory.reserve",
+                "main",
+                json!({"order_id": "bad id", "lines": [{"sku": "MUG", "quantity": 1}]}),
+            ),
+            "`order_id`",
+        ),
+    ];
+    for (cmd, expected) in cases {
+        let err = services.handle(&cmd, now).await.unwrap_err();
+        assert!(
+            err.to_string().contains(expected),
+            "{}: {err}",
+            cmd.command_type
+        );
+        assert!(err.is_permanent(), "{err}");
+    }
+    assert_eq!(store.event_count(), 0);
+}
+
+#[tokio::test]
+async fn a_redelivered_command_is_a_duplicate_with_no_new_events() {
+    let store = Arc::new(InMemoryEventStore::new());
+    let services = FlowServices::new(store.clone(), 10);
+    let charge = command(
+        "payment.charge",
+        "ord-7",
+        json!({"order_id": "ord-7", "method": "card-ok", "amount": {"amount_minor": 500, "currency": "EUR"}}),
+    );
+    let first = services.handle(&charge, Timestamp(1)).await.unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].causation_id, charge.command_id);
+    assert_eq!(first.events[0].correlation_id, "ord-7");
+    let again = services.handle(&charge, Timestamp(2)).await.unwrap();
+    assert!(again.duplicate);
+    assert!(again.events.is_empty());
+    assert_eq!(store.event_count(), 1);
+}
+
+/// A choreographed order whose customer asked to cancel it.
+fn cancelling() -> Order {
+    let mut o = order(Flow::Choreographed);
+    o.apply(&OrderEvent::CancelRequested {
+        order_id: "ord-7".into(),
+        reason: "changed my mind".into(),
+    });
+    o
+}
+
+#[test]
+fn given_a_cancel_request_then_the_order_is_not_completed_and_ends_cancelled_by_its_customer() {
+    use sagaflow_orders::domain::{OrderCommand, OrderStatus, RefundStatus};
+    let o = cancelling();
+    assert_eq!(o.status, OrderStatus::Cancelling);
+    // The shipment that was booked before the cancel does not complete the order.
+    assert_eq!(o.decide(&OrderCommand::Complete), Ok(vec![]));
+    // However the money was settled, the customer cancelled it.
+    let cancelled = o
+        .decide(&OrderCommand::Cancel {
+            reason: CancelReason::new("payment_declined", "payment already closed"),
+            refund_status: RefundStatus::NotCharged,
+        })
+        .unwrap();
+    assert_eq!(
+        cancelled,
+        vec![OrderEvent::Cancelled {
+            order_id: "ord-7".into(),
+            reason: CancelReason::new("customer_cancelled", "changed my mind"),
+            refund_status: RefundStatus::NotCharged,
+        }]
+    );
+    // A second request while it is being cancelled, or one for an orchestrated order, is refused.
+    let again = OrderCommand::RequestCancel {
+        reason: "again".into(),
+    };
+    assert!(o.decide(&again).is_err());
+    assert_eq!(
+        order(Flow::Orchestrated)
+            .decide(&again)
+            .unwrap_err()
+            .to_string(),
+        "order ord-7 is orchestrated: cancel it with saga.cancel"
+    );
+}
+
+#[test]
+fn given_stock_released_before_it_was_reserved_then_the_late_reservation_fails() {
+    use sagaflow_orders::domain::{Inventory, InventoryCommand};
+    let mut stock = Inventory::default();
+    stock.apply(&InventoryEvent::Restocked {
+        sku: "MUG".into(),
+        quantity: 5,
+    });
+    // The customer's cancel reached the warehouse before the reservation did.
+    for event in stock
+        .decide(&InventoryCommand::Release {
+            order_id: "ord-7".into(),
+            reason: "customer_cancelled: changed my mind".into(),
+        })
+        .unwrap()
+    {
+        stock.apply(&event);
+    }
+    let late = stock
+        .decide(&InventoryCommand::Reserve {
+            order_id: "ord-7".into(),
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+        })
+        .unwrap();
+    assert!(
+        matches!(&late[..], [InventoryEvent::ReservationFailed { reason, .. }] if reason.contains("released before")),
+        "{late:?}"
+    );
+    assert_eq!(stock.level("MUG").available, 5);
+    // Another order still reserves.
+    let other = stock
+        .decide(&InventoryCommand::Reserve {
+            order_id: "ord-8".into(),
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+        })
+        .unwrap();
+    assert!(matches!(&other[..], [InventoryEvent::Reserved { .. }]));
+}

@@ -1,0 +1,496 @@
+//! The core's `AnalyticsStore` on DynamoDB: the analytics read model in its own table, each
+//! event applied exactly once by one conditional transaction.
+//!
+//! Item layout of the analytics table (`pk` string):
+//!
+//! | item | `pk` | other attributes |
+//! |---|---|---|
+//! | stream progress | `stream#<aggregate_type>#<aggregate_id>` | `position`, `status`?, `started_at`? |
+//! | summary shard | `summary#<0..SUMMARY_SHARDS>` | `c|<metric>|<key>` counters, `d|<metric>|<outcome>|{count,total,min,max}` durations |
+//!
+//! Applying an event puts the stream's new progress on the condition that the stream is still
+//! where it was read, and adds the event's counter deltas to one summary shard, in the same
+//! transaction: a redelivery fails the condition and adds nothing, and a crash between the two
+//! cannot happen. Counters live in shards chosen by stream, so concurrent events of different
+//! streams rarely contend for one item; the query adds the shards up. Minimum and maximum
+//! durations are set only under a condition that they still are the extremes read, so a race
+//! retries instead of losing a smaller minimum.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::Timestamp;
+use sagaflow_eventsourcing::Upcasters;
+use sagaflow_orders::projection::{
+    analytics_change, AnalyticsChange, AnalyticsStore, AnalyticsSummary, Applied, DurationMetric,
+    DurationStats, Metric, ReadModelError, StreamProgress,
+};
+
+use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
+
+/// How many items the summary counters are spread over.
+pub const SUMMARY_SHARDS: u64 = 8;
+/// How often one event is tried when other writers keep moving the items it needs.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The analytics read model in a DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoAnalyticsStore {
+    client: Client,
+    table: String,
+    upcasters: Upcasters,
+    progress: Arc<Mutex<HashMap<String, StreamProgress>>>,
+}
+
+/// Streams whose progress one function remembers between events.
+const REMEMBERED_STREAMS: usize = 16_384;
+
+fn unavailable(reason: String, transient: bool) -> ReadModelError {
+    ReadModelError::Unavailable { reason, transient }
+}
+
+/// The summary shard a stream's counters go to: FNV-1a of the stream id, stable everywhere.
+pub fn summary_shard(stream: &str) -> u64 {
+    fnv1a(stream.as_bytes()) % SUMMARY_SHARDS
+}
+
+fn shard_key(shard: u64) -> String {
+    format!("summary#{shard}")
+}
+
+fn counter_attribute(metric: Metric, key: &str) -> String {
+    format!("c|{}|{key}", metric.name())
+}
+
+fn duration_attribute(metric: DurationMetric, outcome: &str, field: &str) -> String {
+    format!("d|{}|{outcome}|{field}", metric.name())
+}
+
+/// What a stream progress item holds, and whether it exists.
+fn read_progress(item: Option<&HashMap<String, AttributeValue>>) -> Option<StreamProgress> {
+    item.map(|item| StreamProgress {
+        position: get_n(item, "position").unwrap_or(0),
+        status: get_s(item, "status").map(str::to_string),
+        started_at: get_n(item, "started_at").map(Timestamp),
+    })
+}
+
+/// Adds one summary shard item's counters and durations to `summary`.
+fn add_shard(summary: &mut AnalyticsSummary, item: &HashMap<String, AttributeValue>) {
+    let mut durations: HashMap<(DurationMetric, String), DurationStats> = HashMap::new();
+    for (name, value) in item {
+        let Some(number) = value.as_n().ok().and_then(|v| v.parse::<i64>().ok()) else {
+            continue;
+        };
+        if let Some(rest) = name.strip_prefix("c|") {
+            if let Some((metric, key)) = rest.split_once('|') {
+                if let Some(metric) = Metric::from_name(metric) {
+                    summary.add_to_counter(metric, key, number);
+                }
+            }
+        } else if let Some(rest) = name.strip_prefix("d|") {
+            let Some((head, field)) = rest.rsplit_once('|') else {
+                continue;
+            };
+            let Some((metric, outcome)) = head.split_once('|') else {
+                continue;
+            };
+            let Some(metric) = DurationMetric::from_name(metric) else {
+                continue;
+            };
+            let stats = durations.entry((metric, outcome.to_string())).or_default();
+            match field {
+                "count" => stats.count = u64::try_from(number).unwrap_or(0),
+                "total" => stats.total_ms = number,
+                "min" => stats.min_ms = number,
+                "max" => stats.max_ms = number,
+                _ => {}
+            }
+        }
+    }
+    for ((metric, outcome), stats) in durations {
+        summary
+            .durations_mut(metric)
+            .entry(outcome)
+            .or_default()
+            .merge(&stats);
+    }
+}
+
+/// Why one attempt at applying an event did not commit.
+enum Attempt {
+    Committed,
+    /// Another writer moved the stream or an extreme since it was read: read again.
+    Moved,
+}
+
+impl DynamoAnalyticsStore {
+    /// A read model over `table`, decoding events with `upcasters`.
+    pub fn new(client: Client, table: impl Into<String>, upcasters: Upcasters) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            upcasters,
+            progress: Arc::default(),
+        }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamProgress>> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers a stream's progress this process committed. What it remembers can only be
+    /// behind the table (progress only moves forward), so a stale entry makes the guarded put
+    /// fail and the progress is read again; it never makes a new event look applied.
+    fn remember(&self, stream_pk: &str, progress: &StreamProgress) {
+        let mut remembered = self.remembered();
+        if remembered.len() >= REMEMBERED_STREAMS && !remembered.contains_key(stream_pk) {
+            remembered.clear();
+        }
+        remembered.insert(stream_pk.to_string(), progress.clone());
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get_item(
+        &self,
+        pk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, ReadModelError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                let (reason, transient) = sdk_failure("GetItem", &e);
+                unavailable(reason, transient)
+            })?;
+        Ok(output.item)
+    }
+
+    fn progress_put(
+        &self,
+        stream_pk: &str,
+        read: Option<&StreamProgress>,
+        next: &StreamProgress,
+    ) -> Result<TransactWriteItem, ReadModelError> {
+        let mut item = HashMap::from([
+            ("pk".to_string(), s(stream_pk)),
+            ("position".to_string(), n(next.position)),
+        ]);
+        if let Some(status) = &next.status {
+            item.insert("status".into(), s(status.clone()));
+        }
+        if let Some(started_at) = next.started_at {
+            item.insert("started_at".into(), n(started_at.0));
+        }
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match read {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(read) => put
+                .condition_expression("#position = :read")
+                .expression_attribute_names("#position", "position")
+                .expression_attribute_values(":read", n(read.position)),
+        };
+        let put = put
+            .build()
+            .map_err(|e| unavailable(format!("cannot build Put: {e}"), false))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn shard_update(
+        &self,
+        shard: u64,
+        change: &AnalyticsChange,
+        extremes: &HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem, ReadModelError> {
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut adds = Vec::new();
+        let mut sets = Vec::new();
+        let mut conditions = Vec::new();
+        let mut add = |attribute: String, amount: i64, names: &mut HashMap<_, _>| {
+            let i = adds.len();
+            names.insert(format!("#a{i}"), attribute);
+            values.insert(format!(":a{i}"), n(amount));
+            adds.push(format!("#a{i} :a{i}"));
+        };
+        for counter in &change.counters {
+            add(
+                counter_attribute(counter.metric, &counter.key),
+                counter.delta,
+                &mut names,
+            );
+        }
+        for sample in &change.durations {
+            add(
+                duration_attribute(sample.metric, &sample.outcome, "count"),
+                1,
+                &mut names,
+            );
+            add(
+                duration_attribute(sample.metric, &sample.outcome, "total"),
+                sample.ms,
+                &mut names,
+            );
+        }
+        for (i, sample) in change.durations.iter().enumerate() {
+            for (field, beats) in [("min", i64::lt as fn(&i64, &i64) -> bool), ("max", i64::gt)] {
+                let attribute = duration_attribute(sample.metric, &sample.outcome, field);
+                let known: Option<i64> = get_n(extremes, &attribute);
+                if known.is_some_and(|known| !beats(&sample.ms, &known)) {
+                    continue;
+                }
+                let (name, value) = (format!("#{field}{i}"), format!(":{field}{i}"));
+                let compare = if field == "min" { ">" } else { "<" };
+                conditions.push(format!(
+                    "(attribute_not_exists({name}) OR {name} {compare} {value})"
+                ));
+                sets.push(format!("{name} = {value}"));
+                names.insert(name, attribute);
+                values.insert(value, n(sample.ms));
+            }
+        }
+        let mut expression = format!("ADD {}", adds.join(", "));
+        if !sets.is_empty() {
+            expression.push_str(&format!(" SET {}", sets.join(", ")));
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(shard_key(shard)))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values));
+        let update = if conditions.is_empty() {
+            update
+        } else {
+            update.condition_expression(conditions.join(" AND "))
+        };
+        let update = update
+            .build()
+            .map_err(|e| unavailable(format!("cannot build Update: {e}"), false))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn commit(&self, items: Vec<TransactWriteItem>) -> Result<Attempt, ReadModelError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Attempt::Committed),
+            Err(SdkError::ServiceError(service)) => match service.err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    let codes: Vec<&str> = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code())
+                        .filter(|code| *code != "None")
+                        .collect();
+                    let retryable = codes.iter().all(|code| {
+                        *code == "ConditionalCheckFailed"
+                            || crate::attributes::is_transient_code(code)
+                    });
+                    if retryable {
+                        Ok(Attempt::Moved)
+                    } else {
+                        Err(unavailable(
+                            format!("TransactWriteItems cancelled: {codes:?}"),
+                            false,
+                        ))
+                    }
+                }
+                _ => {
+                    let (reason, transient) =
+                        sdk_failure("TransactWriteItems", &SdkError::ServiceError(service));
+                    Err(unavailable(reason, transient))
+                }
+            },
+            Err(other) => {
+                let (reason, transient) = sdk_failure("TransactWriteItems", &other);
+                Err(unavailable(reason, transient))
+            }
+        }
+    }
+}
+
+impl AnalyticsStore for DynamoAnalyticsStore {
+    async fn apply(&self, event: &StoredEvent) -> Result<Applied, ReadModelError> {
+        let stream = event.stream_id().to_string();
+        let stream_pk = format!("stream#{stream}");
+        let shard = summary_shard(&stream);
+        for attempt in 0..MAX_ATTEMPTS {
+            let cached = if attempt == 0 {
+                self.remembered().get(&stream_pk).cloned()
+            } else {
+                None
+            };
+            let read = match cached {
+                Some(progress) => Some(progress),
+                None => read_progress(self.get_item(&stream_pk).await?.as_ref()),
+            };
+            let Some(change) =
+                analytics_change(&read.clone().unwrap_or_default(), event, &self.upcasters)?
+            else {
+                return Ok(Applied::Duplicate);
+            };
+            let extremes = if change.durations.is_empty() {
+                HashMap::new()
+            } else {
+                self.get_item(&shard_key(shard)).await?.unwrap_or_default()
+            };
+            let items = vec![
+                self.progress_put(&stream_pk, read.as_ref(), &change.progress)?,
+                self.shard_update(shard, &change, &extremes)?,
+            ];
+            let committed = self.commit(items).await;
+            if !matches!(committed, Ok(Attempt::Committed)) {
+                self.remembered().remove(&stream_pk);
+            }
+            match committed? {
+                Attempt::Committed => {
+                    self.remember(&stream_pk, &change.progress);
+                    return Ok(Applied::New);
+                }
+                Attempt::Moved => {
+                    // Contention on a shard clears within milliseconds; back off a little more
+                    // each time so racing writers spread out.
+                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+                }
+            }
+        }
+        Err(unavailable(
+            format!("{stream}: gave up after {MAX_ATTEMPTS} contended attempts"),
+            true,
+        ))
+    }
+
+    async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {
+        let mut pending: Vec<HashMap<String, AttributeValue>> = (0..SUMMARY_SHARDS)
+            .map(|shard| HashMap::from([("pk".to_string(), s(shard_key(shard)))]))
+            .collect();
+        let mut summary = AnalyticsSummary::default();
+        for attempt in 0..MAX_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(summary);
+            }
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| unavailable(format!("cannot build BatchGetItem: {e}"), false))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| {
+                    let (reason, transient) = sdk_failure("BatchGetItem", &e);
+                    unavailable(reason, transient)
+                })?;
+            for item in output
+                .responses
+                .as_ref()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                add_shard(&mut summary, item);
+            }
+            pending = output
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+            }
+        }
+        if pending.is_empty() {
+            Ok(summary)
+        } else {
+            Err(unavailable(
+                "BatchGetItem: summary shards still unprocessed after retries".into(),
+                true,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(summary_shard("order#ord-1"), summary_shard("order#ord-1"));
+        let used: std::collections::BTreeSet<u64> = (0..200)
+            .map(|i| summary_shard(&format!("order#ord-{i}")))
+            .collect();
+        assert_eq!(used.len() as u64, SUMMARY_SHARDS);
+    }
+
+    #[test]
+    fn shard_items_read_back_into_a_summary() {
+        let item = HashMap::from([
+            ("pk".to_string(), s("summary#3")),
+            (counter_attribute(Metric::OrdersByStatus, "created"), n(2)),
+            (counter_attribute(Metric::OrdersByStatus, "completed"), n(0)),
+            (
+                counter_attribute(Metric::CancellationsByReason, "a|b"),
+                n(1),
+            ),
+            (
+                duration_attribute(DurationMetric::Order, "completed", "count"),
+                n(2),
+            ),
+            (
+                duration_attribute(DurationMetric::Order, "completed", "total"),
+                n(30),
+            ),
+            (
+                duration_attribute(DurationMetric::Order, "completed", "min"),
+                n(10),
+            ),
+            (
+                duration_attribute(DurationMetric::Order, "completed", "max"),
+                n(20),
+            ),
+            ("c|not_a_metric|x".to_string(), n(5)),
+        ]);
+        let mut summary = AnalyticsSummary::default();
+        add_shard(&mut summary, &item);
+        add_shard(&mut summary, &item);
+        assert_eq!(
+            summary.orders_by_status.len(),
+            1,
+            "zero counters are dropped"
+        );
+        assert_eq!(summary.orders_by_status["created"], 4);
+        assert_eq!(summary.cancellations_by_reason["a|b"], 2);
+        assert_eq!(
+            summary.order_durations["completed"],
+            DurationStats {
+                count: 4,
+                total_ms: 60,
+                min_ms: 10,
+                max_ms: 20
+            }
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The analytics read model scenarios of the core, run against DynamoDB (dynoxide or LocalStack
+//! started by `make test` / `make up`), plus what only a shared table can get wrong: many
+//! streams applied concurrently through contended summary shards.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use sagaflow_dynamodb::tables::ensure_analytics_table;
+use sagaflow_dynamodb::{dynamodb_client, DynamoAnalyticsStore};
+use sagaflow_orders::domain::order::order_upcasters;
+use sagaflow_orders::projection::{AnalyticsProjection, AnalyticsStore, Applied};
+use sagaflow_orders::testkit::analytics_scenarios::order_history;
+
+static TABLES: AtomicU32 = AtomicU32::new(0);
+
+/// A read model on a fresh table; fails loudly when no local endpoint is configured.
+async fn read_model(name: &str) -> DynamoAnalyticsStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start the local servers with `make up` (or run `make test`)"
+    );
+    let client = dynamodb_client().await;
+    let table = format!(
+        "test-analytics-{name}-{}-{}",
+        std::process::id(),
+        TABLES.fetch_add(1, Ordering::Relaxed)
+    );
+    ensure_analytics_table(&client, &table).await.unwrap();
+    DynamoAnalyticsStore::new(client, table, order_upcasters())
+}
+
+/// The read model scenarios on DynamoDB, one test each.
+mod scenarios {
+    use super::*;
+
+    sagaflow_orders::analytics_scenarios! {
+        #[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+        read_model: read_model("scenarios").await
+    }
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn concurrent_streams_each_apply_once_and_add_up() {
+    let store = Arc::new(read_model("concurrent").await);
+    let history = order_history("par", 24);
+    // One task per stream keeps each stream in order, as one Kafka partition key does; the
+    // tasks race on the summary shards. Every event is delivered twice.
+    let mut streams: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for event in &history {
+        streams
+            .entry(event.stream_id().to_string())
+            .or_default()
+            .push(event.clone());
+    }
+    let tasks: Vec<_> = streams
+        .into_values()
+        .map(|events| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut new = 0;
+                for event in &events {
+                    for _ in 0..2 {
+                        if store.apply(event).await.unwrap() == Applied::New {
+                            new += 1;
+                        }
+                    }
+                }
+                new
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for task in tasks {
+        new += task.await.unwrap();
+    }
+    assert_eq!(new, history.len(), "each event applied exactly once");
+    let expected = AnalyticsProjection::replay(&history, &order_upcasters()).unwrap();
+    assert_eq!(&store.summary().await.unwrap(), expected.summary());
+}

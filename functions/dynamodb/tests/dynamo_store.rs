@@ -1,0 +1,174 @@
+//! The event store scenarios of the core, run against DynamoDB (dynoxide or LocalStack started by
+//! `make test` / `make up`), plus what only DynamoDB can get wrong: paging, transaction limits.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use sagaflow_dynamodb::dynamo_store::MAX_TRANSACTION_ITEMS;
+use sagaflow_dynamodb::tables::ensure_events_table;
+use sagaflow_dynamodb::{dynamodb_client, DynamoEventStore};
+use sagaflow_eventsourcing::event::{event_id_for, EventEnvelope};
+use sagaflow_eventsourcing::AppendRequest;
+use sagaflow_eventsourcing::CommandMeta;
+use sagaflow_eventsourcing::EventStore;
+use sagaflow_eventsourcing::Repository;
+use sagaflow_eventsourcing::StoreError;
+use sagaflow_eventsourcing::StreamId;
+use sagaflow_eventsourcing::Timestamp;
+use sagaflow_eventsourcing::Wake;
+use sagaflow_orders::domain::inventory::InventoryCommand;
+use sagaflow_orders::domain::Inventory;
+
+static TABLES: AtomicU32 = AtomicU32::new(0);
+
+/// A store on a fresh table; fails loudly when no local endpoint is configured.
+async fn store(name: &str) -> DynamoEventStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start the local servers with `make up` (or run `make test`)"
+    );
+    let client = dynamodb_client().await;
+    let table = format!(
+        "test-{name}-{}-{}",
+        std::process::id(),
+        TABLES.fetch_add(1, Ordering::Relaxed)
+    );
+    ensure_events_table(&client, &table).await.unwrap();
+    DynamoEventStore::new(client, table)
+}
+
+/// The event store scenarios on DynamoDB, one test each.
+mod scenarios {
+    use super::*;
+
+    sagaflow_eventsourcing::event_store_scenarios! {
+        #[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+        store: store("scenarios").await
+    }
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn a_long_stream_loads_across_query_pages() {
+    let store = store("paging").await;
+    // Large payloads make DynamoDB cut query pages at 1 MB, so the load must follow them.
+    let stream = StreamId::new("scenario", "big");
+    let blob = "x".repeat(40_000);
+    let mut version = 0;
+    while version < 60 {
+        let events = (1..=10)
+            .map(|i| EventEnvelope {
+                event_id: event_id_for(&stream, version + i),
+                aggregate_type: "scenario".into(),
+                aggregate_id: "big".into(),
+                sequence: version + i,
+                event_type: "scenario.happened".into(),
+                schema_version: 1,
+                occurred_at: Timestamp(1),
+                correlation_id: "c".into(),
+                causation_id: "c".into(),
+                payload: serde_json::json!({ "blob": blob }),
+            })
+            .collect();
+        store
+            .append(AppendRequest {
+                stream: stream.clone(),
+                expected_version: version,
+                events,
+                idempotency_keys: Vec::new(),
+                wake: Wake::Unchanged,
+                snapshot: None,
+            })
+            .await
+            .unwrap();
+        version += 10;
+    }
+    let loaded = store.load(&stream, 0).await.unwrap();
+    assert_eq!(loaded.len(), 60);
+    assert_eq!(loaded.last().map(|e| e.sequence), Some(60));
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn a_batch_over_the_transaction_limit_is_refused_with_a_clear_error() {
+    let store = store("limit").await;
+    let stream = StreamId::new("scenario", "huge");
+    let events = (1..=MAX_TRANSACTION_ITEMS as u64)
+        .map(|seq| EventEnvelope {
+            event_id: event_id_for(&stream, seq),
+            aggregate_type: "scenario".into(),
+            aggregate_id: "huge".into(),
+            sequence: seq,
+            event_type: "scenario.happened".into(),
+            schema_version: 1,
+            occurred_at: Timestamp(1),
+            correlation_id: "c".into(),
+            causation_id: "c".into(),
+            payload: serde_json::json!({}),
+        })
+        .collect();
+    let err = store
+        .append(AppendRequest {
+            stream: stream.clone(),
+            expected_version: 0,
+            events,
+            idempotency_keys: vec!["k-huge".into()],
+            wake: Wake::Unchanged,
+            snapshot: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidAppend { reason, .. } if reason.contains("DynamoDB allows 100")),
+        "{err}"
+    );
+    assert!(store.load(&stream, 0).await.unwrap().is_empty());
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn the_repository_snapshots_and_reloads_through_dynamodb() {
+    let store = Arc::new(store("repository").await);
+    let repo = Repository::<Inventory, _>::new(store.clone()).with_snapshots_every(4);
+    for i in 0..10 {
+        let meta = CommandMeta::new("c", format!("c{i}"), Timestamp(5))
+            .with_idempotency_key(format!("restock-{i}"));
+        repo.execute(
+            "main",
+            &InventoryCommand::Restock {
+                sku: "MUG".into(),
+                quantity: 2,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    }
+    let loaded = repo.load("main").await.unwrap();
+    assert_eq!(loaded.version, 10);
+    assert_eq!(loaded.replayed, 2, "loaded from the snapshot at version 8");
+    assert_eq!(loaded.state.level("MUG").available, 20);
+    let again = CommandMeta::new("c", "c3", Timestamp(5)).with_idempotency_key("restock-3");
+    let duplicate = repo
+        .execute(
+            "main",
+            &InventoryCommand::Restock {
+                sku: "MUG".into(),
+                quantity: 2,
+            },
+            &again,
+        )
+        .await
+        .unwrap();
+    assert!(duplicate.duplicate);
+    assert_eq!(
+        repo.load("main")
+            .await
+            .unwrap()
+            .state
+            .level("MUG")
+            .available,
+        20
+    );
+}

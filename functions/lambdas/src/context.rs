@@ -1,0 +1,180 @@
+//! The functions on AWS: what every function builds once at init (the DynamoDB store,
+//! the rdkafka publisher and the dead-letter topic, with their connections opened before the
+//! first record arrives) and the handler of `sagaflow-handlers` it runs over them.
+
+use std::sync::Arc;
+
+use sagaflow_dynamodb::{dynamodb_client, AdapterConfig, DynamoAnalyticsStore, DynamoEventStore};
+use sagaflow_kafka::config::PropertyError;
+use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
+use sagaflow_orders::domain::order::order_upcasters;
+
+use sagaflow_handlers::analytics::{AnalyticsFunction, AnalyticsHandler};
+use sagaflow_handlers::dead_letter::DeadLetterTopic;
+use sagaflow_handlers::deadline::DeadlineTimer;
+use sagaflow_handlers::function::KafkaFunction;
+use sagaflow_handlers::orchestrator::OrchestratorHandler;
+use sagaflow_handlers::service::ServiceHandler;
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A table or timing setting is malformed.
+    #[error(transparent)]
+    Config(#[from] sagaflow_dynamodb::config::ConfigError),
+    /// The Kafka settings are malformed.
+    #[error(transparent)]
+    KafkaConfig(#[from] PropertyError),
+    /// Kafka could not be reached or configured.
+    #[error(transparent)]
+    Kafka(#[from] PublishError),
+    /// The function was built for something that does not exist (a service, a saga).
+    #[error("{0}")]
+    Definition(String),
+    /// A table could not be reached.
+    #[error("cannot reach the table {table}: {reason}")]
+    Dynamo {
+        /// The table.
+        table: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Clients shared by every invocation of a function.
+#[derive(Clone)]
+pub struct FunctionContext {
+    /// Table names.
+    pub adapters: AdapterConfig,
+    /// Kafka settings and topic names.
+    pub kafka: KafkaConfig,
+    /// The DynamoDB client every table adapter shares.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The event store.
+    pub store: Arc<DynamoEventStore>,
+    /// The producer.
+    pub publisher: EventPublisher,
+    /// The dead-letter path.
+    pub dead_letters: DeadLetterTopic,
+}
+
+impl FunctionContext {
+    /// Builds the clients from the environment and opens their connections now, so the first
+    /// invocation does not pay for the handshakes.
+    ///
+    /// The events table is checked before the function reports ready, so a wrong table name
+    /// fails the init. Kafka is warmed alongside instead: librdkafka needs tens of
+    /// milliseconds to settle its broker connections, and the functions only produce dead
+    /// letters (the relay's records), which can wait for it.
+    pub async fn from_env() -> Result<Self, InitError> {
+        let adapters = AdapterConfig::from_env()?;
+        let kafka = KafkaConfig::from_env()?;
+        let client = dynamodb_client().await;
+        describe_table(&client, &adapters.events_table).await?;
+        let publisher = EventPublisher::new(&kafka)?;
+        let warming = publisher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warming.warm().await {
+                // Not fatal: the first publish connects again and reports its own failure.
+                eprintln!("sagaflow: Kafka warm-up failed, the first publish will retry: {e}");
+            }
+        });
+        Ok(Self {
+            store: Arc::new(DynamoEventStore::new(
+                client.clone(),
+                adapters.events_table.clone(),
+            )),
+            dynamodb: client,
+            dead_letters: DeadLetterTopic::new(Arc::new(publisher.clone()), kafka.topics.clone()),
+            publisher,
+            adapters,
+            kafka,
+        })
+    }
+
+    /// The Kafka-triggered function of `service`, its handler over these clients.
+    pub fn service_function(&self, service: &str) -> Result<KafkaFunction, InitError> {
+        let handler = ServiceHandler::new(service, self.store.clone(), self.kafka.topics.clone())
+            .map_err(|e| InitError::Definition(e.to_string()))?;
+        Ok(self.kafka_function(Arc::new(handler)))
+    }
+
+    /// The Kafka-triggered saga orchestrator over these clients.
+    pub fn orchestrator_function(&self) -> Result<KafkaFunction, InitError> {
+        Ok(self.kafka_function(Arc::new(self.orchestrator()?)))
+    }
+
+    /// The scheduled deadline timer, built from the environment with its table checked and
+    /// no Kafka client (it only reads and writes the events table): it ticks the same sagas the
+    /// orchestrator runs, under the same definitions.
+    pub async fn deadline_timer_from_env() -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
+        let adapters = AdapterConfig::from_env()?;
+        let kafka = KafkaConfig::from_env()?;
+        let client = dynamodb_client().await;
+        describe_table(&client, &adapters.events_table).await?;
+        let store = Arc::new(DynamoEventStore::new(client, adapters.events_table.clone()));
+        deadline_timer(store, &kafka, &adapters)
+    }
+
+    fn orchestrator(&self) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
+        orchestrator(self.store.clone(), &self.kafka, &self.adapters)
+    }
+
+    /// The analytics function over the analytics table, whose connection it checks now.
+    pub async fn analytics_function(&self) -> Result<AnalyticsFunction, InitError> {
+        describe_table(&self.dynamodb, &self.adapters.analytics_table).await?;
+        let read_model = DynamoAnalyticsStore::new(
+            self.dynamodb.clone(),
+            self.adapters.analytics_table.clone(),
+            order_upcasters(),
+        );
+        let handler = AnalyticsHandler::new(Arc::new(read_model), self.kafka.topics.clone());
+        AnalyticsFunction::new(handler, Arc::new(self.dead_letters.clone()))
+            .map_err(|e| InitError::Definition(e.to_string()))
+    }
+
+    fn kafka_function(
+        &self,
+        handler: Arc<dyn sagaflow_lambda_kafka::RecordHandler>,
+    ) -> KafkaFunction {
+        KafkaFunction::new(
+            handler,
+            Arc::new(self.dead_letters.clone()),
+            sagaflow_lambda_kafka::BatchConfig::default(),
+        )
+    }
+}
+
+fn orchestrator(
+    store: Arc<DynamoEventStore>,
+    kafka: &KafkaConfig,
+    adapters: &AdapterConfig,
+) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
+    OrchestratorHandler::with_step_timing(store, kafka.topics.clone(), adapters.step_timing)
+        .map_err(|e| InitError::Definition(e.to_string()))
+}
+
+fn deadline_timer(
+    store: Arc<DynamoEventStore>,
+    kafka: &KafkaConfig,
+    adapters: &AdapterConfig,
+) -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
+    let sagas = orchestrator(store.clone(), kafka, adapters)?
+        .sagas()
+        .clone();
+    Ok(DeadlineTimer::new(store, sagas))
+}
+
+/// Opens the connection to DynamoDB and checks that `table` is there.
+async fn describe_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), InitError> {
+    client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| InitError::Dynamo {
+            table: table.to_string(),
+            reason: format!("{e:?}"),
+        })
+}

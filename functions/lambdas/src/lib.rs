@@ -1,0 +1,140 @@
+//! sagaflow's Lambda functions: one binary per function in `src/bin`, each handing the Lambda
+//! runtime one of the entry points here, built over [`context::FunctionContext`] (the DynamoDB
+//! tables, the rdkafka publisher and the dead-letter topic, opened once at init).
+//!
+//! The entry points are the whole of what a binary adds to `sagaflow-handlers`: the same
+//! handlers run behind the local triggers and in `make run`.
+
+#![warn(missing_docs)]
+
+pub mod context;
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use sagaflow_eventsourcing::{EventStore, Upcasters};
+use sagaflow_handlers::clock;
+use sagaflow_handlers::dead_letter::DeadLetterTopic;
+use sagaflow_handlers::relay::relay_stream_batch;
+use sagaflow_handlers::{
+    AnalyticsFunction, AnalyticsResponse, DeadlineTimer, KafkaBatchResponse, KafkaFunction,
+    TickReport,
+};
+use sagaflow_records::{Publisher, Topics};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub use context::{FunctionContext, InitError};
+
+/// Handles one batch from a Kafka trigger: a service's or the orchestrator's.
+pub async fn kafka_batch(
+    function: &KafkaFunction,
+    event: LambdaEvent<Value>,
+) -> Result<KafkaBatchResponse, Error> {
+    Ok(function.handle_payload(event.payload).await?.response)
+}
+
+/// Handles one invocation of the analytics function: a Kafka batch or a query.
+pub async fn analytics_invocation(
+    function: &AnalyticsFunction,
+    event: LambdaEvent<Value>,
+) -> Result<AnalyticsResponse, Error> {
+    Ok(function.invoke(event.payload).await?)
+}
+
+/// Some due sagas could not be ticked; they stay due, so the next scheduled run tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of {due} due sagas could not be ticked: {}", failed.len(), failed.join("; "))]
+pub struct TicksFailed {
+    /// How many sagas were due.
+    pub due: usize,
+    /// Each saga that failed, with why.
+    pub failed: Vec<String>,
+}
+
+/// Handles one scheduled run of the deadline timer; the schedule's payload carries nothing it
+/// needs. A run in which any tick failed is reported as an error.
+pub async fn scheduled_tick<S: EventStore + 'static>(
+    timer: &DeadlineTimer<S>,
+    _event: LambdaEvent<Value>,
+) -> Result<TickReport, Error> {
+    let report = timer.tick_due(clock::now()).await?;
+    if report.failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(TicksFailed {
+            due: report.due,
+            failed: report.failed,
+        }
+        .into())
+    }
+}
+
+/// What the relay needs for every batch.
+pub struct Relay {
+    /// Where events and commands are published.
+    pub publisher: Arc<dyn Publisher>,
+    /// The topic names.
+    pub topics: Topics,
+    /// Where unreadable stream records go.
+    pub dead_letters: DeadLetterTopic,
+    /// The upcasters events are read through.
+    pub upcasters: Upcasters,
+}
+
+/// Handles one batch from the events table's stream.
+pub async fn stream_batch(
+    relay: &Relay,
+    event: LambdaEvent<StreamEvent>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let outcome = relay_stream_batch(
+        relay.publisher.as_ref(),
+        &relay.dead_letters,
+        &relay.topics,
+        &relay.upcasters,
+        &event.payload,
+    )
+    .await;
+    Ok(outcome.stream_response())
+}
+
+/// Runs the Kafka-triggered function of `service` (`order`, `payment`, `inventory`, `shipment`).
+pub async fn run_service(service: &str) -> Result<(), Error> {
+    let function = FunctionContext::from_env()
+        .await?
+        .service_function(service)?;
+    run(service_fn(|event| kafka_batch(&function, event))).await
+}
+
+/// Runs the saga orchestrator.
+pub async fn run_orchestrator() -> Result<(), Error> {
+    let function = FunctionContext::from_env().await?.orchestrator_function()?;
+    run(service_fn(|event| kafka_batch(&function, event))).await
+}
+
+/// Runs the analytics function.
+pub async fn run_analytics() -> Result<(), Error> {
+    let function = FunctionContext::from_env()
+        .await?
+        .analytics_function()
+        .await?;
+    run(service_fn(|event| analytics_invocation(&function, event))).await
+}
+
+/// Runs the scheduled deadline timer.
+pub async fn run_deadline() -> Result<(), Error> {
+    let timer = FunctionContext::deadline_timer_from_env().await?;
+    run(service_fn(|event| scheduled_tick(&timer, event))).await
+}
+
+/// Runs the outbox relay.
+pub async fn run_relay() -> Result<(), Error> {
+    let context = FunctionContext::from_env().await?;
+    let relay = Relay {
+        publisher: Arc::new(context.publisher.clone()),
+        topics: context.kafka.topics.clone(),
+        dead_letters: context.dead_letters.clone(),
+        upcasters: Upcasters::default(),
+    };
+    run(service_fn(|event| stream_batch(&relay, event))).await
+}
