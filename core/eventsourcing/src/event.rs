@@ -216,6 +216,76 @@ impl StoredEvent {
     }
 }
 
+impl crate::transience::Classified for DecodeError {
+    /// An event or command that cannot be read now cannot be read later.
+    fn transience(&self) -> crate::transience::Transience {
+        crate::transience::Transience::Permanent
+    }
+}
+
+/// Declares a domain event enum with each event type's name and schema version written once:
+/// the macro writes the serde tags, [`DomainEvent::SCHEMA`], [`DomainEvent::event_type`] and,
+/// when given, the upcasters that read the type's older versions ([`DomainEvent::upcasters`]).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// sagaflow_eventsourcing::domain_event! {
+///     /// What a lamp records.
+///     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///     pub enum LampEvent {
+///         /// It was switched on.
+///         SwitchedOn = "lamp.switched_on" @ 1 { lumens: u32 },
+///     }
+/// }
+///
+/// use sagaflow_eventsourcing::DomainEvent;
+/// let event = LampEvent::SwitchedOn { lumens: 800 };
+/// assert_eq!(event.event_type(), "lamp.switched_on");
+/// assert_eq!(LampEvent::schema_version("lamp.switched_on"), Some(1));
+/// ```
+#[macro_export]
+macro_rules! domain_event {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$variant_meta:meta])*
+                $variant:ident = $event_type:literal @ $version:literal { $($fields:tt)* }
+            ),* $(,)?
+        }
+        $(upcasters = $upcasters:expr;)?
+    ) => {
+        $(#[$meta])*
+        #[serde(tag = "event_type", content = "payload")]
+        $vis enum $name {
+            $(
+                $(#[$variant_meta])*
+                #[serde(rename = $event_type)]
+                $variant { $($fields)* },
+            )*
+        }
+
+        impl $crate::event::DomainEvent for $name {
+            const SCHEMA: &'static [(&'static str, u32)] = &[$(($event_type, $version)),*];
+
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $($name::$variant { .. } => $event_type,)*
+                }
+            }
+
+            $(
+                fn upcasters() -> &'static $crate::upcast::Upcasters {
+                    static UPCASTERS: ::std::sync::OnceLock<$crate::upcast::Upcasters> =
+                        ::std::sync::OnceLock::new();
+                    UPCASTERS.get_or_init(|| $upcasters)
+                }
+            )?
+        }
+    };
+}
+
 /// A typed domain event: a serde enum tagged `#[serde(tag = "event_type", content = "payload")]`
 /// whose variants are renamed to dotted event type names.
 pub trait DomainEvent:
@@ -226,6 +296,13 @@ pub trait DomainEvent:
 
     /// The dotted type name of this event, such as `order.created`.
     fn event_type(&self) -> &'static str;
+
+    /// The upcasters that read this type's events written at older schema versions: they
+    /// belong to the event type, so every reader reads old events the same way.
+    fn upcasters() -> &'static Upcasters {
+        static NONE: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
+        NONE.get_or_init(Upcasters::default)
+    }
 
     /// The schema version current code writes for `event_type`, or `None` for an unknown type.
     fn schema_version(event_type: &str) -> Option<u32> {
@@ -298,7 +375,8 @@ pub enum DecodeError {
         /// The version the upcaster starts from.
         from_version: u32,
         /// The upcaster's complaint.
-        reason: String,
+        #[source]
+        reason: crate::upcast::UpcastError,
     },
 }
 

@@ -17,6 +17,7 @@ pub mod repository;
 pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod transience;
 pub mod upcast;
 
 pub use aggregate::Aggregate;
@@ -28,4 +29,5 @@ pub use store::{
     AppendOutcome, AppendRequest, DueStream, EventStore, InMemoryEventStore, Snapshot, StoreError,
     Wake,
 };
+pub use transience::{Classified, Transience};
 pub use upcast::Upcasters;

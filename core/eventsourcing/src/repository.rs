@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::aggregate::Aggregate;
 use crate::event::{envelope_events, CommandMeta, DecodeError, StoredEvent, StreamId};
 use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError, Wake};
+use crate::transience::{Classified, Transience};
 use crate::upcast::Upcasters;
 
 /// An aggregate's state with the stream version it reflects.
@@ -63,13 +64,13 @@ pub enum RepositoryError<E> {
     },
 }
 
-impl<E> RepositoryError<E> {
-    /// Whether a later retry of the same command may succeed (contention, transient faults).
-    pub fn is_transient(&self) -> bool {
+impl<E> Classified for RepositoryError<E> {
+    /// A later retry of the same command may succeed after contention or a transient fault.
+    fn transience(&self) -> Transience {
         match self {
-            RepositoryError::Contended { .. } => true,
-            RepositoryError::Store(e) => e.is_retryable(),
-            RepositoryError::Domain(_) | RepositoryError::Decode { .. } => false,
+            RepositoryError::Contended { .. } => Transience::Transient,
+            RepositoryError::Store(e) => e.transience(),
+            RepositoryError::Domain(_) | RepositoryError::Decode { .. } => Transience::Permanent,
         }
     }
 }
@@ -306,7 +307,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             .pop()
             .unwrap_or(Err(RepositoryError::Store(StoreError::Unavailable {
                 reason: "no outcome for the command".into(),
-                transient: true,
+                transience: Transience::Transient,
             })))
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{StoredEvent, StreamId, Timestamp};
+use crate::transience::{Classified, Transience};
 
 /// A request to append events to one stream, atomically with recording an idempotency key.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,13 +124,13 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// The backend failed; `transient` says whether retrying may succeed.
-    #[error("event store unavailable ({}): {reason}", if *.transient { "transient" } else { "permanent" })]
+    /// The backend failed, for now or for good.
+    #[error("event store unavailable ({transience}): {reason}")]
     Unavailable {
         /// The backend's complaint.
         reason: String,
         /// Whether a retry may succeed (throttling, timeouts).
-        transient: bool,
+        transience: Transience,
     },
     /// Stored data could not be read back.
     #[error("corrupt data in {stream}: {reason}")]
@@ -141,17 +142,14 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    /// Whether the operation may succeed if tried again (conflicts and transient faults).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Conflict { .. }
-                | StoreError::Unavailable {
-                    transient: true,
-                    ..
-                }
-        )
+impl Classified for StoreError {
+    /// Conflicts and transient backend faults may pass if tried again.
+    fn transience(&self) -> Transience {
+        match self {
+            StoreError::Conflict { .. } => Transience::Transient,
+            StoreError::Unavailable { transience, .. } => *transience,
+            StoreError::InvalidAppend { .. } | StoreError::Corrupt { .. } => Transience::Permanent,
+        }
     }
 }
 

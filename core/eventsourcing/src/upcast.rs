@@ -10,8 +10,24 @@ use serde_json::Value;
 
 use crate::event::DecodeError;
 
+/// Why an upcaster cannot bring a payload to the next version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpcastError {
+    /// The old payload lacks a field the step reads.
+    #[error("missing `{0}`")]
+    MissingField(&'static str),
+    /// A field of the old payload cannot be read as the step needs.
+    #[error("`{field}` {problem}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it, such as "is not a whole number".
+        problem: &'static str,
+    },
+}
+
 /// A function from a payload at one schema version to the same event at the next version.
-pub type UpcastFn = Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
+pub type UpcastFn = Arc<dyn Fn(Value) -> Result<Value, UpcastError> + Send + Sync>;
 
 /// The registered upcasters, keyed by event type and the version they read.
 #[derive(Clone, Default)]
@@ -40,7 +56,7 @@ impl Upcasters {
         mut self,
         event_type: &str,
         from_version: u32,
-        upcast: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
+        upcast: impl Fn(Value) -> Result<Value, UpcastError> + Send + Sync + 'static,
     ) -> Self {
         self.by_type_and_version
             .insert((event_type.to_string(), from_version), Arc::new(upcast));
@@ -122,7 +138,8 @@ mod tests {
 
     #[test]
     fn a_refusing_upcaster_is_a_typed_error() {
-        let upcasters = Upcasters::new().register("thing.made", 1, |_| Err("no size".into()));
+        let upcasters =
+            Upcasters::new().register("thing.made", 1, |_| Err(UpcastError::MissingField("size")));
         let err = upcasters.upcast("thing.made", 1, 2, json!({})).unwrap_err();
         assert!(matches!(
             err,
@@ -131,5 +148,9 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(
+            err.to_string(),
+            "cannot upcast `thing.made` from version 1: missing `size`"
+        );
     }
 }

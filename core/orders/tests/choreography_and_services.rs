@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::event::envelope_events;
 use sagaflow_eventsourcing::Aggregate;
+use sagaflow_eventsourcing::Classified;
 use sagaflow_eventsourcing::CommandMeta;
 use sagaflow_eventsourcing::DomainEvent;
 use sagaflow_eventsourcing::InMemoryEventStore;
@@ -394,7 +395,7 @@ async fn services_refuse_bad_commands_with_typed_errors_and_write_nothing() {
             "{}: {err}",
             cmd.command_type
         );
-        assert!(err.is_permanent(), "{err}");
+        assert!(!err.is_transient(), "{err}");
     }
     assert_eq!(store.event_count(), 0);
 }

@@ -9,6 +9,7 @@ use sagaflow_eventsourcing::store::Snapshot;
 use sagaflow_eventsourcing::Aggregate;
 use sagaflow_eventsourcing::AppendOutcome;
 use sagaflow_eventsourcing::AppendRequest;
+use sagaflow_eventsourcing::Classified;
 use sagaflow_eventsourcing::CommandMeta;
 use sagaflow_eventsourcing::ConflictRetry;
 use sagaflow_eventsourcing::DueStream;

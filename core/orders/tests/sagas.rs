@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sagaflow_eventsourcing::clock::SimClock;
 use sagaflow_eventsourcing::pipeline::StageStatus;
 use sagaflow_eventsourcing::Aggregate;
+use sagaflow_eventsourcing::Classified;
 use sagaflow_eventsourcing::CommandMeta;
 use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::Timestamp;
@@ -702,7 +703,7 @@ async fn a_durable_cancel_applies_once_and_a_second_one_is_refused_as_permanent(
         .cancel("ord-9", "cancel-2", "really", Timestamp(4))
         .await
         .unwrap_err();
-    assert!(second.is_permanent(), "{second}");
+    assert!(!second.is_transient(), "{second}");
     assert!(
         second.to_string().contains("already being cancelled"),
         "{second}"
@@ -711,7 +712,7 @@ async fn a_durable_cancel_applies_once_and_a_second_one_is_refused_as_permanent(
         .cancel("ord-0", "cancel-3", "who", Timestamp(5))
         .await
         .unwrap_err();
-    assert!(unknown.is_permanent());
+    assert!(!unknown.is_transient());
     assert_eq!(
         unknown.to_string(),
         "cannot cancel saga `ord-0`: no orchestrated order has this id"

@@ -85,12 +85,44 @@ impl SagaData {
     }
 }
 
+/// Why a step's command cannot be built from the saga data: the step fails (and the saga
+/// compensates) rather than wait on an input it can never get past.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandBuildError {
+    /// The saga input lacks a field the command needs.
+    #[error("saga input has no field `{0}`")]
+    MissingInput(String),
+    /// The saga input lacks a text field the command needs, or it is not text.
+    #[error("saga input has no text field `{0}`")]
+    MissingText(String),
+    /// A field of the saga input does not have the shape the command needs.
+    #[error("saga input `{field}`: {reason}")]
+    InvalidInput {
+        /// The field.
+        field: String,
+        /// The deserializer's complaint.
+        reason: String,
+    },
+    /// An earlier step's reply lacks a field the command needs.
+    #[error("the reply of `{step}` has no `{field}`")]
+    MissingReply {
+        /// The step whose reply is read.
+        step: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// The definition has no step at this index.
+    #[error("no such step")]
+    NoSuchStep,
+}
+
 /// Builds a step's command from the saga data; an `Err` explains why it cannot be built.
-pub type CommandBuilder = Arc<dyn Fn(&SagaData) -> Result<SagaCommand, String> + Send + Sync>;
+pub type CommandBuilder =
+    Arc<dyn Fn(&SagaData) -> Result<SagaCommand, CommandBuildError> + Send + Sync>;
 
 /// Builds the fire-and-forget commands issued once every step has succeeded.
 pub type CompletionBuilder =
-    Arc<dyn Fn(&SagaData) -> Result<Vec<SagaCommand>, String> + Send + Sync>;
+    Arc<dyn Fn(&SagaData) -> Result<Vec<SagaCommand>, CommandBuildError> + Send + Sync>;
 
 /// How many times a step's command is sent before the saga gives up on it.
 ///
@@ -135,7 +167,7 @@ pub struct Compensation {
 
 impl Compensation {
     /// Builds the compensating command from the saga data.
-    pub fn build(&self, data: &SagaData) -> Result<SagaCommand, String> {
+    pub fn build(&self, data: &SagaData) -> Result<SagaCommand, CommandBuildError> {
         (self.builder)(data)
     }
 
@@ -185,7 +217,7 @@ impl SagaStep {
     /// A step named `name` whose command is built by `action`.
     pub fn new(
         name: impl Into<String>,
-        action: impl Fn(&SagaData) -> Result<SagaCommand, String> + Send + Sync + 'static,
+        action: impl Fn(&SagaData) -> Result<SagaCommand, CommandBuildError> + Send + Sync + 'static,
     ) -> Self {
         Self {
             name: name.into(),
@@ -214,7 +246,7 @@ impl SagaStep {
     /// Sets the compensation: its command builder and the reply types that confirm it.
     pub fn compensate_with(
         mut self,
-        builder: impl Fn(&SagaData) -> Result<SagaCommand, String> + Send + Sync + 'static,
+        builder: impl Fn(&SagaData) -> Result<SagaCommand, CommandBuildError> + Send + Sync + 'static,
         success_events: &[&str],
     ) -> Self {
         self.compensation = Some(Compensation {
@@ -248,7 +280,7 @@ impl SagaStep {
     }
 
     /// Builds the step's forward command from the saga data.
-    pub fn build_command(&self, data: &SagaData) -> Result<SagaCommand, String> {
+    pub fn build_command(&self, data: &SagaData) -> Result<SagaCommand, CommandBuildError> {
         (self.action)(data)
     }
 
@@ -427,7 +459,10 @@ impl SagaDefinition {
     }
 
     /// Builds every completion command, in the order the builders were added.
-    pub fn completion_commands(&self, data: &SagaData) -> Result<Vec<SagaCommand>, String> {
+    pub fn completion_commands(
+        &self,
+        data: &SagaData,
+    ) -> Result<Vec<SagaCommand>, CommandBuildError> {
         let mut commands = Vec::new();
         for builder in &self.inner.completion {
             commands.extend(builder(data)?);
@@ -462,7 +497,10 @@ impl SagaDefinitionBuilder {
     /// Adds a builder of commands issued when every step succeeded (may be called repeatedly).
     pub fn on_completed(
         mut self,
-        builder: impl Fn(&SagaData) -> Result<Vec<SagaCommand>, String> + Send + Sync + 'static,
+        builder: impl Fn(&SagaData) -> Result<Vec<SagaCommand>, CommandBuildError>
+            + Send
+            + Sync
+            + 'static,
     ) -> Self {
         self.completion.push(Arc::new(builder));
         self
@@ -658,7 +696,7 @@ mod tests {
     use crate::test_support::order_saga;
     use serde_json::json;
 
-    fn cmd(t: &str) -> impl Fn(&SagaData) -> Result<SagaCommand, String> + Send + Sync {
+    fn cmd(t: &str) -> impl Fn(&SagaData) -> Result<SagaCommand, CommandBuildError> + Send + Sync {
         let t = t.to_string();
         move |_: &SagaData| Ok(SagaCommand::new(t.clone(), "x", json!({})))
     }

@@ -609,9 +609,12 @@ mod tests {
     #[tokio::test]
     async fn a_command_that_cannot_be_built_fails_its_step_before_dispatch() {
         let mut steps = order_steps();
-        steps[2] = crate::SagaStep::new("ship", |_: &SagaData| -> Result<SagaCommand, String> {
-            Err("no address".into())
-        })
+        steps[2] = crate::SagaStep::new(
+            "ship",
+            |_: &SagaData| -> Result<SagaCommand, crate::CommandBuildError> {
+                Err(crate::CommandBuildError::MissingInput("address".into()))
+            },
+        )
         .succeeds_on(&["shipment.scheduled"]);
         let (outcome, dispatcher, _) = run(
             ScriptedDispatcher::default(),
@@ -622,7 +625,7 @@ mod tests {
         assert_eq!(outcome.status, InstanceStatus::Compensated);
         assert_eq!(
             outcome.failed_step.unwrap().reason,
-            "cannot build command: no address"
+            "cannot build command: saga input has no field `address`"
         );
         assert!(!dispatcher
             .sent_types()

@@ -7,152 +7,113 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::definition::{CommandMessage, SagaData, SagaFailure, StepKind};
-use sagaflow_eventsourcing::event::{DomainEvent, Timestamp};
+use sagaflow_eventsourcing::event::Timestamp;
 
-/// What happened to a saga instance; the orchestrator's only record of its progress.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event_type", content = "payload")]
-pub enum SagaEvent {
-    /// The saga started with its input.
-    #[serde(rename = "saga.started")]
-    Started {
-        /// The saga type (definition name).
-        saga_type: String,
-        /// The saga instance id.
-        saga_id: String,
-        /// Correlation id stamped on every command the saga issues.
-        correlation_id: String,
-        /// The input the saga started with.
-        input: Value,
-        /// When the saga started.
-        started_at: Timestamp,
-    },
-    /// A step's forward command was issued.
-    #[serde(rename = "saga.step_requested")]
-    StepRequested {
-        /// The step.
-        step: String,
-        /// Attempt number from 1.
-        attempt: u32,
-        /// The command as sent.
-        command: CommandMessage,
-        /// When the saga stops waiting for the reply.
-        deadline: Timestamp,
-    },
-    /// A step's reply meant success.
-    #[serde(rename = "saga.step_succeeded")]
-    StepSucceeded {
-        /// The step.
-        step: String,
-        /// The id of the reply event.
-        reply_event_id: String,
-        /// The type of the reply event.
-        reply_type: String,
-        /// The reply payload, kept in the saga data.
-        reply: Value,
-    },
-    /// A step failed: a failure reply, a timeout or a command that could not be built.
-    #[serde(rename = "saga.step_failed")]
-    StepFailed {
-        /// The step.
-        step: String,
-        /// Why it failed.
-        reason: String,
-        /// The id of the failure reply, if a reply caused the failure.
-        reply_event_id: Option<String>,
-        /// Whether no reply came before the deadline (the effect may still have happened).
-        timed_out: bool,
-    },
-    /// The saga was cancelled from outside while it ran: no further step is requested, and the
-    /// completed steps (and the one awaited, which may still take effect) are compensated.
-    #[serde(rename = "saga.cancelled")]
-    Cancelled {
-        /// The forward step the saga awaited when the cancel came.
-        step: String,
-        /// Why, as the cancel gave it.
-        reason: String,
-        /// The id of the cancel command.
-        cancel_id: String,
-    },
-    /// A step's compensating command was issued.
-    #[serde(rename = "saga.compensation_requested")]
-    CompensationRequested {
-        /// The step being undone.
-        step: String,
-        /// Attempt number from 1.
-        attempt: u32,
-        /// The command as sent.
-        command: CommandMessage,
-        /// When the saga stops waiting for the reply.
-        deadline: Timestamp,
-    },
-    /// A step's compensation was confirmed, possibly after it was given up on (a late reply).
-    #[serde(rename = "saga.step_compensated")]
-    StepCompensated {
-        /// The step undone.
-        step: String,
-        /// The id of the confirming reply, if there was one.
-        reply_event_id: Option<String>,
-        /// The reply payload.
-        reply: Value,
-    },
-    /// A step's compensation was given up: attempts exhausted or the command could not be built.
-    #[serde(rename = "saga.compensation_failed")]
-    CompensationFailed {
-        /// The step that could not be undone.
-        step: String,
-        /// Why it was given up.
-        reason: String,
-        /// How many compensating commands were issued.
-        attempts: u32,
-    },
-    /// Every step succeeded; the completion commands were issued.
-    #[serde(rename = "saga.completed")]
-    Completed {
-        /// The fire-and-forget commands issued on completion.
-        completion_commands: Vec<CommandMessage>,
-        /// When the saga finished.
-        finished_at: Timestamp,
-    },
-    /// The saga ended after compensating a failure.
-    #[serde(rename = "saga.aborted")]
-    Aborted {
-        /// Why the saga failed.
-        reason: String,
-        /// The steps whose compensation failed (empty when everything was undone).
-        compensation_failed: Vec<String>,
-        /// When the saga finished.
-        finished_at: Timestamp,
-    },
-}
-
-impl DomainEvent for SagaEvent {
-    const SCHEMA: &'static [(&'static str, u32)] = &[
-        ("saga.started", 1),
-        ("saga.step_requested", 1),
-        ("saga.step_succeeded", 1),
-        ("saga.step_failed", 1),
-        ("saga.cancelled", 1),
-        ("saga.compensation_requested", 1),
-        ("saga.step_compensated", 1),
-        ("saga.compensation_failed", 1),
-        ("saga.completed", 1),
-        ("saga.aborted", 1),
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            SagaEvent::Started { .. } => "saga.started",
-            SagaEvent::StepRequested { .. } => "saga.step_requested",
-            SagaEvent::StepSucceeded { .. } => "saga.step_succeeded",
-            SagaEvent::StepFailed { .. } => "saga.step_failed",
-            SagaEvent::Cancelled { .. } => "saga.cancelled",
-            SagaEvent::CompensationRequested { .. } => "saga.compensation_requested",
-            SagaEvent::StepCompensated { .. } => "saga.step_compensated",
-            SagaEvent::CompensationFailed { .. } => "saga.compensation_failed",
-            SagaEvent::Completed { .. } => "saga.completed",
-            SagaEvent::Aborted { .. } => "saga.aborted",
-        }
+sagaflow_eventsourcing::domain_event! {
+    /// What happened to a saga instance; the orchestrator's only record of its progress.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub enum SagaEvent {
+        /// The saga started with its input.
+        Started = "saga.started" @ 1 {
+            /// The saga type (definition name).
+            saga_type: String,
+            /// The saga instance id.
+            saga_id: String,
+            /// Correlation id stamped on every command the saga issues.
+            correlation_id: String,
+            /// The input the saga started with.
+            input: Value,
+            /// When the saga started.
+            started_at: Timestamp,
+        },
+        /// A step's forward command was issued.
+        StepRequested = "saga.step_requested" @ 1 {
+            /// The step.
+            step: String,
+            /// Attempt number from 1.
+            attempt: u32,
+            /// The command as sent.
+            command: CommandMessage,
+            /// When the saga stops waiting for the reply.
+            deadline: Timestamp,
+        },
+        /// A step's reply meant success.
+        StepSucceeded = "saga.step_succeeded" @ 1 {
+            /// The step.
+            step: String,
+            /// The id of the reply event.
+            reply_event_id: String,
+            /// The type of the reply event.
+            reply_type: String,
+            /// The reply payload, kept in the saga data.
+            reply: Value,
+        },
+        /// A step failed: a failure reply, a timeout or a command that could not be built.
+        StepFailed = "saga.step_failed" @ 1 {
+            /// The step.
+            step: String,
+            /// Why it failed.
+            reason: String,
+            /// The id of the failure reply, if a reply caused the failure.
+            reply_event_id: Option<String>,
+            /// Whether no reply came before the deadline (the effect may still have happened).
+            timed_out: bool,
+        },
+        /// The saga was cancelled from outside while it ran: no further step is requested, and the
+        /// completed steps (and the one awaited, which may still take effect) are compensated.
+        Cancelled = "saga.cancelled" @ 1 {
+            /// The forward step the saga awaited when the cancel came.
+            step: String,
+            /// Why, as the cancel gave it.
+            reason: String,
+            /// The id of the cancel command.
+            cancel_id: String,
+        },
+        /// A step's compensating command was issued.
+        CompensationRequested = "saga.compensation_requested" @ 1 {
+            /// The step being undone.
+            step: String,
+            /// Attempt number from 1.
+            attempt: u32,
+            /// The command as sent.
+            command: CommandMessage,
+            /// When the saga stops waiting for the reply.
+            deadline: Timestamp,
+        },
+        /// A step's compensation was confirmed, possibly after it was given up on (a late reply).
+        StepCompensated = "saga.step_compensated" @ 1 {
+            /// The step undone.
+            step: String,
+            /// The id of the confirming reply, if there was one.
+            reply_event_id: Option<String>,
+            /// The reply payload.
+            reply: Value,
+        },
+        /// A step's compensation was given up: attempts exhausted or the command could not be built.
+        CompensationFailed = "saga.compensation_failed" @ 1 {
+            /// The step that could not be undone.
+            step: String,
+            /// Why it was given up.
+            reason: String,
+            /// How many compensating commands were issued.
+            attempts: u32,
+        },
+        /// Every step succeeded; the completion commands were issued.
+        Completed = "saga.completed" @ 1 {
+            /// The fire-and-forget commands issued on completion.
+            completion_commands: Vec<CommandMessage>,
+            /// When the saga finished.
+            finished_at: Timestamp,
+        },
+        /// The saga ended after compensating a failure.
+        Aborted = "saga.aborted" @ 1 {
+            /// Why the saga failed.
+            reason: String,
+            /// The steps whose compensation failed (empty when everything was undone).
+            compensation_failed: Vec<String>,
+            /// When the saga finished.
+            finished_at: Timestamp,
+        },
     }
 }
 
@@ -498,6 +459,7 @@ impl SagaInstance {
 mod tests {
     use super::*;
     use crate::definition::SagaCommand;
+    use sagaflow_eventsourcing::event::DomainEvent;
     use serde_json::json;
 
     fn message(step: &str, kind: StepKind, attempt: u32) -> CommandMessage {

@@ -24,9 +24,9 @@ pub mod orchestrator;
 mod test_support;
 
 pub use definition::{
-    CommandBuilder, CommandMessage, Compensation, CompletionBuilder, RetryPolicy, SagaCommand,
-    SagaData, SagaDefinition, SagaDefinitionBuilder, SagaDefinitionError, SagaFailure, SagaStep,
-    StepKind, COMPLETION_STEP,
+    CommandBuildError, CommandBuilder, CommandMessage, Compensation, CompletionBuilder,
+    RetryPolicy, SagaCommand, SagaData, SagaDefinition, SagaDefinitionBuilder, SagaDefinitionError,
+    SagaFailure, SagaStep, StepKind, COMPLETION_STEP,
 };
 pub use executor::{
     CommandDispatcher, DispatchError, SagaExecutor, SagaOutcome, Sleeper, StepFailure,

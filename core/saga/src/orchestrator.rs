@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::definition::{
-    CommandMessage, MessageContext, SagaCommand, SagaDefinition, SagaStep, StepKind,
-    COMPLETION_STEP,
+    CommandBuildError, CommandMessage, MessageContext, SagaCommand, SagaDefinition, SagaStep,
+    StepKind, COMPLETION_STEP,
 };
 use super::instance::{InstanceStatus, SagaEvent, SagaInstance};
 use sagaflow_eventsourcing::aggregate::Aggregate;
@@ -100,7 +100,8 @@ pub enum SagaError {
         /// The step (or `on_completed`).
         step: String,
         /// The builder's complaint.
-        reason: String,
+        #[source]
+        reason: CommandBuildError,
     },
     /// The saga's history names a step the definition does not have.
     #[error("the definition has no step `{0}`")]
@@ -408,9 +409,13 @@ impl<'a> Decider<'a> {
 
     /// Requests attempt `attempt` of the forward step at `index`; `Err((step, reason))` if its
     /// command cannot be built.
-    fn request_step(&mut self, index: usize, attempt: u32) -> Result<(), (String, String)> {
+    fn request_step(
+        &mut self,
+        index: usize,
+        attempt: u32,
+    ) -> Result<(), (String, CommandBuildError)> {
         let Some(step) = self.definition.steps().get(index) else {
-            return Err((format!("#{index}"), "no such step".into()));
+            return Err((format!("#{index}"), CommandBuildError::NoSuchStep));
         };
         let command = step
             .build_command(self.next.data())
@@ -1038,7 +1043,7 @@ mod tests {
             orchestrate(&def, &fresh, &no_sku, at(0)),
             Err(SagaError::CommandBuild {
                 step: "reserve".into(),
-                reason: "input has no `sku`".into()
+                reason: CommandBuildError::MissingInput("sku".into())
             })
         );
         let no_correlation = SagaInput::Start {
@@ -1417,7 +1422,7 @@ mod tests {
             decision.events[1],
             SagaEvent::StepFailed {
                 step: "charge".into(),
-                reason: "cannot build command: input has no `amount`".into(),
+                reason: "cannot build command: saga input has no field `amount`".into(),
                 reply_event_id: None,
                 timed_out: false,
             }

@@ -2,20 +2,20 @@
 
 use serde_json::{json, Value};
 
-use super::definition::{SagaCommand, SagaData, SagaDefinition, SagaStep};
+use super::definition::{CommandBuildError, SagaCommand, SagaData, SagaDefinition, SagaStep};
 
-fn field(data: &SagaData, name: &str) -> Result<Value, String> {
+fn field(data: &SagaData, name: &str) -> Result<Value, CommandBuildError> {
     data.input
         .get(name)
         .cloned()
-        .ok_or_else(|| format!("input has no `{name}`"))
+        .ok_or_else(|| CommandBuildError::MissingInput(name.to_string()))
 }
 
-fn order_id(data: &SagaData) -> Result<String, String> {
+fn order_id(data: &SagaData) -> Result<String, CommandBuildError> {
     field(data, "order_id")?
         .as_str()
         .map(str::to_string)
-        .ok_or_else(|| "`order_id` is not a string".to_string())
+        .ok_or_else(|| CommandBuildError::MissingText("order_id".into()))
 }
 
 /// The steps of the test saga, so a test can tweak one before building.

@@ -18,7 +18,7 @@ use sagaflow_kafka::Topics;
 use sagaflow_lambda_kafka::trigger_payload::{kafka_event, ConsumedRecord, EventSource};
 use sagaflow_lambda_kafka::{
     process_batch, BatchConfig, BoxFuture, DeadLetter, DeadLetterSink, InboundRecord,
-    RecordHandler, RecordOutcome,
+    RecordHandler, RecordOutcome, SinkError,
 };
 use sagaflow_local_trigger::RequestCounter;
 use serde_json::json;
@@ -63,7 +63,7 @@ impl<S: sagaflow_eventsourcing::EventStore + 'static> RecordHandler for RecordBy
 struct CountingSink(AtomicU64);
 
 impl DeadLetterSink for CountingSink {
-    fn send(&self, _letter: DeadLetter) -> BoxFuture<Result<(), String>> {
+    fn send(&self, _letter: DeadLetter) -> BoxFuture<Result<(), SinkError>> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Box::pin(async { Ok(()) })
     }

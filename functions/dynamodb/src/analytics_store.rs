@@ -33,6 +33,7 @@ use sagaflow_orders::projection::{
 };
 
 use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
+use sagaflow_eventsourcing::Transience;
 
 /// How many items the summary counters are spread over.
 pub const SUMMARY_SHARDS: u64 = 8;
@@ -51,8 +52,12 @@ pub struct DynamoAnalyticsStore {
 /// Streams whose progress one function remembers between events.
 const REMEMBERED_STREAMS: usize = 16_384;
 
-fn unavailable(reason: String, transient: bool) -> ReadModelError {
-    ReadModelError::Unavailable { reason, transient }
+/// A request the read model cannot make at all (it could not be built, or was refused).
+fn refused(reason: String) -> ReadModelError {
+    ReadModelError::Unavailable {
+        reason,
+        transience: Transience::Permanent,
+    }
 }
 
 /// The summary shard a stream's counters go to: FNV-1a of the stream id, stable everywhere.
@@ -173,10 +178,7 @@ impl DynamoAnalyticsStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                let (reason, transient) = sdk_failure("GetItem", &e);
-                unavailable(reason, transient)
-            })?;
+            .map_err(|e| ReadModelError::from(sdk_failure("GetItem", &e)))?;
         Ok(output.item)
     }
 
@@ -206,7 +208,7 @@ impl DynamoAnalyticsStore {
         };
         let put = put
             .build()
-            .map_err(|e| unavailable(format!("cannot build Put: {e}"), false))?;
+            .map_err(|e| refused(format!("cannot build Put: {e}")))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -280,7 +282,7 @@ impl DynamoAnalyticsStore {
         };
         let update = update
             .build()
-            .map_err(|e| unavailable(format!("cannot build Update: {e}"), false))?;
+            .map_err(|e| refused(format!("cannot build Update: {e}")))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -303,27 +305,22 @@ impl DynamoAnalyticsStore {
                         .collect();
                     let retryable = codes.iter().all(|code| {
                         *code == "ConditionalCheckFailed"
-                            || crate::attributes::is_transient_code(code)
+                            || crate::attributes::code_transience(code) == Transience::Transient
                     });
                     if retryable {
                         Ok(Attempt::Moved)
                     } else {
-                        Err(unavailable(
-                            format!("TransactWriteItems cancelled: {codes:?}"),
-                            false,
-                        ))
+                        Err(refused(format!("TransactWriteItems cancelled: {codes:?}")))
                     }
                 }
                 _ => {
-                    let (reason, transient) =
-                        sdk_failure("TransactWriteItems", &SdkError::ServiceError(service));
-                    Err(unavailable(reason, transient))
+                    Err(sdk_failure("TransactWriteItems", &SdkError::ServiceError(service)).into())
                 }
             },
-            Err(other) => {
-                let (reason, transient) = sdk_failure("TransactWriteItems", &other);
-                Err(unavailable(reason, transient))
-            }
+            Err(other) => Err(ReadModelError::from(sdk_failure(
+                "TransactWriteItems",
+                &other,
+            ))),
         }
     }
 }
@@ -373,10 +370,10 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 }
             }
         }
-        Err(unavailable(
-            format!("{stream}: gave up after {MAX_ATTEMPTS} contended attempts"),
-            true,
-        ))
+        Err(ReadModelError::Unavailable {
+            reason: format!("{stream}: gave up after {MAX_ATTEMPTS} contended attempts"),
+            transience: Transience::Transient,
+        })
     }
 
     async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {
@@ -392,17 +389,14 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
                 .build()
-                .map_err(|e| unavailable(format!("cannot build BatchGetItem: {e}"), false))?;
+                .map_err(|e| refused(format!("cannot build BatchGetItem: {e}")))?;
             let output = self
                 .client
                 .batch_get_item()
                 .request_items(&self.table, keys)
                 .send()
                 .await
-                .map_err(|e| {
-                    let (reason, transient) = sdk_failure("BatchGetItem", &e);
-                    unavailable(reason, transient)
-                })?;
+                .map_err(|e| ReadModelError::from(sdk_failure("BatchGetItem", &e)))?;
             for item in output
                 .responses
                 .as_ref()
@@ -424,10 +418,10 @@ impl AnalyticsStore for DynamoAnalyticsStore {
         if pending.is_empty() {
             Ok(summary)
         } else {
-            Err(unavailable(
-                "BatchGetItem: summary shards still unprocessed after retries".into(),
-                true,
-            ))
+            Err(ReadModelError::Unavailable {
+                reason: "BatchGetItem: summary shards still unprocessed after retries".into(),
+                transience: Transience::Transient,
+            })
         }
     }
 }

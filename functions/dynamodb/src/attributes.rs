@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
+use sagaflow_eventsourcing::{StoreError, Transience};
+use sagaflow_orders::projection::ReadModelError;
 
 /// FNV-1a of `bytes`: a hash that stays the same across processes and Rust versions, for
 /// spreading items over shards that every reader must find again.
@@ -41,8 +43,8 @@ pub(crate) fn get_n<T: std::str::FromStr>(
 }
 
 /// Error codes after which the same request may succeed: throttling, contention, server faults.
-pub(crate) fn is_transient_code(code: &str) -> bool {
-    matches!(
+pub(crate) fn code_transience(code: &str) -> Transience {
+    let transient = matches!(
         code,
         "ProvisionedThroughputExceededException"
             | "RequestLimitExceeded"
@@ -53,7 +55,38 @@ pub(crate) fn is_transient_code(code: &str) -> bool {
             | "TransactionConflictException"
             | "TransactionConflict"
             | "ThrottlingError"
-    )
+    );
+    if transient {
+        Transience::Transient
+    } else {
+        Transience::Permanent
+    }
+}
+
+/// An SDK call that failed: what was attempted and came back, and whether it may pass.
+pub(crate) struct SdkFailure {
+    /// The operation and the service's complaint.
+    pub reason: String,
+    /// Whether the same call may succeed again.
+    pub transience: Transience,
+}
+
+impl From<SdkFailure> for StoreError {
+    fn from(failure: SdkFailure) -> Self {
+        StoreError::Unavailable {
+            reason: failure.reason,
+            transience: failure.transience,
+        }
+    }
+}
+
+impl From<SdkFailure> for ReadModelError {
+    fn from(failure: SdkFailure) -> Self {
+        ReadModelError::Unavailable {
+            reason: failure.reason,
+            transience: failure.transience,
+        }
+    }
 }
 
 /// What went wrong with an SDK call, and whether retrying may help (throttling, timeouts and
@@ -61,17 +94,20 @@ pub(crate) fn is_transient_code(code: &str) -> bool {
 pub(crate) fn sdk_failure<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     operation: &str,
     error: &SdkError<E, R>,
-) -> (String, bool) {
-    let (transient, detail) = match error {
+) -> SdkFailure {
+    let (transience, detail) = match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("unknown");
             let message = service.err().message().unwrap_or("");
-            (is_transient_code(code), format!("{code}: {message}"))
+            (code_transience(code), format!("{code}: {message}"))
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, format!("{error:?}"))
+            (Transience::Transient, format!("{error:?}"))
         }
-        _ => (false, format!("{error:?}")),
+        _ => (Transience::Permanent, format!("{error:?}")),
     };
-    (format!("{operation}: {detail}"), transient)
+    SdkFailure {
+        reason: format!("{operation}: {detail}"),
+        transience,
+    }
 }

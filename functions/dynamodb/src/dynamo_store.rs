@@ -37,6 +37,7 @@ use sagaflow_eventsourcing::store::{
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_eventsourcing::StreamId;
 use sagaflow_eventsourcing::Timestamp;
+use sagaflow_eventsourcing::Transience;
 
 /// DynamoDB allows at most this many items in one `TransactWriteItems` call.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -89,8 +90,7 @@ fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     operation: &str,
     error: &SdkError<E, R>,
 ) -> StoreError {
-    let (reason, transient) = sdk_failure(operation, error);
-    StoreError::Unavailable { reason, transient }
+    sdk_failure(operation, error).into()
 }
 
 fn build_error(stream: &StreamId, error: impl std::fmt::Display) -> StoreError {
@@ -538,7 +538,7 @@ impl EventStore for DynamoEventStore {
                     let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
                     Err(StoreError::Unavailable {
                         reason: format!("TransactWriteItems cancelled: {codes:?}"),
-                        transient: true,
+                        transience: Transience::Transient,
                     })
                 }
                 _ => Err(unavailable(

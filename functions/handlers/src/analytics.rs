@@ -8,7 +8,7 @@ use sagaflow_eventsourcing::mediator::{Mediator, MediatorError};
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_lambda_kafka::{
     parse_kafka_event, BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse,
-    RecordHandler, RecordOutcome,
+    PayloadError, RecordHandler, RecordOutcome,
 };
 use sagaflow_orders::projection::{
     AnalyticsStore, AnalyticsSummary, GetAnalyticsSummary, ReadModelError,
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::function::KafkaFunction;
 use crate::headers::check_event_headers;
+use crate::record_error::{outcome, record_value, RecordError};
 
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
@@ -68,28 +69,20 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
 
     /// Applies one event record to the read model.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
+        outcome(self.process(record).await)
+    }
+
+    async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
         if !self.subscriptions.contains(&record.id.topic) {
-            return RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "topic {} is not one the analytics function reads",
                 record.id.topic
-            ));
+            )));
         }
-        let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
-            return RecordOutcome::DeadLetter("record has no value".into());
-        };
-        let event = match StoredEvent::from_json(value) {
-            Ok(event) => event,
-            Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
-        };
-        if let Err(reason) = check_event_headers(record, &event) {
-            return RecordOutcome::DeadLetter(reason);
-        }
-        match self.read_model.apply(&event).await {
-            Ok(_) => RecordOutcome::Done,
-            Err(e @ ReadModelError::Decode(_)) => RecordOutcome::DeadLetter(e.to_string()),
-            // The backend failing is not the record's fault: retry it, bounded by the trigger.
-            Err(e) => RecordOutcome::Retry(e.to_string()),
-        }
+        let event = StoredEvent::from_json(record_value(record)?)?;
+        check_event_headers(record, &event)?;
+        self.read_model.apply(&event).await?;
+        Ok(())
     }
 }
 
@@ -110,17 +103,32 @@ pub enum AnalyticsRequest {
     Summary,
 }
 
+/// Why an invocation of the analytics function was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsInvocationError {
+    /// A query other than the one it answers.
+    #[error("unknown analytics query {0}: the one query is {{\"query\": \"summary\"}}")]
+    UnknownQuery(Value),
+    /// A payload that is no query and no Kafka batch either.
+    #[error("payload is neither a query nor a Kafka batch ({0})")]
+    NotABatch(#[source] PayloadError),
+    /// The query bus has no handler for the query.
+    #[error(transparent)]
+    QueryBus(#[from] MediatorError),
+    /// The read model could not answer.
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+}
+
 impl AnalyticsRequest {
     /// Reads an invocation payload; a payload with a `query` field is a query, any other a batch.
-    pub fn from_value(payload: Value) -> Result<Self, String> {
+    pub fn from_value(payload: Value) -> Result<Self, AnalyticsInvocationError> {
         match payload.get("query") {
             Some(Value::String(name)) if name == "summary" => Ok(AnalyticsRequest::Summary),
-            Some(other) => Err(format!(
-                "unknown analytics query {other}: the one query is {{\"query\": \"summary\"}}"
-            )),
+            Some(other) => Err(AnalyticsInvocationError::UnknownQuery(other.clone())),
             None => parse_kafka_event(payload)
                 .map(|batch| AnalyticsRequest::Batch(Box::new(batch)))
-                .map_err(|e| format!("payload is neither a query nor a Kafka batch ({e})")),
+                .map_err(AnalyticsInvocationError::NotABatch),
         }
     }
 }
@@ -157,18 +165,18 @@ impl AnalyticsFunction {
     }
 
     /// Handles one invocation.
-    pub async fn invoke(&self, payload: Value) -> Result<AnalyticsResponse, String> {
+    pub async fn invoke(
+        &self,
+        payload: Value,
+    ) -> Result<AnalyticsResponse, AnalyticsInvocationError> {
         match AnalyticsRequest::from_value(payload)? {
             AnalyticsRequest::Batch(batch) => Ok(AnalyticsResponse::Batch(
                 self.function.handle_batch(&batch).await.response,
             )),
-            AnalyticsRequest::Summary => self
-                .queries
-                .query(GetAnalyticsSummary)
-                .await
-                .map_err(|e| e.to_string())?
-                .map(AnalyticsResponse::Summary)
-                .map_err(|e| e.to_string()),
+            AnalyticsRequest::Summary => {
+                let summary = self.queries.query(GetAnalyticsSummary).await??;
+                Ok(AnalyticsResponse::Summary(summary))
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sagaflow_lambda_kafka::{BoxFuture, DeadLetter, DeadLetterSink};
+use sagaflow_lambda_kafka::{BoxFuture, DeadLetter, DeadLetterSink, SinkError};
 use sagaflow_records::{OutboundRecord, PublishFailure, Publisher, Topics};
 
 /// Header of a dead letter carrying its reason, readable without parsing the value.
@@ -41,13 +41,13 @@ impl DeadLetterTopic {
 }
 
 impl DeadLetterSink for DeadLetterTopic {
-    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), String>> {
+    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), SinkError>> {
         let this = self.clone();
         Box::pin(async move {
-            let value = serde_json::to_value(&letter).map_err(|e| e.to_string())?;
+            let value = serde_json::to_value(&letter)?;
             this.send_json(&letter.source.to_string(), &letter.reason, &value)
-                .await
-                .map_err(|e| e.to_string())
+                .await?;
+            Ok(())
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use sagaflow_lambda_kafka::{
     parse_kafka_event, process_batch, BatchConfig, BatchResult, BoxFuture, DeadLetter,
-    DeadLetterSink, PayloadError, RecordHandler,
+    DeadLetterSink, PayloadError, RecordHandler, SinkError,
 };
 use serde_json::Value;
 
@@ -78,12 +78,12 @@ impl RecordedDeadLetters {
 }
 
 impl DeadLetterSink for RecordedDeadLetters {
-    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), String>> {
+    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), SinkError>> {
         let result = self
             .letters
             .lock()
             .map(|mut letters| letters.push(letter))
-            .map_err(|e| e.to_string());
+            .map_err(|e| SinkError::from(e.to_string()));
         Box::pin(async move { result })
     }
 }

@@ -5,21 +5,50 @@
 //! damaged, and routing on a header that lies would be worse than refusing the record.
 
 use sagaflow_eventsourcing::command::CommandEnvelope;
-use sagaflow_eventsourcing::StoredEvent;
+use sagaflow_eventsourcing::{Classified, StoredEvent, Transience};
 use sagaflow_lambda_kafka::InboundRecord;
 use sagaflow_records::records::{
     COMMAND_TYPE_HEADER, CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, SCHEMA_VERSION_HEADER,
 };
 
+/// A header that contradicts the envelope its record carries: the record is dead-lettered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderMismatch {
+    /// The header's bytes are not text.
+    #[error("header `{name}` is not UTF-8")]
+    NotUtf8 {
+        /// The header.
+        name: &'static str,
+    },
+    /// The header names something else than the envelope.
+    #[error("header `{name}` says `{found}` but the envelope says `{expected}`")]
+    Disagrees {
+        /// The header.
+        name: &'static str,
+        /// What the header says.
+        found: String,
+        /// What the envelope says.
+        expected: String,
+    },
+}
+
+impl Classified for HeaderMismatch {
+    /// The record was produced by something else or damaged; it will not change.
+    fn transience(&self) -> Transience {
+        Transience::Permanent
+    }
+}
+
 /// A header `name` that, when there (every time it is there), must equal `expected`.
-fn check(record: &InboundRecord, name: &str, expected: &str) -> Result<(), String> {
+fn check(record: &InboundRecord, name: &'static str, expected: &str) -> Result<(), HeaderMismatch> {
     for value in record.header_values(name) {
-        let text =
-            std::str::from_utf8(value).map_err(|_| format!("header `{name}` is not UTF-8"))?;
+        let text = std::str::from_utf8(value).map_err(|_| HeaderMismatch::NotUtf8 { name })?;
         if text != expected {
-            return Err(format!(
-                "header `{name}` says `{text}` but the envelope says `{expected}`"
-            ));
+            return Err(HeaderMismatch::Disagrees {
+                name,
+                found: text.to_string(),
+                expected: expected.to_string(),
+            });
         }
     }
     Ok(())
@@ -27,7 +56,10 @@ fn check(record: &InboundRecord, name: &str, expected: &str) -> Result<(), Strin
 
 /// The headers of an event record: `event_type`, `schema_version` and `correlation_id`, each
 /// checked against the envelope when present.
-pub fn check_event_headers(record: &InboundRecord, event: &StoredEvent) -> Result<(), String> {
+pub fn check_event_headers(
+    record: &InboundRecord,
+    event: &StoredEvent,
+) -> Result<(), HeaderMismatch> {
     check(record, EVENT_TYPE_HEADER, &event.event_type)?;
     check(
         record,
@@ -43,7 +75,7 @@ pub fn check_event_headers(record: &InboundRecord, event: &StoredEvent) -> Resul
 pub fn check_command_headers(
     record: &InboundRecord,
     command: &CommandEnvelope,
-) -> Result<(), String> {
+) -> Result<(), HeaderMismatch> {
     check(record, COMMAND_TYPE_HEADER, &command.command_type)?;
     check(record, CORRELATION_ID_HEADER, &command.correlation_id)?;
     Ok(())
@@ -89,15 +121,17 @@ mod tests {
         );
         assert_eq!(check_command_headers(&record(&[]), &c), Ok(()));
         assert_eq!(
-            check_command_headers(&record(&[("correlation_id", b"ord-2")]), &c),
+            check_command_headers(&record(&[("correlation_id", b"ord-2")]), &c)
+                .map_err(|e| e.to_string()),
             Err("header `correlation_id` says `ord-2` but the envelope says `ord-1`".into())
         );
         assert_eq!(
             check_command_headers(&record(&[("command_type", b"payment.refund")]), &c),
-            Err(
-                "header `command_type` says `payment.refund` but the envelope says `payment.charge`"
-                    .into()
-            )
+            Err(HeaderMismatch::Disagrees {
+                name: "command_type",
+                found: "payment.refund".into(),
+                expected: "payment.charge".into(),
+            })
         );
         let lying_twice = record(&[
             ("command_type", b"payment.charge"),
@@ -109,7 +143,7 @@ mod tests {
             ("correlation_id", &[0xff]),
         ]);
         assert_eq!(
-            check_command_headers(&not_text, &c),
+            check_command_headers(&not_text, &c).map_err(|e| e.to_string()),
             Err("header `correlation_id` is not UTF-8".into())
         );
     }

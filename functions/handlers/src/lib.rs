@@ -14,6 +14,7 @@ pub mod function;
 pub mod headers;
 pub mod intake;
 pub mod orchestrator;
+pub mod record_error;
 pub mod relay;
 pub mod service;
 #[cfg(any(test, feature = "testkit"))]
@@ -24,5 +25,6 @@ pub use deadline::{DeadlineTimer, TickReport};
 pub use function::{KafkaFunction, RecordedDeadLetters};
 pub use intake::{HandlerSetupError, Intake};
 pub use orchestrator::OrchestratorHandler;
+pub use record_error::RecordError;
 pub use sagaflow_lambda_kafka::KafkaBatchResponse;
 pub use service::{ServiceHandler, UnknownService, SERVICE_NAMES};

@@ -18,6 +18,7 @@ use sagaflow_records::{topology, Topics};
 use crate::clock::{Clock, WallClock};
 use crate::headers::{check_command_headers, check_event_headers};
 use crate::intake::{HandlerSetupError, Intake};
+use crate::record_error::{outcome, record_value, RecordError};
 
 /// What the orchestrator function does with each record.
 pub struct OrchestratorHandler<S> {
@@ -86,128 +87,106 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// Feeds one event to its saga.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
+        outcome(self.process(record).await)
+    }
+
+    async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
         if !self.subscriptions().contains(&record.id.topic) {
-            return RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "topic {} is not one the orchestrator reads",
                 record.id.topic
-            ));
+            )));
         }
-        let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
-            return RecordOutcome::DeadLetter("record has no value".into());
-        };
+        let value = record_value(record)?;
         if record.id.topic == self.topics.saga_commands() {
             return self.front_door(record, value).await;
         }
-        let event = match StoredEvent::from_json(value) {
-            Ok(event) => event,
-            Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
-        };
-        if let Err(reason) = check_event_headers(record, &event) {
-            return RecordOutcome::DeadLetter(reason);
-        }
-        if let Err(e) = check_known_event(&event, &self.upcasters) {
-            return RecordOutcome::DeadLetter(e.to_string());
-        }
-        match self.sagas.on_event(&event, self.clock.now()).await {
-            Ok(_) => RecordOutcome::Done,
-            Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
-            Err(e) => RecordOutcome::Retry(e.to_string()),
-        }
+        let event = StoredEvent::from_json(value)?;
+        check_event_headers(record, &event)?;
+        check_known_event(&event, &self.upcasters)?;
+        self.sagas.on_event(&event, self.clock.now()).await?;
+        Ok(())
     }
 }
 
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// A command on the front-door topic: `saga.start` or `saga.cancel`.
-    async fn front_door(&self, record: &InboundRecord, value: &[u8]) -> RecordOutcome {
-        let command = match CommandEnvelope::from_json(value) {
-            Ok(command) => command,
-            Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
-        };
-        if let Err(reason) = check_command_headers(record, &command) {
-            return RecordOutcome::DeadLetter(reason);
-        }
+    async fn front_door(&self, record: &InboundRecord, value: &[u8]) -> Result<(), RecordError> {
+        let command = CommandEnvelope::from_json(value)?;
+        check_command_headers(record, &command)?;
         match command.command_type.as_str() {
             SAGA_START => self.start_saga(command).await,
             SAGA_CANCEL => self.cancel_saga(command).await,
-            other => RecordOutcome::DeadLetter(format!(
+            other => Err(RecordError::dead_letter(format!(
                 "command `{other}` is neither `{SAGA_START}` nor `{SAGA_CANCEL}`, the commands the orchestrator takes"
-            )),
+            ))),
         }
     }
 
     /// Cancels the running saga of the order a `saga.cancel` names: its completed steps are
     /// compensated in reverse. The same cancel again changes nothing; a cancel of an order
     /// that is finished, already being cancelled or not orchestrated is dead-lettered with why.
-    async fn cancel_saga(&self, command: CommandEnvelope) -> RecordOutcome {
+    async fn cancel_saga(&self, command: CommandEnvelope) -> Result<(), RecordError> {
         if command.target_id.trim().is_empty() || command.correlation_id != command.target_id {
             // Replies find their saga by correlation id, and the saga's id is the order's.
-            return RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "{SAGA_CANCEL}: target `{}` and correlation id `{}` must both be the order id",
                 command.target_id, command.correlation_id
-            ));
+            )));
         }
         let reason = match command.payload.get("reason") {
             None | Some(serde_json::Value::Null) => "cancelled by the customer".to_string(),
             Some(serde_json::Value::String(reason)) if !reason.trim().is_empty() => reason.clone(),
             Some(other) => {
-                return RecordOutcome::DeadLetter(format!(
+                return Err(RecordError::dead_letter(format!(
                     "{SAGA_CANCEL}: `reason` must be a non-empty string, not {other}"
-                ))
+                )))
             }
         };
-        let cancelled = self
-            .sagas
+        self.sagas
             .cancel(
                 &command.target_id,
                 &command.command_id,
                 &reason,
                 self.clock.now(),
             )
-            .await;
-        match cancelled {
-            Ok(_) => RecordOutcome::Done,
-            Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(format!("{SAGA_CANCEL}: {e}")),
-            Err(e) => RecordOutcome::Retry(e.to_string()),
-        }
+            .await
+            .map_err(|e| RecordError::from(e).context(SAGA_CANCEL))?;
+        Ok(())
     }
 
     /// Starts the order saga a `saga.start` command asks for; a second start changes nothing.
-    async fn start_saga(&self, command: CommandEnvelope) -> RecordOutcome {
-        let order: CreateOrder = match serde_json::from_value(command.payload.clone()) {
-            Ok(order) => order,
-            Err(e) => {
-                return RecordOutcome::DeadLetter(format!(
-                    "{SAGA_START}: payload is not an order: {e}"
-                ))
-            }
-        };
-        if let Err(e) = order.validate() {
-            return RecordOutcome::DeadLetter(format!("{SAGA_START}: {e}"));
-        }
+    async fn start_saga(&self, command: CommandEnvelope) -> Result<(), RecordError> {
+        let order: CreateOrder = serde_json::from_value(command.payload.clone()).map_err(|e| {
+            RecordError::dead_letter(format!("{SAGA_START}: payload is not an order: {e}"))
+        })?;
+        order
+            .validate()
+            .map_err(|e| RecordError::dead_letter(e).context(SAGA_START))?;
         if order.order_id != command.target_id {
-            return RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "{SAGA_START}: target `{}` is not the order `{}`",
                 command.target_id, order.order_id
-            ));
+            )));
         }
         if command.correlation_id != order.order_id {
             // Replies find their saga by correlation id, and the saga's id is the order's.
-            return RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "{SAGA_START}: correlation id `{}` must be the order id `{}`",
                 command.correlation_id, order.order_id
-            ));
+            )));
         }
         if order.flow != Flow::Orchestrated {
-            return RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "{SAGA_START}: order {} is {}; only orchestrated orders have a saga (place the others with order.create)",
                 order.order_id, order.flow
-            ));
+            )));
         }
-        if let Err(refusal) = self.intake.check(&order).await {
-            return RecordOutcome::DeadLetter(format!("{SAGA_START}: {refusal}"));
-        }
-        let started = self
-            .sagas
+        self.intake
+            .check(&order)
+            .await
+            .map_err(|refusal| RecordError::dead_letter(refusal).context(SAGA_START))?;
+        self.sagas
             .start(
                 ORDER_SAGA,
                 &order.order_id,
@@ -215,12 +194,8 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 &command.correlation_id,
                 self.clock.now(),
             )
-            .await;
-        match started {
-            Ok(_) => RecordOutcome::Done,
-            Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
-            Err(e) => RecordOutcome::Retry(e.to_string()),
-        }
+            .await?;
+        Ok(())
     }
 }
 

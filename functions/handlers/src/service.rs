@@ -10,13 +10,14 @@ use sagaflow_orders::flow::check_known_event;
 
 use crate::headers::{check_command_headers, check_event_headers};
 use crate::intake::{HandlerSetupError, Intake};
+use crate::record_error::{outcome, record_value, RecordError};
 use sagaflow_eventsourcing::EventStore;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_eventsourcing::Upcasters;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_orders::domain::CreateOrder;
 use sagaflow_orders::flow::choreography::{needs_order, react, PolicyError};
-use sagaflow_orders::flow::services::{FlowServices, HandledCommand, ServiceError};
+use sagaflow_orders::flow::services::FlowServices;
 use sagaflow_records::{topology, Topics};
 
 use crate::clock::{Clock, WallClock};
@@ -96,9 +97,12 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
 
     /// Handles one record: a command of this service, or another service's event.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
+        outcome(self.process(record).await)
+    }
+
+    async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
         match self.command_of(record).await {
-            Some(Ok(command)) => self.execute(&command).await,
-            Some(Err(reason)) => RecordOutcome::DeadLetter(reason),
+            Some(command) => self.execute(&command?).await,
             None => self.handle_event_record(record).await,
         }
     }
@@ -106,7 +110,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// Handles one key group's records in order, stopping at the first to retry. Consecutive
     /// commands to the same aggregate are executed together: one load and one append for all.
     pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
-        let mut prepared: Vec<Option<Result<CommandEnvelope, String>>> =
+        let mut prepared: Vec<Option<Result<CommandEnvelope, RecordError>>> =
             Vec::with_capacity(records.len());
         for record in records {
             prepared.push(self.command_of(record).await);
@@ -129,21 +133,23 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                 }
                 _ => i + 1,
             };
-            let step = match &prepared[i] {
-                Some(Ok(_)) => {
-                    let run: Vec<CommandEnvelope> = prepared[i..run_end]
-                        .iter()
-                        .filter_map(|p| p.as_ref().and_then(|c| c.as_ref().ok()).cloned())
-                        .collect();
+            let step = match prepared[i].take() {
+                Some(Ok(first)) => {
+                    let mut run = vec![first];
+                    run.extend(
+                        prepared[i + 1..run_end]
+                            .iter_mut()
+                            .filter_map(|p| p.take().and_then(Result::ok)),
+                    );
                     self.services
                         .handle_all(&run, self.clock.now())
                         .await
                         .into_iter()
-                        .map(command_outcome)
+                        .map(|handled| outcome(handled.map(drop).map_err(RecordError::from)))
                         .collect()
                 }
-                Some(Err(reason)) => vec![RecordOutcome::DeadLetter(reason.clone())],
-                None => vec![self.handle_event_record(&records[i]).await],
+                Some(Err(error)) => vec![error.into()],
+                None => vec![outcome(self.handle_event_record(&records[i]).await)],
             };
             for outcome in step {
                 let retry = matches!(outcome, RecordOutcome::Retry(_));
@@ -159,31 +165,34 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
 
     /// The command a record of this service's command topic carries, checked against its
     /// headers and, for a new order, by intake; `None` for a record of another topic.
-    async fn command_of(&self, record: &InboundRecord) -> Option<Result<CommandEnvelope, String>> {
+    async fn command_of(
+        &self,
+        record: &InboundRecord,
+    ) -> Option<Result<CommandEnvelope, RecordError>> {
         if record.id.topic != self.topics.commands(&self.service) {
             return None;
         }
-        let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
-            return Some(Err("record has no value".into()));
-        };
-        Some(match CommandEnvelope::from_json(value) {
-            Ok(command) if command.aggregate_type() == self.service => {
-                match check_command_headers(record, &command) {
-                    Ok(()) => self.through_intake(command).await,
-                    Err(reason) => Err(reason),
-                }
-            }
-            Ok(command) => Err(format!(
+        Some(self.read_command(record).await)
+    }
+
+    async fn read_command(&self, record: &InboundRecord) -> Result<CommandEnvelope, RecordError> {
+        let command = CommandEnvelope::from_json(record_value(record)?)?;
+        if command.aggregate_type() != self.service {
+            return Err(RecordError::dead_letter(format!(
                 "command `{}` does not belong to the {} service",
                 command.command_type, self.service
-            )),
-            Err(e) => Err(e.to_string()),
-        })
+            )));
+        }
+        check_command_headers(record, &command)?;
+        self.through_intake(command).await
     }
 
     /// A new order goes through intake before the order service takes it; an `order.create`
     /// whose payload is not an order is left to the service, which says why.
-    async fn through_intake(&self, command: CommandEnvelope) -> Result<CommandEnvelope, String> {
+    async fn through_intake(
+        &self,
+        command: CommandEnvelope,
+    ) -> Result<CommandEnvelope, RecordError> {
         if command.command_type != ORDER_CREATE {
             return Ok(command);
         }
@@ -192,52 +201,38 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         };
         match self.intake.check(&order).await {
             Ok(_) => Ok(command),
-            Err(refusal) => Err(format!("{ORDER_CREATE}: {refusal}")),
+            Err(refusal) => Err(RecordError::dead_letter(refusal).context(ORDER_CREATE)),
         }
     }
 
     /// Handles a record that is not one of this service's commands: another service's event.
-    async fn handle_event_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let Some(value) = record.value.as_deref().filter(|v| !v.is_empty()) else {
-            return RecordOutcome::DeadLetter("record has no value".into());
-        };
-        if SERVICE_NAMES
+    async fn handle_event_record(&self, record: &InboundRecord) -> Result<(), RecordError> {
+        let value = record_value(record)?;
+        if !SERVICE_NAMES
             .iter()
             .any(|s| record.id.topic == self.topics.events(s))
         {
-            match StoredEvent::from_json(value) {
-                Ok(event) => match check_event_headers(record, &event) {
-                    Ok(()) => self.react_to(&event).await,
-                    Err(reason) => RecordOutcome::DeadLetter(reason),
-                },
-                Err(e) => RecordOutcome::DeadLetter(e.to_string()),
-            }
-        } else {
-            RecordOutcome::DeadLetter(format!(
+            return Err(RecordError::dead_letter(format!(
                 "topic {} is not one the {} service reads",
                 record.id.topic, self.service
-            ))
+            )));
         }
+        let event = StoredEvent::from_json(value)?;
+        check_event_headers(record, &event)?;
+        self.react_to(&event).await
     }
 
-    async fn react_to(&self, event: &StoredEvent) -> RecordOutcome {
-        if let Err(e) = check_known_event(event, &self.upcasters) {
-            return RecordOutcome::DeadLetter(e.to_string());
-        }
+    async fn react_to(&self, event: &StoredEvent) -> Result<(), RecordError> {
+        check_known_event(event, &self.upcasters)?;
         let order = if needs_order(&event.event_type) {
             // Reactions read only the order's details, fixed when it was created, so the
             // state this function saw last serves as well as a fresh read.
-            match self
+            let loaded = self
                 .services
                 .orders()
                 .load_recent(&event.correlation_id)
-                .await
-            {
-                Ok(loaded) if loaded.version > 0 => Some(loaded.state),
-                Ok(_) => None,
-                Err(e) if e.is_transient() => return RecordOutcome::Retry(e.to_string()),
-                Err(e) => return RecordOutcome::DeadLetter(e.to_string()),
-            }
+                .await?;
+            (loaded.version > 0).then_some(loaded.state)
         } else {
             None
         };
@@ -249,35 +244,24 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                     .iter()
                     .filter(|c| c.aggregate_type() == self.service)
                 {
-                    match self.execute(command).await {
-                        RecordOutcome::Done => {}
-                        other => return other,
-                    }
+                    self.execute(command).await?;
                 }
-                RecordOutcome::Done
+                Ok(())
             }
             // An event with no order behind it (restocking, say) has nothing to choreograph.
-            Err(PolicyError::MissingOrder(_)) => RecordOutcome::Done,
-            Err(e) => RecordOutcome::DeadLetter(e.to_string()),
+            Err(PolicyError::MissingOrder(_)) => Ok(()),
+            Err(e) => Err(RecordError::dead_letter(e)),
         }
     }
 
-    async fn execute(&self, command: &CommandEnvelope) -> RecordOutcome {
-        command_outcome(self.services.handle(command, self.clock.now()).await)
+    async fn execute(&self, command: &CommandEnvelope) -> Result<(), RecordError> {
+        self.services.handle(command, self.clock.now()).await?;
+        Ok(())
     }
 
     /// The services underneath, for reads.
     pub fn services(&self) -> &FlowServices<S> {
         &self.services
-    }
-}
-
-/// What a command's result means for its record: done, dead-lettered for good, or retried.
-fn command_outcome(result: Result<HandledCommand, ServiceError>) -> RecordOutcome {
-    match result {
-        Ok(_) => RecordOutcome::Done,
-        Err(e) if e.is_permanent() => RecordOutcome::DeadLetter(e.to_string()),
-        Err(e) => RecordOutcome::Retry(e.to_string()),
     }
 }
 

@@ -58,10 +58,13 @@ pub trait RecordHandler: Send + Sync + 'static {
     }
 }
 
+/// Why a dead letter could not be stored, with its sources.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Where records that can never succeed are written, e.g. a dead-letter topic.
 pub trait DeadLetterSink: Send + Sync + 'static {
     /// Stores `letter` durably; `Err` says why it could not.
-    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), String>>;
+    fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), SinkError>>;
 }
 
 /// The JSON value written to the dead-letter topic for one record.
@@ -363,7 +366,7 @@ mod tests {
     }
 
     impl DeadLetterSink for RecordingSink {
-        fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), String>> {
+        fn send(&self, letter: DeadLetter) -> BoxFuture<Result<(), SinkError>> {
             let letters = Arc::clone(&self.letters);
             let fail = self.fail;
             Box::pin(async move {

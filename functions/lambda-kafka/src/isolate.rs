@@ -5,11 +5,22 @@ use std::future::Future;
 
 use tokio::task::JoinError;
 
-/// Runs `make()` and its future on a fresh task; `Err` describes a panic or cancellation.
+/// A caller's future that panicked or was cancelled instead of giving its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Interrupted {
+    /// It panicked, with this message.
+    #[error("panicked: {0}")]
+    Panicked(String),
+    /// Its task was cancelled.
+    #[error("was cancelled")]
+    Cancelled,
+}
+
+/// Runs `make()` and its future on a fresh task; `Err` says how it panicked or was cancelled.
 ///
 /// The closure is called on the new task too, so a panic while building the future is
 /// caught as well as one while polling it.
-pub(crate) async fn isolated<F, Fut, T>(make: F) -> Result<T, String>
+pub(crate) async fn isolated<F, Fut, T>(make: F) -> Result<T, Interrupted>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
@@ -21,11 +32,11 @@ where
 }
 
 /// Says why a task ended without a value, including the panic message when there is one.
-pub(crate) fn describe_join_error(err: JoinError) -> String {
+pub(crate) fn describe_join_error(err: JoinError) -> Interrupted {
     if err.is_panic() {
-        format!("panicked: {}", panic_message(err.into_panic().as_ref()))
+        Interrupted::Panicked(panic_message(err.into_panic().as_ref()).to_owned())
     } else {
-        "was cancelled".to_owned()
+        Interrupted::Cancelled
     }
 }
 
@@ -48,14 +59,17 @@ mod tests {
 
     #[tokio::test]
     async fn panic_in_future_is_reported_with_message() {
-        let result: Result<(), String> = isolated(|| async { panic!("boom {}", 42) }).await;
-        assert_eq!(result, Err("panicked: boom 42".to_owned()));
+        let result = isolated(|| async { panic!("boom {}", 42) }).await;
+        assert_eq!(result, Err(Interrupted::Panicked("boom 42".to_owned())));
+        assert_eq!(result.unwrap_err().to_string(), "panicked: boom 42");
     }
 
     #[tokio::test]
     async fn panic_while_building_future_is_caught() {
-        let result: Result<(), String> =
-            isolated(|| -> std::future::Ready<()> { panic!("static message") }).await;
-        assert_eq!(result, Err("panicked: static message".to_owned()));
+        let result = isolated(|| -> std::future::Ready<()> { panic!("static message") }).await;
+        assert_eq!(
+            result,
+            Err(Interrupted::Panicked("static message".to_owned()))
+        );
     }
 }

@@ -17,7 +17,7 @@ mod test_support;
 
 pub use batch::{
     process_batch, BatchConfig, BatchReport, BatchResult, BoxFuture, DeadLetter, DeadLetterSink,
-    RecordHandler, RecordOutcome,
+    RecordHandler, RecordOutcome, SinkError,
 };
 pub use payload::{parse_kafka_event, PayloadError};
 pub use record::{

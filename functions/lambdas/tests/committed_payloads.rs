@@ -535,9 +535,13 @@ mod analytics {
             .invoke(json!({ "query": "revenue" }))
             .await
             .unwrap_err();
-        assert!(err.contains("unknown analytics query"), "{err}");
+        assert!(err.to_string().contains("unknown analytics query"), "{err}");
         let err = function.invoke(json!([1, 2])).await.unwrap_err();
-        assert!(err.contains("neither a query nor a Kafka batch"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("neither a query nor a Kafka batch"),
+            "{err}"
+        );
     }
 }
 

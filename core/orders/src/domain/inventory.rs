@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{validate_id, FieldError, StockLine};
 use sagaflow_eventsourcing::aggregate::Aggregate;
-use sagaflow_eventsourcing::event::DomainEvent;
 
 /// The warehouse the demo and the functions use unless configured otherwise.
 pub const DEFAULT_WAREHOUSE: &str = "main";
@@ -46,73 +45,49 @@ pub enum InventoryCommand {
     },
 }
 
-/// What a warehouse records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event_type", content = "payload")]
-pub enum InventoryEvent {
-    /// Units were added.
-    #[serde(rename = "inventory.restocked")]
-    Restocked {
-        /// The SKU.
-        sku: String,
-        /// Units added.
-        quantity: u32,
-    },
-    /// Every line of the order is reserved.
-    #[serde(rename = "inventory.reserved")]
-    Reserved {
-        /// The order.
-        order_id: String,
-        /// What was reserved (one line per SKU).
-        lines: Vec<StockLine>,
-    },
-    /// The order could not be reserved; nothing was.
-    #[serde(rename = "inventory.reservation_failed")]
-    ReservationFailed {
-        /// The order.
-        order_id: String,
-        /// What was asked.
-        lines: Vec<StockLine>,
-        /// Why not.
-        reason: String,
-    },
-    /// The order's reservation was given back (empty lines: there was none to give back).
-    #[serde(rename = "inventory.released")]
-    Released {
-        /// The order.
-        order_id: String,
-        /// What went back to available stock.
-        lines: Vec<StockLine>,
-        /// Why.
-        reason: String,
-    },
-    /// The order's reserved units were shipped.
-    #[serde(rename = "inventory.shipped")]
-    Shipped {
-        /// The order.
-        order_id: String,
-        /// What left the warehouse.
-        lines: Vec<StockLine>,
-    },
-}
-
-impl DomainEvent for InventoryEvent {
-    const SCHEMA: &'static [(&'static str, u32)] = &[
-        ("inventory.restocked", 1),
-        ("inventory.reserved", 1),
-        ("inventory.reservation_failed", 1),
-        ("inventory.released", 1),
-        ("inventory.shipped", 1),
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            InventoryEvent::Restocked { .. } => "inventory.restocked",
-            InventoryEvent::Reserved { .. } => "inventory.reserved",
-            InventoryEvent::ReservationFailed { .. } => "inventory.reservation_failed",
-            InventoryEvent::Released { .. } => "inventory.released",
-            InventoryEvent::Shipped { .. } => "inventory.shipped",
-        }
+sagaflow_eventsourcing::domain_event! {
+    /// What a warehouse records.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum InventoryEvent {
+        /// Units were added.
+        Restocked = "inventory.restocked" @ 1 {
+            /// The SKU.
+            sku: String,
+            /// Units added.
+            quantity: u32,
+        },
+        /// Every line of the order is reserved.
+        Reserved = "inventory.reserved" @ 1 {
+            /// The order.
+            order_id: String,
+            /// What was reserved (one line per SKU).
+            lines: Vec<StockLine>,
+        },
+        /// The order could not be reserved; nothing was.
+        ReservationFailed = "inventory.reservation_failed" @ 1 {
+            /// The order.
+            order_id: String,
+            /// What was asked.
+            lines: Vec<StockLine>,
+            /// Why not.
+            reason: String,
+        },
+        /// The order's reservation was given back (empty lines: there was none to give back).
+        Released = "inventory.released" @ 1 {
+            /// The order.
+            order_id: String,
+            /// What went back to available stock.
+            lines: Vec<StockLine>,
+            /// Why.
+            reason: String,
+        },
+        /// The order's reserved units were shipped.
+        Shipped = "inventory.shipped" @ 1 {
+            /// The order.
+            order_id: String,
+            /// What left the warehouse.
+            lines: Vec<StockLine>,
+        },
     }
 }
 

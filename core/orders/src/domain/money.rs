@@ -9,15 +9,18 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
 
+/// A code that is not three upper-case letters.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a three-letter upper-case currency code")]
+pub struct InvalidCurrency(pub String);
+
 impl Currency {
     /// A currency from a three-letter upper-case code.
-    pub fn new(code: &str) -> Result<Self, String> {
+    pub fn new(code: &str) -> Result<Self, InvalidCurrency> {
         if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Self(code.to_string()))
         } else {
-            Err(format!(
-                "`{code}` is not a three-letter upper-case currency code"
-            ))
+            Err(InvalidCurrency(code.to_string()))
         }
     }
 
@@ -33,8 +36,8 @@ impl Currency {
 }
 
 impl TryFrom<String> for Currency {
-    type Error = String;
-    fn try_from(code: String) -> Result<Self, String> {
+    type Error = InvalidCurrency;
+    fn try_from(code: String) -> Result<Self, InvalidCurrency> {
         Currency::new(&code)
     }
 }

@@ -6,8 +6,7 @@ use serde_json::{json, Value};
 use super::money::Money;
 use super::types::{validate_id, Address, CancelReason, FieldError, Flow, OrderLine, RefundStatus};
 use sagaflow_eventsourcing::aggregate::Aggregate;
-use sagaflow_eventsourcing::event::DomainEvent;
-use sagaflow_eventsourcing::upcast::Upcasters;
+use sagaflow_eventsourcing::upcast::{UpcastError, Upcasters};
 
 /// A request to create an order with priced lines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,70 +121,50 @@ pub enum OrderCommand {
     },
 }
 
-/// What an order records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event_type", content = "payload")]
-pub enum OrderEvent {
-    /// The order exists (schema version 2: priced lines and a total with currency).
-    #[serde(rename = "order.created")]
-    Created {
-        /// Order id.
-        order_id: String,
-        /// Who ordered.
-        customer_id: String,
-        /// Priced lines.
-        lines: Vec<OrderLine>,
-        /// Sum of the lines.
-        total: Money,
-        /// Payment method token.
-        payment_method: String,
-        /// Where to ship.
-        shipping_address: Address,
-        /// Coordination style.
-        flow: Flow,
-    },
-    /// The order was fulfilled.
-    #[serde(rename = "order.completed")]
-    Completed {
-        /// Order id.
-        order_id: String,
-    },
-    /// The customer asked to cancel the running order; each service undoes its part.
-    #[serde(rename = "order.cancel_requested")]
-    CancelRequested {
-        /// Order id.
-        order_id: String,
-        /// Why, in the customer's words.
-        reason: String,
-    },
-    /// The order was cancelled.
-    #[serde(rename = "order.cancelled")]
-    Cancelled {
-        /// Order id.
-        order_id: String,
-        /// Why.
-        reason: CancelReason,
-        /// What happened to the money.
-        refund_status: RefundStatus,
-    },
-}
-
-impl DomainEvent for OrderEvent {
-    const SCHEMA: &'static [(&'static str, u32)] = &[
-        ("order.created", 2),
-        ("order.completed", 1),
-        ("order.cancel_requested", 1),
-        ("order.cancelled", 1),
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            OrderEvent::Created { .. } => "order.created",
-            OrderEvent::Completed { .. } => "order.completed",
-            OrderEvent::CancelRequested { .. } => "order.cancel_requested",
-            OrderEvent::Cancelled { .. } => "order.cancelled",
-        }
+sagaflow_eventsourcing::domain_event! {
+    /// What an order records.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum OrderEvent {
+        /// The order exists (schema version 2: priced lines and a total with currency).
+        Created = "order.created" @ 2 {
+            /// Order id.
+            order_id: String,
+            /// Who ordered.
+            customer_id: String,
+            /// Priced lines.
+            lines: Vec<OrderLine>,
+            /// Sum of the lines.
+            total: Money,
+            /// Payment method token.
+            payment_method: String,
+            /// Where to ship.
+            shipping_address: Address,
+            /// Coordination style.
+            flow: Flow,
+        },
+        /// The order was fulfilled.
+        Completed = "order.completed" @ 1 {
+            /// Order id.
+            order_id: String,
+        },
+        /// The customer asked to cancel the running order; each service undoes its part.
+        CancelRequested = "order.cancel_requested" @ 1 {
+            /// Order id.
+            order_id: String,
+            /// Why, in the customer's words.
+            reason: String,
+        },
+        /// The order was cancelled.
+        Cancelled = "order.cancelled" @ 1 {
+            /// Order id.
+            order_id: String,
+            /// Why.
+            reason: CancelReason,
+            /// What happened to the money.
+            refund_status: RefundStatus,
+        },
     }
+    upcasters = order_upcasters();
 }
 
 /// Reads `order.created` version 1 (one SKU, a unit price in euro cents, no flow) as version 2.
@@ -193,18 +172,23 @@ pub fn order_upcasters() -> Upcasters {
     Upcasters::new().register("order.created", 1, upcast_order_created_v1)
 }
 
-fn upcast_order_created_v1(v1: Value) -> Result<Value, String> {
-    let field = |name: &str| v1.get(name).cloned().ok_or(format!("missing `{name}`"));
-    let quantity = field("quantity")?
-        .as_u64()
-        .ok_or("`quantity` is not a whole number")?;
+fn upcast_order_created_v1(v1: Value) -> Result<Value, UpcastError> {
+    let field = |name: &'static str| v1.get(name).cloned().ok_or(UpcastError::MissingField(name));
+    let whole = |field: &'static str| UpcastError::InvalidField {
+        field,
+        problem: "is not a whole number",
+    };
+    let quantity = field("quantity")?.as_u64().ok_or(whole("quantity"))?;
     let unit = field("unit_price_cents")?
         .as_i64()
-        .ok_or("`unit_price_cents` is not a whole number")?;
+        .ok_or(whole("unit_price_cents"))?;
     let total = i64::try_from(quantity)
         .ok()
         .and_then(|q| q.checked_mul(unit))
-        .ok_or("total overflows")?;
+        .ok_or(UpcastError::InvalidField {
+            field: "total",
+            problem: "overflows",
+        })?;
     Ok(json!({
         "order_id": field("order_id")?,
         "customer_id": field("customer_id")?,

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use super::money::Money;
 use super::types::{validate_id, FieldError};
 use sagaflow_eventsourcing::aggregate::Aggregate;
-use sagaflow_eventsourcing::event::DomainEvent;
 
 /// The largest single charge the demo's payment provider accepts, in minor units.
 pub const CHARGE_LIMIT_MINOR: i64 = 100_000_000;
@@ -35,63 +34,42 @@ pub enum PaymentCommand {
     },
 }
 
-/// What a payment records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event_type", content = "payload")]
-pub enum PaymentEvent {
-    /// The amount was captured.
-    #[serde(rename = "payment.processed")]
-    Processed {
-        /// The order.
-        order_id: String,
-        /// Captured amount.
-        amount: Money,
-    },
-    /// The provider refused the charge.
-    #[serde(rename = "payment.declined")]
-    Declined {
-        /// The order.
-        order_id: String,
-        /// The refused amount.
-        amount: Money,
-        /// Why.
-        reason: String,
-    },
-    /// The captured amount was returned.
-    #[serde(rename = "payment.refunded")]
-    Refunded {
-        /// The order.
-        order_id: String,
-        /// Refunded amount.
-        amount: Money,
-        /// Why.
-        reason: String,
-    },
-    /// Nothing was captured and nothing ever will be: a late charge is declined.
-    #[serde(rename = "payment.voided")]
-    Voided {
-        /// The order.
-        order_id: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl DomainEvent for PaymentEvent {
-    const SCHEMA: &'static [(&'static str, u32)] = &[
-        ("payment.processed", 1),
-        ("payment.declined", 1),
-        ("payment.refunded", 1),
-        ("payment.voided", 1),
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            PaymentEvent::Processed { .. } => "payment.processed",
-            PaymentEvent::Declined { .. } => "payment.declined",
-            PaymentEvent::Refunded { .. } => "payment.refunded",
-            PaymentEvent::Voided { .. } => "payment.voided",
-        }
+sagaflow_eventsourcing::domain_event! {
+    /// What a payment records.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum PaymentEvent {
+        /// The amount was captured.
+        Processed = "payment.processed" @ 1 {
+            /// The order.
+            order_id: String,
+            /// Captured amount.
+            amount: Money,
+        },
+        /// The provider refused the charge.
+        Declined = "payment.declined" @ 1 {
+            /// The order.
+            order_id: String,
+            /// The refused amount.
+            amount: Money,
+            /// Why.
+            reason: String,
+        },
+        /// The captured amount was returned.
+        Refunded = "payment.refunded" @ 1 {
+            /// The order.
+            order_id: String,
+            /// Refunded amount.
+            amount: Money,
+            /// Why.
+            reason: String,
+        },
+        /// Nothing was captured and nothing ever will be: a late charge is declined.
+        Voided = "payment.voided" @ 1 {
+            /// The order.
+            order_id: String,
+            /// Why.
+            reason: String,
+        },
     }
 }
 

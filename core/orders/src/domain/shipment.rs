@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use super::order::validate_address;
 use super::types::{validate_id, Address, FieldError};
 use sagaflow_eventsourcing::aggregate::Aggregate;
-use sagaflow_eventsourcing::event::DomainEvent;
 
 /// Countries the demo's carrier delivers to; any other destination fails the shipment.
 pub const SERVED_COUNTRIES: &[&str] = &[
@@ -37,61 +36,40 @@ pub enum ShipmentCommand {
     },
 }
 
-/// What a shipment records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event_type", content = "payload")]
-pub enum ShipmentEvent {
-    /// A carrier is booked.
-    #[serde(rename = "shipment.scheduled")]
-    Scheduled {
-        /// The order.
-        order_id: String,
-        /// The carrier.
-        carrier: String,
-        /// The carrier's tracking id.
-        tracking_id: String,
-    },
-    /// No carrier could be booked.
-    #[serde(rename = "shipment.failed")]
-    Failed {
-        /// The order.
-        order_id: String,
-        /// Why.
-        reason: String,
-    },
-    /// The carrier has the parcel.
-    #[serde(rename = "shipment.confirmed")]
-    Confirmed {
-        /// The order.
-        order_id: String,
-    },
-    /// The shipment was called off (or closed before it was ever scheduled).
-    #[serde(rename = "shipment.cancelled")]
-    Cancelled {
-        /// The order.
-        order_id: String,
-        /// Why.
-        reason: String,
-        /// Whether a booked carrier was called off.
-        was_scheduled: bool,
-    },
-}
-
-impl DomainEvent for ShipmentEvent {
-    const SCHEMA: &'static [(&'static str, u32)] = &[
-        ("shipment.scheduled", 1),
-        ("shipment.failed", 1),
-        ("shipment.confirmed", 1),
-        ("shipment.cancelled", 1),
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            ShipmentEvent::Scheduled { .. } => "shipment.scheduled",
-            ShipmentEvent::Failed { .. } => "shipment.failed",
-            ShipmentEvent::Confirmed { .. } => "shipment.confirmed",
-            ShipmentEvent::Cancelled { .. } => "shipment.cancelled",
-        }
+sagaflow_eventsourcing::domain_event! {
+    /// What a shipment records.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum ShipmentEvent {
+        /// A carrier is booked.
+        Scheduled = "shipment.scheduled" @ 1 {
+            /// The order.
+            order_id: String,
+            /// The carrier.
+            carrier: String,
+            /// The carrier's tracking id.
+            tracking_id: String,
+        },
+        /// No carrier could be booked.
+        Failed = "shipment.failed" @ 1 {
+            /// The order.
+            order_id: String,
+            /// Why.
+            reason: String,
+        },
+        /// The carrier has the parcel.
+        Confirmed = "shipment.confirmed" @ 1 {
+            /// The order.
+            order_id: String,
+        },
+        /// The shipment was called off (or closed before it was ever scheduled).
+        Cancelled = "shipment.cancelled" @ 1 {
+            /// The order.
+            order_id: String,
+            /// Why.
+            reason: String,
+            /// Whether a booked carrier was called off.
+            was_scheduled: bool,
+        },
     }
 }
 

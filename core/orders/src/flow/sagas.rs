@@ -14,10 +14,11 @@ use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::event::{CommandMeta, DecodeError, StoredEvent, Timestamp};
 use sagaflow_eventsourcing::repository::{Repository, RepositoryError};
 use sagaflow_eventsourcing::store::EventStore;
+use sagaflow_eventsourcing::{Classified, Transience};
 use sagaflow_saga::{
-    commands_in, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, Reply, RetryPolicy,
-    SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError, SagaEvent, SagaInput,
-    SagaInstance, SagaStep, SagaTrigger, Sleeper,
+    commands_in, BoxFuture, CommandBuildError, CommandDispatcher, CommandMessage, DispatchError,
+    Reply, RetryPolicy, SagaCommand, SagaData, SagaDefinition, SagaDefinitionError, SagaError,
+    SagaEvent, SagaInput, SagaInstance, SagaStep, SagaTrigger, Sleeper,
 };
 
 /// The type name of the order-processing saga.
@@ -35,23 +36,26 @@ pub const STEP_ATTEMPTS: u32 = 6;
 /// that was lost, without keeping a customer waiting for long.
 pub const FORWARD_ATTEMPTS: u32 = 2;
 
-fn text(data: &SagaData, field: &str) -> Result<String, String> {
+fn text(data: &SagaData, field: &str) -> Result<String, CommandBuildError> {
     data.input
         .get(field)
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| format!("saga input has no text field `{field}`"))
+        .ok_or_else(|| CommandBuildError::MissingText(field.to_string()))
 }
 
-fn input(data: &SagaData, field: &str) -> Result<Value, String> {
+fn input(data: &SagaData, field: &str) -> Result<Value, CommandBuildError> {
     data.input
         .get(field)
         .cloned()
-        .ok_or_else(|| format!("saga input has no field `{field}`"))
+        .ok_or_else(|| CommandBuildError::MissingInput(field.to_string()))
 }
 
-fn stock_lines(data: &SagaData) -> Result<Vec<StockLine>, String> {
-    serde_json::from_value(input(data, "lines")?).map_err(|e| format!("saga input `lines`: {e}"))
+fn stock_lines(data: &SagaData) -> Result<Vec<StockLine>, CommandBuildError> {
+    serde_json::from_value(input(data, "lines")?).map_err(|e| CommandBuildError::InvalidInput {
+        field: "lines".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Why the saga is being compensated, as a cancel reason with a stable code.
@@ -149,7 +153,10 @@ pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, Saga
                     .reply("create_order")
                     .and_then(|reply| reply.get("total"))
                     .cloned()
-                    .ok_or("the order's reply has no total")?;
+                    .ok_or(CommandBuildError::MissingReply {
+                        step: "create_order",
+                        field: "total",
+                    })?;
                 Ok(SagaCommand::new(
                     "payment.charge",
                     order_id.clone(),
@@ -224,7 +231,7 @@ fn schedule_shipment_step(name: &str) -> SagaStep {
     .compensate_with(cancel_shipment, &["shipment.cancelled"])
 }
 
-fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, String> {
+fn cancel_shipment(d: &SagaData) -> Result<SagaCommand, CommandBuildError> {
     let order_id = text(d, "order_id")?;
     Ok(SagaCommand::new(
         "shipment.cancel",
@@ -277,12 +284,12 @@ pub enum SagaRunError {
     Repository(#[from] RepositoryError<SagaError>),
 }
 
-impl SagaRunError {
-    /// Whether retrying can never help.
-    pub fn is_permanent(&self) -> bool {
+impl Classified for SagaRunError {
+    /// A saga that does not exist never will; the repository says for its own failures.
+    fn transience(&self) -> Transience {
         match self {
-            SagaRunError::UnknownSaga(_) | SagaRunError::NoSuchSaga(_) => true,
-            SagaRunError::Repository(e) => !e.is_transient(),
+            SagaRunError::UnknownSaga(_) | SagaRunError::NoSuchSaga(_) => Transience::Permanent,
+            SagaRunError::Repository(e) => e.transience(),
         }
     }
 }
@@ -490,8 +497,8 @@ impl<S: EventStore + 'static> CommandDispatcher for ServicesDispatcher<S> {
                         )
                     })
                     .collect()),
-                Err(e) if e.is_permanent() => Err(DispatchError::Permanent(e.to_string())),
-                Err(e) => Err(DispatchError::Transient(e.to_string())),
+                Err(e) if e.is_transient() => Err(DispatchError::Transient(e.to_string())),
+                Err(e) => Err(DispatchError::Permanent(e.to_string())),
             }
         })
     }

@@ -14,8 +14,10 @@ use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::event::{CommandMeta, StoredEvent, Timestamp};
 use sagaflow_eventsourcing::repository::{CommandOutcome, Repository, RepositoryError};
 use sagaflow_eventsourcing::store::EventStore;
+use sagaflow_eventsourcing::{Classified, Transience};
 
-/// Why a command could not be handled; `is_permanent` decides retry or dead letter.
+/// Why a command could not be handled; its [`Classified::transience`] decides retry or dead
+/// letter.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ServiceError {
     /// No service handles this command type.
@@ -55,10 +57,13 @@ pub enum ServiceError {
     },
 }
 
-impl ServiceError {
-    /// Whether retrying can never help, so the command belongs on the dead-letter path.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, ServiceError::Transient { .. })
+impl Classified for ServiceError {
+    /// Only a store that failed or stayed contended may let the command through later.
+    fn transience(&self) -> Transience {
+        match self {
+            ServiceError::Transient { .. } => Transience::Transient,
+            _ => Transience::Permanent,
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::domain::{OrderEvent, PaymentEvent};
 use sagaflow_eventsourcing::event::{DecodeError, StoredEvent, Timestamp};
 use sagaflow_eventsourcing::mediator::Query;
 use sagaflow_eventsourcing::upcast::Upcasters;
+use sagaflow_eventsourcing::{Classified, Transience};
 
 /// Count, sum, minimum and maximum of durations in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,26 +474,25 @@ pub enum ReadModelError {
     /// The event's payload cannot be read; retrying will not help.
     #[error("cannot apply event: {0}")]
     Decode(#[from] DecodeError),
-    /// The backend failed; `transient` says whether retrying may succeed.
-    #[error("read model unavailable ({}): {reason}", if *.transient { "transient" } else { "permanent" })]
+    /// The backend failed, for now or for good.
+    #[error("read model unavailable ({transience}): {reason}")]
     Unavailable {
         /// The backend's complaint.
         reason: String,
         /// Whether a retry may succeed (throttling, contention, timeouts).
-        transient: bool,
+        transience: Transience,
     },
 }
 
-impl ReadModelError {
-    /// Whether trying again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ReadModelError::Unavailable {
-                transient: true,
-                ..
-            }
-        )
+impl Classified for ReadModelError {
+    /// An event that cannot be read never will be. A backend failure is retried even when the
+    /// backend calls it permanent: a missing table or a refused grant is the deployment's
+    /// fault, not the event's, and the event applies once an operator has fixed it.
+    fn transience(&self) -> Transience {
+        match self {
+            ReadModelError::Decode(_) => Transience::Permanent,
+            ReadModelError::Unavailable { .. } => Transience::Transient,
+        }
     }
 }
 
