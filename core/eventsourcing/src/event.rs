@@ -185,11 +185,9 @@ impl StoredEvent {
         Ok(())
     }
 
-    /// Decodes the payload into the typed event `E`, upcasting older schema versions first.
-    pub fn decode<E: DomainEvent>(
-        &self,
-        upcasters: &Upcasters,
-    ) -> Result<EventEnvelope<E>, DecodeError> {
+    /// Decodes the payload into the typed event `E`, upcasting older schema versions first
+    /// through `E`'s own upcasters.
+    pub fn decode<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, DecodeError> {
         let current =
             E::schema_version(&self.event_type).ok_or_else(|| DecodeError::UnknownEventType {
                 aggregate_type: self.aggregate_type.clone(),
@@ -197,7 +195,7 @@ impl StoredEvent {
             })?;
         let payload = match self.schema_version.cmp(&current) {
             std::cmp::Ordering::Equal => self.payload.clone(),
-            std::cmp::Ordering::Less => upcasters.upcast(
+            std::cmp::Ordering::Less => E::upcasters().upcast(
                 &self.event_type,
                 self.schema_version,
                 current,
@@ -483,7 +481,7 @@ mod tests {
         assert_eq!(value["occurred_at"], 1_000);
         let back = StoredEvent::from_json(&json).unwrap();
         assert_eq!(back, stored[0]);
-        let typed = back.decode::<Ping>(&Upcasters::default()).unwrap();
+        let typed = back.decode::<Ping>().unwrap();
         assert_eq!(typed.payload, Ping::Sent { n: 7 });
         assert_eq!(typed.correlation_id, "corr-1");
         assert_eq!(typed.causation_id, "cause-1");
@@ -504,13 +502,13 @@ mod tests {
         let mut stored = envelope_events(&stream, 0, &[Ping::Sent { n: 1 }], &meta()).remove(0);
         stored.event_type = "ping.lost".into();
         assert!(matches!(
-            stored.decode::<Ping>(&Upcasters::default()),
+            stored.decode::<Ping>(),
             Err(DecodeError::UnknownEventType { .. })
         ));
         stored.event_type = "ping.sent".into();
         stored.schema_version = 9;
         assert_eq!(
-            stored.decode::<Ping>(&Upcasters::default()),
+            stored.decode::<Ping>(),
             Err(DecodeError::UnknownSchemaVersion {
                 event_type: "ping.sent".into(),
                 version: 9,
@@ -541,7 +539,7 @@ mod tests {
         stored.correlation_id = "c".into();
         stored.payload = serde_json::json!({"n": "seven"});
         assert!(matches!(
-            stored.decode::<Ping>(&Upcasters::default()),
+            stored.decode::<Ping>(),
             Err(DecodeError::InvalidPayload { .. })
         ));
     }

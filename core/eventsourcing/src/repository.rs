@@ -9,7 +9,6 @@ use crate::aggregate::Aggregate;
 use crate::event::{envelope_events, CommandMeta, DecodeError, StoredEvent, StreamId};
 use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError, Wake};
 use crate::transience::{Classified, Transience};
-use crate::upcast::Upcasters;
 
 /// An aggregate's state with the stream version it reflects.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +90,6 @@ impl Default for ConflictRetry {
 /// Loads and saves aggregates of type `A` in an event store `S`.
 pub struct Repository<A, S> {
     store: Arc<S>,
-    upcasters: Arc<Upcasters>,
     snapshot_every: Option<u64>,
     conflict_retry: ConflictRetry,
     cache: Option<Arc<StateCache<A>>>,
@@ -135,7 +133,6 @@ impl<A, S> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            upcasters: self.upcasters.clone(),
             snapshot_every: self.snapshot_every,
             conflict_retry: self.conflict_retry,
             cache: self.cache.clone(),
@@ -145,11 +142,11 @@ impl<A, S> Clone for Repository<A, S> {
 }
 
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
-    /// A repository over `store`, with no upcasters, no snapshots and the default retry policy.
+    /// A repository over `store`, with no snapshots and the default retry policy; old events
+    /// are read through the event type's own upcasters.
     pub fn new(store: Arc<S>) -> Self {
         Self {
             store,
-            upcasters: Arc::new(Upcasters::default()),
             snapshot_every: None,
             conflict_retry: ConflictRetry::default(),
             cache: None,
@@ -166,12 +163,6 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 capacity,
             })
         });
-        self
-    }
-
-    /// Reads old schema versions through these upcasters.
-    pub fn with_upcasters(mut self, upcasters: Arc<Upcasters>) -> Self {
-        self.upcasters = upcasters;
         self
     }
 
@@ -277,7 +268,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }));
             }
             let event = stored
-                .decode::<A::Event>(&self.upcasters)
+                .decode::<A::Event>()
                 .map_err(|source| RepositoryError::Decode {
                     stream: stream.clone(),
                     source,

@@ -21,7 +21,6 @@ use sagaflow_eventsourcing::StoreError;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_eventsourcing::StreamId;
 use sagaflow_eventsourcing::Timestamp;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_eventsourcing::Wake;
 use sagaflow_orders::domain::inventory::InventoryCommand;
 use sagaflow_orders::domain::{Inventory, InventoryEvent, StockLine};
@@ -63,11 +62,7 @@ async fn snapshots_shorten_loading_and_give_the_same_state() {
     assert_eq!(stored.len(), 25);
     let events: Vec<InventoryEvent> = stored
         .iter()
-        .map(|e| {
-            e.decode::<InventoryEvent>(&Upcasters::default())
-                .unwrap()
-                .payload
-        })
+        .map(|e| e.decode::<InventoryEvent>().unwrap().payload)
         .collect();
     assert_eq!(fast.state, Inventory::from_events(&events));
     assert_eq!(fast.state.level("MUG").available, 25);

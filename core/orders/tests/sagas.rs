@@ -10,7 +10,6 @@ use sagaflow_eventsourcing::Classified;
 use sagaflow_eventsourcing::CommandMeta;
 use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::Timestamp;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_orders::domain::order::CreateOrder;
 use sagaflow_orders::domain::{Address, Flow, Money, OrderLine};
 use sagaflow_orders::flow::intake::{intake_pipeline, run_intake, Catalog, PlaceOrder};
@@ -19,6 +18,7 @@ use sagaflow_orders::flow::sagas::{
     SimSleeper, ORDER_SAGA,
 };
 use sagaflow_orders::flow::services::FlowServices;
+use sagaflow_orders::flow::FlowEvent;
 use sagaflow_saga::{
     orchestrate, BoxFuture, CommandDispatcher, CommandMessage, DispatchError, InstanceStatus,
     Reply, SagaDefinition, SagaEvent, SagaExecutor, SagaInput, SagaInstance, StepKind,
@@ -498,10 +498,11 @@ async fn durable_run(order: &CreateOrder, unanswered: &str) -> Vec<SagaEvent> {
         }
         for event in new {
             if event.aggregate_type != "saga" {
+                let event = FlowEvent::decode(&event).unwrap();
                 runner.on_event(&event, clock.now()).await.unwrap();
                 continue;
             }
-            for command in commands_from_saga_event(&event, &Upcasters::new()).unwrap() {
+            for command in commands_from_saga_event(&event).unwrap() {
                 if command.command_type == unanswered && !lost {
                     lost = true;
                     continue;
@@ -514,7 +515,7 @@ async fn durable_run(order: &CreateOrder, unanswered: &str) -> Vec<SagaEvent> {
         .all_events()
         .into_iter()
         .filter(|e| e.aggregate_type == "saga")
-        .map(|e| e.decode::<SagaEvent>(&Upcasters::new()).unwrap().payload)
+        .map(|e| e.decode::<SagaEvent>().unwrap().payload)
         .collect::<Vec<_>>();
     assert!(
         SagaInstance::from_events(&saga).is_finished(),

@@ -16,7 +16,6 @@ use super::definition::{
 use super::instance::{InstanceStatus, SagaEvent, SagaInstance};
 use sagaflow_eventsourcing::aggregate::Aggregate;
 use sagaflow_eventsourcing::event::{DecodeError, StoredEvent, Timestamp};
-use sagaflow_eventsourcing::upcast::Upcasters;
 
 /// What drives a saga forward.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -188,13 +187,12 @@ pub fn commands_in<'a>(events: impl IntoIterator<Item = &'a SagaEvent>) -> Vec<C
 
 /// The commands carried by stored saga events; events of other aggregate types are skipped.
 pub fn commands_in_stored(events: &[StoredEvent]) -> Result<Vec<CommandMessage>, DecodeError> {
-    let upcasters = Upcasters::new();
     let mut decoded = Vec::new();
     for stored in events
         .iter()
         .filter(|e| e.aggregate_type == SagaInstance::TYPE)
     {
-        decoded.push(stored.decode::<SagaEvent>(&upcasters)?.payload);
+        decoded.push(stored.decode::<SagaEvent>()?.payload);
     }
     Ok(commands_in(&decoded))
 }
@@ -1533,7 +1531,7 @@ mod tests {
             .all(|e| e.aggregate_type == "saga" && e.correlation_id == "corr-1"));
         let decoded: Vec<SagaEvent> = stored
             .iter()
-            .map(|e| e.decode::<SagaEvent>(&Upcasters::new()).unwrap().payload)
+            .map(|e| e.decode::<SagaEvent>().unwrap().payload)
             .collect();
         assert_eq!(SagaInstance::from_events(&decoded), loaded.state);
         let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();

@@ -25,7 +25,6 @@ use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::Repository;
 use sagaflow_eventsourcing::RepositoryError;
 use sagaflow_eventsourcing::Timestamp;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_eventsourcing::Wake;
 use sagaflow_orders::domain::types::StockLine;
 use sagaflow_orders::domain::{Inventory, InventoryCommand, InventoryEvent};
@@ -604,7 +603,6 @@ async fn verify(mix: &Mix) -> Result<(), String> {
         .await
         .map_err(|e| format!("JSON store: {e}"))?;
     let json = json_store(json);
-    let upcasters = Upcasters::default();
     for (id, (state, events)) in mix.warehouses.iter().zip(&mix.expected) {
         let stream = SagaflowRepository::stream_id(id);
         let ours = sagaflow.load(id).await.map_err(|e| e.to_string())?;
@@ -614,11 +612,7 @@ async fn verify(mix: &Mix) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .iter()
-            .map(|stored| {
-                stored
-                    .decode::<InventoryEvent>(&upcasters)
-                    .map(|e| e.payload)
-            })
+            .map(|stored| stored.decode::<InventoryEvent>().map(|e| e.payload))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let theirs = mem.load_aggregate(id).await.map_err(|e| e.to_string())?;

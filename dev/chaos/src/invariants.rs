@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use sagaflow_eventsourcing::Aggregate;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_local_trigger::DeadLetterRecord;
-use sagaflow_orders::domain::order::order_upcasters;
 use sagaflow_orders::domain::{Inventory, InventoryEvent, OrderEvent, PaymentEvent};
 use sagaflow_orders::projection::{AnalyticsProjection, AnalyticsSummary};
 use sagaflow_saga::{InstanceStatus, SagaEvent, SagaInstance};
@@ -39,11 +38,10 @@ pub struct Expected<'a> {
 fn decode<E: sagaflow_eventsourcing::DomainEvent>(
     events: &[&StoredEvent],
 ) -> Result<Vec<E>, String> {
-    let upcasters = order_upcasters();
     events
         .iter()
         .map(|e| {
-            e.decode::<E>(&upcasters)
+            e.decode::<E>()
                 .map(|d| d.payload)
                 .map_err(|err| format!("{}: {err}", e.event_id))
         })
@@ -343,7 +341,7 @@ fn effects_once(streams: &BTreeMap<(String, String), Vec<&StoredEvent>>) -> Chec
 
 fn analytics_matches(events: &[StoredEvent], live: &AnalyticsSummary) -> Check {
     let mut broken = Vec::new();
-    match AnalyticsProjection::replay(events, &order_upcasters()) {
+    match AnalyticsProjection::replay(events) {
         Ok(replayed) if replayed.summary() == live => {}
         Ok(replayed) => broken.push(format!("table {live:?}\nreplay {:?}", replayed.summary())),
         Err(e) => broken.push(e.to_string()),

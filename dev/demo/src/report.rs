@@ -6,7 +6,6 @@ use sagaflow_embedded::world::SLOW_PROVIDER_DELAY_MS;
 use sagaflow_embedded::{EmbeddedSystem, GetStockLevels, Placement, RunStats};
 use sagaflow_eventsourcing::mediator::Mediator;
 use sagaflow_eventsourcing::StoredEvent;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_orders::domain::{Flow, InventoryEvent, OrderEvent, PaymentEvent, ShipmentEvent};
 use sagaflow_orders::projection::{AnalyticsProjection, GetAnalyticsSummary};
 
@@ -38,12 +37,12 @@ struct OrderHistory {
     refunded_minor: i64,
 }
 
-fn histories(events: &[StoredEvent], upcasters: &Upcasters) -> BTreeMap<String, OrderHistory> {
+fn histories(events: &[StoredEvent]) -> BTreeMap<String, OrderHistory> {
     let mut by_order: BTreeMap<String, OrderHistory> = BTreeMap::new();
     for event in events {
         let h = by_order.entry(event.correlation_id.clone()).or_default();
         match event.aggregate_type.as_str() {
-            "order" => match event.decode::<OrderEvent>(upcasters).map(|e| e.payload) {
+            "order" => match event.decode::<OrderEvent>().map(|e| e.payload) {
                 Ok(OrderEvent::Created { total, .. }) => {
                     h.total_minor = total.amount_minor;
                     h.steps.push("order");
@@ -57,7 +56,7 @@ fn histories(events: &[StoredEvent], upcasters: &Upcasters) -> BTreeMap<String, 
                 }
                 Err(_) => {}
             },
-            "payment" => match event.decode::<PaymentEvent>(upcasters).map(|e| e.payload) {
+            "payment" => match event.decode::<PaymentEvent>().map(|e| e.payload) {
                 Ok(PaymentEvent::Processed { amount, .. }) => {
                     h.captured_minor += amount.amount_minor;
                     h.steps.push("payment");
@@ -69,14 +68,14 @@ fn histories(events: &[StoredEvent], upcasters: &Upcasters) -> BTreeMap<String, 
                 Ok(PaymentEvent::Voided { .. }) => h.compensations.push("void payment"),
                 _ => {}
             },
-            "inventory" => match event.decode::<InventoryEvent>(upcasters).map(|e| e.payload) {
+            "inventory" => match event.decode::<InventoryEvent>().map(|e| e.payload) {
                 Ok(InventoryEvent::Reserved { .. }) => h.steps.push("stock"),
                 Ok(InventoryEvent::Released { lines, .. }) if !lines.is_empty() => {
                     h.compensations.push("release stock")
                 }
                 _ => {}
             },
-            "shipment" => match event.decode::<ShipmentEvent>(upcasters).map(|e| e.payload) {
+            "shipment" => match event.decode::<ShipmentEvent>().map(|e| e.payload) {
                 Ok(ShipmentEvent::Scheduled { .. }) => h.steps.push("shipment"),
                 Ok(ShipmentEvent::Cancelled {
                     was_scheduled: true,
@@ -136,8 +135,7 @@ pub async fn print_report(
     args: &Args,
 ) -> Result<bool, String> {
     let events = system.store().all_events();
-    let upcasters = system.upcasters();
-    let histories = histories(&events, upcasters);
+    let histories = histories(&events);
 
     println!(
         "\nsagaflow — {} orders, seed {}, {} partitions, {}% of commits lost (forced redelivery)\n",
@@ -358,7 +356,7 @@ pub async fn print_report(
         "every saga completed or compensated",
         format!("{sagas} still running"),
     );
-    let rebuilt = AnalyticsProjection::replay(&events, upcasters).map_err(|e| e.to_string())?;
+    let rebuilt = AnalyticsProjection::replay(&events).map_err(|e| e.to_string())?;
     checks.check(
         rebuilt.summary() == &summary,
         "analytics read model equals a fresh replay of the store",

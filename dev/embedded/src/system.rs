@@ -11,7 +11,6 @@ use sagaflow_eventsourcing::mediator::{Mediator, MediatorError};
 use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::StoreError;
 use sagaflow_eventsourcing::Timestamp;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_handlers::dead_letter::{DeadLetterTopic, REASON_HEADER};
 use sagaflow_handlers::relay::{relay_changes, Change};
 use sagaflow_handlers::{
@@ -19,7 +18,6 @@ use sagaflow_handlers::{
     ServiceHandler, SERVICE_NAMES,
 };
 use sagaflow_lambda_kafka::{BatchConfig, DeadLetterSink, RecordHandler};
-use sagaflow_orders::domain::order::order_upcasters;
 use sagaflow_orders::flow::sagas::{SagaRunner, StepTiming};
 use sagaflow_orders::flow::services::FlowServices;
 use sagaflow_orders::projection::{AnalyticsProjection, InMemoryAnalyticsStore};
@@ -142,7 +140,6 @@ pub struct EmbeddedSystem {
     services: FlowServices<InMemoryEventStore>,
     sagas: SagaRunner<InMemoryEventStore>,
     queries: Mediator,
-    upcasters: Upcasters,
     relayed_up_to: Mutex<usize>,
     stats: Mutex<RunStats>,
 }
@@ -157,7 +154,7 @@ impl EmbeddedSystem {
     pub fn new(config: EmbeddedConfig) -> Result<Self, EmbeddedError> {
         let clock = SimClock::starting_at(config.start);
         let store = Arc::new(InMemoryEventStore::new());
-        let analytics = Arc::new(InMemoryAnalyticsStore::new(order_upcasters()));
+        let analytics = Arc::new(InMemoryAnalyticsStore::new());
         let broker = Arc::new(InProcessBroker::new(
             config.broker.clone(),
             Arc::new(clock.clone()),
@@ -215,7 +212,6 @@ impl EmbeddedSystem {
             dead_letters,
             sagas,
             queries,
-            upcasters: order_upcasters(),
             relayed_up_to: Mutex::new(0),
             stats: Mutex::new(RunStats::default()),
         })
@@ -308,7 +304,6 @@ impl EmbeddedSystem {
             self.broker.as_ref(),
             &self.dead_letters,
             &self.topics,
-            &self.upcasters,
             changes,
         )
         .await;
@@ -383,11 +378,6 @@ impl EmbeddedSystem {
     /// The simulated clock.
     pub fn clock(&self) -> &SimClock {
         &self.clock
-    }
-
-    /// The upcasters every reader uses.
-    pub fn upcasters(&self) -> &Upcasters {
-        &self.upcasters
     }
 
     /// The analytics function's query bus: `query(GetAnalyticsSummary)`.

@@ -307,7 +307,7 @@ async fn heavy_redelivery_changes_no_outcome_and_the_read_model_matches_a_replay
         .await
         .unwrap()
         .unwrap();
-    let rebuilt = AnalyticsProjection::replay(&events, system.upcasters()).unwrap();
+    let rebuilt = AnalyticsProjection::replay(&events).unwrap();
     assert_eq!(rebuilt.summary(), &live);
     assert!(
         system.analytics().duplicates_ignored() > 0,

@@ -10,7 +10,6 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::relay::relay_stream_batch;
 use sagaflow_kafka::{EventPublisher, Topics};
@@ -142,7 +141,6 @@ impl StreamTrigger {
                 }
             }
         };
-        let upcasters = Upcasters::default();
         // Per shard: the last sequence number relayed, and the iterator GetRecords handed back.
         // The iterator is dropped (and a fresh one asked for after the last sequence) whenever
         // a poll fails or a batch must be retried, and iterators expire after 15 minutes.
@@ -233,14 +231,9 @@ impl StreamTrigger {
                 let payload = stream_event(records, &arn);
                 let batch: StreamEvent = serde_json::from_value(payload)
                     .map_err(|e| err(format!("cannot build the stream payload: {e}")))?;
-                let outcome = relay_stream_batch(
-                    &self.publisher,
-                    &self.dead_letters,
-                    &self.topics,
-                    &upcasters,
-                    &batch,
-                )
-                .await;
+                let outcome =
+                    relay_stream_batch(&self.publisher, &self.dead_letters, &self.topics, &batch)
+                        .await;
                 published += outcome.published as u64;
                 for (sequence, reason) in &outcome.dead_lettered {
                     eprintln!(

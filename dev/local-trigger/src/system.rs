@@ -22,7 +22,6 @@ use sagaflow_handlers::{
 use sagaflow_kafka::admin::ensure_topics;
 use sagaflow_kafka::{command_record, EventPublisher, KafkaConfig, Topics};
 use sagaflow_lambda_kafka::BatchConfig;
-use sagaflow_orders::domain::order::order_upcasters;
 use sagaflow_orders::domain::{CreateOrder, Flow, Order, OrderStatus};
 use sagaflow_orders::flow::sagas::{SagaRunner, StepTiming};
 use sagaflow_orders::flow::services::FlowServices;
@@ -240,7 +239,6 @@ impl LocalSystem {
         let analytics = Arc::new(DynamoAnalyticsStore::new(
             client.clone(),
             analytics_table.clone(),
-            order_upcasters(),
         ));
         let queries = AnalyticsHandler::new(analytics.clone(), topics.clone())
             .query_bus()
@@ -249,7 +247,6 @@ impl LocalSystem {
             Arc::new(DynamoAnalyticsStore::new(
                 function_client.clone(),
                 analytics_table,
-                order_upcasters(),
             )),
             topics.clone(),
         );
@@ -424,7 +421,7 @@ impl LocalSystem {
     /// The summary a fresh replay of every stored event gives.
     pub async fn replayed_analytics(&self) -> Result<AnalyticsSummary, String> {
         let events = self.store.all_events().await.map_err(|e| e.to_string())?;
-        AnalyticsProjection::replay(&events, &order_upcasters())
+        AnalyticsProjection::replay(&events)
             .map(|projection| projection.summary().clone())
             .map_err(|e| e.to_string())
     }

@@ -24,9 +24,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_eventsourcing::Timestamp;
-use sagaflow_eventsourcing::Upcasters;
+use sagaflow_orders::flow::FlowEnvelope;
 use sagaflow_orders::projection::{
     analytics_change, AnalyticsChange, AnalyticsStore, AnalyticsSummary, Applied, DurationMetric,
     DurationStats, Metric, ReadModelError, StreamProgress,
@@ -45,7 +44,6 @@ const MAX_ATTEMPTS: u32 = 8;
 pub struct DynamoAnalyticsStore {
     client: Client,
     table: String,
-    upcasters: Upcasters,
     progress: Arc<Mutex<HashMap<String, StreamProgress>>>,
 }
 
@@ -136,12 +134,11 @@ enum Attempt {
 }
 
 impl DynamoAnalyticsStore {
-    /// A read model over `table`, decoding events with `upcasters`.
-    pub fn new(client: Client, table: impl Into<String>, upcasters: Upcasters) -> Self {
+    /// A read model over `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
-            upcasters,
             progress: Arc::default(),
         }
     }
@@ -326,7 +323,7 @@ impl DynamoAnalyticsStore {
 }
 
 impl AnalyticsStore for DynamoAnalyticsStore {
-    async fn apply(&self, event: &StoredEvent) -> Result<Applied, ReadModelError> {
+    async fn apply(&self, event: &FlowEnvelope) -> Result<Applied, ReadModelError> {
         let stream = event.stream_id().to_string();
         let stream_pk = format!("stream#{stream}");
         let shard = summary_shard(&stream);
@@ -340,9 +337,7 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 Some(progress) => Some(progress),
                 None => read_progress(self.get_item(&stream_pk).await?.as_ref()),
             };
-            let Some(change) =
-                analytics_change(&read.clone().unwrap_or_default(), event, &self.upcasters)?
-            else {
+            let Some(change) = analytics_change(&read.clone().unwrap_or_default(), event) else {
                 return Ok(Applied::Duplicate);
             };
             let extremes = if change.durations.is_empty() {

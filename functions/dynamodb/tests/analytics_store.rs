@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use sagaflow_dynamodb::tables::ensure_analytics_table;
 use sagaflow_dynamodb::{dynamodb_client, DynamoAnalyticsStore};
-use sagaflow_orders::domain::order::order_upcasters;
 use sagaflow_orders::projection::{AnalyticsProjection, AnalyticsStore, Applied};
-use sagaflow_orders::testkit::analytics_scenarios::order_history;
+use sagaflow_orders::testkit::analytics_scenarios::{order_history, typed};
 
 static TABLES: AtomicU32 = AtomicU32::new(0);
 
@@ -27,7 +26,7 @@ async fn read_model(name: &str) -> DynamoAnalyticsStore {
         TABLES.fetch_add(1, Ordering::Relaxed)
     );
     ensure_analytics_table(&client, &table).await.unwrap();
-    DynamoAnalyticsStore::new(client, table, order_upcasters())
+    DynamoAnalyticsStore::new(client, table)
 }
 
 /// The read model scenarios on DynamoDB, one test each.
@@ -48,7 +47,7 @@ async fn concurrent_streams_each_apply_once_and_add_up() {
     // One task per stream keeps each stream in order, as one Kafka partition key does; the
     // tasks race on the summary shards. Every event is delivered twice.
     let mut streams: std::collections::BTreeMap<String, Vec<_>> = Default::default();
-    for event in &history {
+    for event in &typed(&history) {
         streams
             .entry(event.stream_id().to_string())
             .or_default()
@@ -76,6 +75,6 @@ async fn concurrent_streams_each_apply_once_and_add_up() {
         new += task.await.unwrap();
     }
     assert_eq!(new, history.len(), "each event applied exactly once");
-    let expected = AnalyticsProjection::replay(&history, &order_upcasters()).unwrap();
+    let expected = AnalyticsProjection::replay(&history).unwrap();
     assert_eq!(&store.summary().await.unwrap(), expected.summary());
 }

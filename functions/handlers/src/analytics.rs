@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use sagaflow_eventsourcing::mediator::{Mediator, MediatorError};
-use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_lambda_kafka::{
     parse_kafka_event, BatchConfig, BoxFuture, DeadLetterSink, InboundRecord, KafkaBatchResponse,
     PayloadError, RecordHandler, RecordOutcome,
@@ -18,12 +17,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::function::KafkaFunction;
-use crate::headers::check_event_headers;
-use crate::record_error::{outcome, record_value, RecordError};
+use crate::inbound::{parse_record, Inbound};
+use crate::record_error::{outcome, RecordError};
 
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
     read_model: Arc<A>,
+    topics: Topics,
     subscriptions: Arc<Vec<String>>,
 }
 
@@ -31,6 +31,7 @@ impl<A> Clone for AnalyticsHandler<A> {
     fn clone(&self) -> Self {
         Self {
             read_model: self.read_model.clone(),
+            topics: self.topics.clone(),
             subscriptions: self.subscriptions.clone(),
         }
     }
@@ -42,6 +43,7 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
         let subscriptions = topology::ANALYTICS.subscriptions(&topics);
         Self {
             read_model,
+            topics,
             subscriptions: Arc::new(subscriptions),
         }
     }
@@ -73,16 +75,17 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
     }
 
     async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
-        if !self.subscriptions.contains(&record.id.topic) {
-            return Err(RecordError::dead_letter(format!(
-                "topic {} is not one the analytics function reads",
-                record.id.topic
-            )));
+        let reader = "the analytics function";
+        match parse_record(record, &self.topics, reader, &self.subscriptions)? {
+            Inbound::Event(event) => {
+                self.read_model.apply(&event).await?;
+                Ok(())
+            }
+            Inbound::Command(command) => Err(RecordError::dead_letter(format!(
+                "command `{}` on an events topic",
+                command.command_type
+            ))),
         }
-        let event = StoredEvent::from_json(record_value(record)?)?;
-        check_event_headers(record, &event)?;
-        self.read_model.apply(&event).await?;
-        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod deadline;
 pub mod function;
 pub mod headers;
+pub mod inbound;
 pub mod intake;
 pub mod orchestrator;
 pub mod record_error;

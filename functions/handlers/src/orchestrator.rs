@@ -6,19 +6,15 @@ use std::sync::Arc;
 
 use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::EventStore;
-use sagaflow_eventsourcing::StoredEvent;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
-use sagaflow_orders::domain::order::order_upcasters;
 use sagaflow_orders::domain::{CreateOrder, Flow};
-use sagaflow_orders::flow::check_known_event;
 use sagaflow_orders::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
 use sagaflow_records::{topology, Topics};
 
 use crate::clock::{Clock, WallClock};
-use crate::headers::{check_command_headers, check_event_headers};
+use crate::inbound::{parse_record, Inbound};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::record_error::{outcome, record_value, RecordError};
+use crate::record_error::{outcome, RecordError};
 
 /// What the orchestrator function does with each record.
 pub struct OrchestratorHandler<S> {
@@ -26,7 +22,6 @@ pub struct OrchestratorHandler<S> {
     intake: Intake,
     topics: Topics,
     clock: Arc<dyn Clock>,
-    upcasters: Arc<Upcasters>,
 }
 
 impl<S> Clone for OrchestratorHandler<S> {
@@ -36,7 +31,6 @@ impl<S> Clone for OrchestratorHandler<S> {
             intake: self.intake.clone(),
             topics: self.topics.clone(),
             clock: self.clock.clone(),
-            upcasters: self.upcasters.clone(),
         }
     }
 }
@@ -59,7 +53,6 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             intake: Intake::with_default_catalog()?,
             topics,
             clock: Arc::new(WallClock),
-            upcasters: Arc::new(order_upcasters()),
         })
     }
 
@@ -91,29 +84,20 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
     }
 
     async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
-        if !self.subscriptions().contains(&record.id.topic) {
-            return Err(RecordError::dead_letter(format!(
-                "topic {} is not one the orchestrator reads",
-                record.id.topic
-            )));
+        let subscriptions = self.subscriptions();
+        match parse_record(record, &self.topics, "the orchestrator", &subscriptions)? {
+            Inbound::Command(command) => self.front_door(command).await,
+            Inbound::Event(event) => {
+                self.sagas.on_event(&event, self.clock.now()).await?;
+                Ok(())
+            }
         }
-        let value = record_value(record)?;
-        if record.id.topic == self.topics.saga_commands() {
-            return self.front_door(record, value).await;
-        }
-        let event = StoredEvent::from_json(value)?;
-        check_event_headers(record, &event)?;
-        check_known_event(&event, &self.upcasters)?;
-        self.sagas.on_event(&event, self.clock.now()).await?;
-        Ok(())
     }
 }
 
 impl<S: EventStore + 'static> OrchestratorHandler<S> {
     /// A command on the front-door topic: `saga.start` or `saga.cancel`.
-    async fn front_door(&self, record: &InboundRecord, value: &[u8]) -> Result<(), RecordError> {
-        let command = CommandEnvelope::from_json(value)?;
-        check_command_headers(record, &command)?;
+    async fn front_door(&self, command: CommandEnvelope) -> Result<(), RecordError> {
         match command.command_type.as_str() {
             SAGA_START => self.start_saga(command).await,
             SAGA_CANCEL => self.cancel_saga(command).await,

@@ -10,7 +10,6 @@ use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use sagaflow_eventsourcing::DecodeError;
 use sagaflow_eventsourcing::StoredEvent;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_orders::flow::sagas::commands_from_saga_event;
 use sagaflow_records::{command_record, event_record, OutboundRecord, Publisher, Topics};
 use serde::Deserialize;
@@ -22,12 +21,11 @@ use crate::dead_letter::DeadLetterTopic;
 pub fn records_for(
     topics: &Topics,
     event: &StoredEvent,
-    upcasters: &Upcasters,
 ) -> Result<Vec<OutboundRecord>, DecodeError> {
     let mut records = vec![event_record(topics, event)];
     if event.aggregate_type == "saga" {
         records.extend(
-            commands_from_saga_event(event, upcasters)?
+            commands_from_saga_event(event)?
                 .iter()
                 .map(|command| command_record(topics, command)),
         );
@@ -94,7 +92,6 @@ pub async fn relay_changes(
     publisher: &dyn Publisher,
     dead_letters: &DeadLetterTopic,
     topics: &Topics,
-    upcasters: &Upcasters,
     changes: Vec<Change>,
 ) -> RelayOutcome {
     let mut outcome = RelayOutcome::default();
@@ -103,7 +100,7 @@ pub async fn relay_changes(
     let mut queued = Queued::default();
     for change in changes {
         let records = change.event.and_then(|event| match event {
-            Some(event) => Ok(records_for(topics, &event, upcasters)?),
+            Some(event) => Ok(records_for(topics, &event)?),
             None => Ok(Vec::new()),
         });
         match records {
@@ -164,7 +161,6 @@ pub async fn relay_stream_batch(
     publisher: &dyn Publisher,
     dead_letters: &DeadLetterTopic,
     topics: &Topics,
-    upcasters: &Upcasters,
     batch: &StreamEvent,
 ) -> RelayOutcome {
     let changes = batch
@@ -183,7 +179,7 @@ pub async fn relay_stream_batch(
             }
         })
         .collect();
-    relay_changes(publisher, dead_letters, topics, upcasters, changes).await
+    relay_changes(publisher, dead_letters, topics, changes).await
 }
 
 /// Records waiting to be published, each with the change it came from.

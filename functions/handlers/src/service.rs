@@ -5,15 +5,12 @@
 use std::sync::Arc;
 
 use sagaflow_eventsourcing::command::CommandEnvelope;
-use sagaflow_orders::domain::order::order_upcasters;
-use sagaflow_orders::flow::check_known_event;
+use sagaflow_orders::flow::FlowEnvelope;
 
-use crate::headers::{check_command_headers, check_event_headers};
+use crate::inbound::{parse_record, Inbound};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::record_error::{outcome, record_value, RecordError};
+use crate::record_error::{outcome, RecordError};
 use sagaflow_eventsourcing::EventStore;
-use sagaflow_eventsourcing::StoredEvent;
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_orders::domain::CreateOrder;
 use sagaflow_orders::flow::choreography::{needs_order, react, PolicyError};
@@ -32,11 +29,10 @@ pub const SERVICE_NAMES: [&str; 4] = ["order", "payment", "inventory", "shipment
 /// What one service's function does with each record.
 pub struct ServiceHandler<S> {
     service: String,
-    function: &'static topology::Function,
+    subscriptions: Arc<Vec<String>>,
     services: FlowServices<S>,
     intake: Intake,
     topics: Topics,
-    upcasters: Arc<Upcasters>,
     clock: Arc<dyn Clock>,
 }
 
@@ -44,11 +40,10 @@ impl<S> Clone for ServiceHandler<S> {
     fn clone(&self) -> Self {
         Self {
             service: self.service.clone(),
-            function: self.function,
+            subscriptions: self.subscriptions.clone(),
             services: self.services.clone(),
             intake: self.intake.clone(),
             topics: self.topics.clone(),
-            upcasters: self.upcasters.clone(),
             clock: self.clock.clone(),
         }
     }
@@ -68,11 +63,10 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             .ok_or_else(|| UnknownService(service.to_string()))?;
         Ok(Self {
             service: service.to_string(),
-            function,
+            subscriptions: Arc::new(function.subscriptions(&topics)),
             services: FlowServices::new(store, 50),
             intake: Intake::with_default_catalog()?,
             topics,
-            upcasters: Arc::new(order_upcasters()),
             clock: Arc::new(WallClock),
         })
     }
@@ -92,7 +86,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The topics this function reads, as the topology has them: its commands and the events
     /// it may react to.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.function.subscriptions(&self.topics)
+        self.subscriptions.to_vec()
     }
 
     /// Handles one record: a command of this service, or another service's event.
@@ -101,46 +95,42 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     }
 
     async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
-        match self.command_of(record).await {
-            Some(command) => self.execute(&command?).await,
-            None => self.handle_event_record(record).await,
+        match self.prepare(record).await? {
+            Inbound::Command(command) => self.execute(&command).await,
+            Inbound::Event(event) => self.react_to(&event).await,
         }
     }
 
     /// Handles one key group's records in order, stopping at the first to retry. Consecutive
     /// commands to the same aggregate are executed together: one load and one append for all.
     pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
-        let mut prepared: Vec<Option<Result<CommandEnvelope, RecordError>>> =
+        let mut prepared: Vec<Option<Result<Inbound, RecordError>>> =
             Vec::with_capacity(records.len());
         for record in records {
-            prepared.push(self.command_of(record).await);
+            prepared.push(Some(self.prepare(record).await));
         }
         let mut outcomes = Vec::with_capacity(records.len());
         let mut i = 0;
         while i < records.len() {
-            let run_end = match &prepared[i] {
-                Some(Ok(first)) => {
-                    let mut end = i + 1;
-                    while let Some(Some(Ok(next))) = prepared.get(end) {
-                        if next.aggregate_type() != first.aggregate_type()
-                            || next.target_id != first.target_id
-                        {
-                            break;
-                        }
-                        end += 1;
-                    }
-                    end
+            let mut run_end = i + 1;
+            if let Some(first) = command_target(&prepared[i]) {
+                while prepared
+                    .get(run_end)
+                    .and_then(command_target)
+                    .is_some_and(|next| next == first)
+                {
+                    run_end += 1;
                 }
-                _ => i + 1,
-            };
+            }
             let step = match prepared[i].take() {
-                Some(Ok(first)) => {
+                Some(Ok(Inbound::Command(first))) => {
                     let mut run = vec![first];
-                    run.extend(
-                        prepared[i + 1..run_end]
-                            .iter_mut()
-                            .filter_map(|p| p.take().and_then(Result::ok)),
-                    );
+                    run.extend(prepared[i + 1..run_end].iter_mut().filter_map(
+                        |p| match p.take() {
+                            Some(Ok(Inbound::Command(command))) => Some(command),
+                            _ => None,
+                        },
+                    ));
                     self.services
                         .handle_all(&run, self.clock.now())
                         .await
@@ -148,8 +138,9 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                         .map(|handled| outcome(handled.map(drop).map_err(RecordError::from)))
                         .collect()
                 }
+                Some(Ok(Inbound::Event(event))) => vec![outcome(self.react_to(&event).await)],
                 Some(Err(error)) => vec![error.into()],
-                None => vec![outcome(self.handle_event_record(&records[i]).await)],
+                None => vec![],
             };
             for outcome in step {
                 let retry = matches!(outcome, RecordOutcome::Retry(_));
@@ -163,27 +154,23 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         outcomes
     }
 
-    /// The command a record of this service's command topic carries, checked against its
-    /// headers and, for a new order, by intake; `None` for a record of another topic.
-    async fn command_of(
-        &self,
-        record: &InboundRecord,
-    ) -> Option<Result<CommandEnvelope, RecordError>> {
-        if record.id.topic != self.topics.commands(&self.service) {
-            return None;
+    /// The record read once, a command also checked as this service takes it: its own, and a
+    /// new order through intake.
+    async fn prepare(&self, record: &InboundRecord) -> Result<Inbound, RecordError> {
+        let reader = format!("the {} service", self.service);
+        match parse_record(record, &self.topics, &reader, &self.subscriptions)? {
+            Inbound::Command(command) => Ok(Inbound::Command(self.accept(command).await?)),
+            event => Ok(event),
         }
-        Some(self.read_command(record).await)
     }
 
-    async fn read_command(&self, record: &InboundRecord) -> Result<CommandEnvelope, RecordError> {
-        let command = CommandEnvelope::from_json(record_value(record)?)?;
+    async fn accept(&self, command: CommandEnvelope) -> Result<CommandEnvelope, RecordError> {
         if command.aggregate_type() != self.service {
             return Err(RecordError::dead_letter(format!(
                 "command `{}` does not belong to the {} service",
                 command.command_type, self.service
             )));
         }
-        check_command_headers(record, &command)?;
         self.through_intake(command).await
     }
 
@@ -205,25 +192,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         }
     }
 
-    /// Handles a record that is not one of this service's commands: another service's event.
-    async fn handle_event_record(&self, record: &InboundRecord) -> Result<(), RecordError> {
-        let value = record_value(record)?;
-        if !SERVICE_NAMES
-            .iter()
-            .any(|s| record.id.topic == self.topics.events(s))
-        {
-            return Err(RecordError::dead_letter(format!(
-                "topic {} is not one the {} service reads",
-                record.id.topic, self.service
-            )));
-        }
-        let event = StoredEvent::from_json(value)?;
-        check_event_headers(record, &event)?;
-        self.react_to(&event).await
-    }
-
-    async fn react_to(&self, event: &StoredEvent) -> Result<(), RecordError> {
-        check_known_event(event, &self.upcasters)?;
+    async fn react_to(&self, event: &FlowEnvelope) -> Result<(), RecordError> {
         let order = if needs_order(&event.event_type) {
             // Reactions read only the order's details, fixed when it was created, so the
             // state this function saw last serves as well as a fresh read.
@@ -236,7 +205,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         } else {
             None
         };
-        match react(event, order.as_ref(), &self.upcasters) {
+        match react(event, order.as_ref()) {
             Ok(commands) => {
                 // Every service sees the same event and derives the same commands with the
                 // same ids; each executes only its own, so each reaction happens once.
@@ -250,7 +219,6 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             }
             // An event with no order behind it (restocking, say) has nothing to choreograph.
             Err(PolicyError::MissingOrder(_)) => Ok(()),
-            Err(e) => Err(RecordError::dead_letter(e)),
         }
     }
 
@@ -262,6 +230,16 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The services underneath, for reads.
     pub fn services(&self) -> &FlowServices<S> {
         &self.services
+    }
+}
+
+/// The aggregate a prepared command is for: consecutive commands to it run as one batch.
+fn command_target(prepared: &Option<Result<Inbound, RecordError>>) -> Option<(&str, &str)> {
+    match prepared {
+        Some(Ok(Inbound::Command(command))) => {
+            Some((command.aggregate_type(), command.target_id.as_str()))
+        }
+        _ => None,
     }
 }
 

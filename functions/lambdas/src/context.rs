@@ -7,7 +7,6 @@ use std::sync::Arc;
 use sagaflow_dynamodb::{dynamodb_client, AdapterConfig, DynamoAnalyticsStore, DynamoEventStore};
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
-use sagaflow_orders::domain::order::order_upcasters;
 
 use sagaflow_handlers::analytics::{AnalyticsFunction, AnalyticsHandler};
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
@@ -123,11 +122,8 @@ impl FunctionContext {
     /// The analytics function over the analytics table, whose connection it checks now.
     pub async fn analytics_function(&self) -> Result<AnalyticsFunction, InitError> {
         describe_table(&self.dynamodb, &self.adapters.analytics_table).await?;
-        let read_model = DynamoAnalyticsStore::new(
-            self.dynamodb.clone(),
-            self.adapters.analytics_table.clone(),
-            order_upcasters(),
-        );
+        let read_model =
+            DynamoAnalyticsStore::new(self.dynamodb.clone(), self.adapters.analytics_table.clone());
         let handler = AnalyticsHandler::new(Arc::new(read_model), self.kafka.topics.clone());
         AnalyticsFunction::new(handler, Arc::new(self.dead_letters.clone()))
             .map_err(|e| InitError::Definition(e.to_string()))

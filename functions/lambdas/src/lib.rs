@@ -12,7 +12,7 @@ pub mod context;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use sagaflow_eventsourcing::{EventStore, Upcasters};
+use sagaflow_eventsourcing::EventStore;
 use sagaflow_handlers::clock;
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::relay::relay_stream_batch;
@@ -78,8 +78,6 @@ pub struct Relay {
     pub topics: Topics,
     /// Where unreadable stream records go.
     pub dead_letters: DeadLetterTopic,
-    /// The upcasters events are read through.
-    pub upcasters: Upcasters,
 }
 
 /// Handles one batch from the events table's stream.
@@ -91,7 +89,6 @@ pub async fn stream_batch(
         relay.publisher.as_ref(),
         &relay.dead_letters,
         &relay.topics,
-        &relay.upcasters,
         &event.payload,
     )
     .await;
@@ -134,7 +131,6 @@ pub async fn run_relay() -> Result<(), Error> {
         publisher: Arc::new(context.publisher.clone()),
         topics: context.kafka.topics.clone(),
         dead_letters: context.dead_letters.clone(),
-        upcasters: Upcasters::default(),
     };
     run(service_fn(|event| stream_batch(&relay, event))).await
 }

@@ -444,7 +444,6 @@ mod analytics {
     use sagaflow_handlers::{AnalyticsHandler, RecordedDeadLetters};
     use sagaflow_kafka::Topics;
     use sagaflow_lambdas::analytics_invocation as handler;
-    use sagaflow_orders::domain::order::order_upcasters;
     use sagaflow_orders::projection::InMemoryAnalyticsStore;
     use serde_json::json;
     use serde_json::Value;
@@ -463,7 +462,7 @@ mod analytics {
     }
 
     async fn run_fixture(name: &str) {
-        let read_model = Arc::new(InMemoryAnalyticsStore::new(order_upcasters()));
+        let read_model = Arc::new(InMemoryAnalyticsStore::new());
         let dead_letters = RecordedDeadLetters::default();
         let function = AnalyticsFunction::new(
             AnalyticsHandler::new(read_model.clone(), Topics::default()),
@@ -524,10 +523,7 @@ mod analytics {
     #[tokio::test]
     async fn refuses_an_unknown_query_and_a_payload_that_is_neither() {
         let function = AnalyticsFunction::new(
-            AnalyticsHandler::new(
-                Arc::new(InMemoryAnalyticsStore::new(order_upcasters())),
-                Topics::default(),
-            ),
+            AnalyticsHandler::new(Arc::new(InMemoryAnalyticsStore::new()), Topics::default()),
             Arc::new(RecordedDeadLetters::default()),
         )
         .unwrap();

@@ -10,7 +10,6 @@ use lambda_runtime::LambdaEvent;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use sagaflow_eventsourcing::Upcasters;
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_kafka::admin::ensure_topics;
 use sagaflow_kafka::EventPublisher;
@@ -66,7 +65,6 @@ async fn relays_events_and_saga_commands_and_dead_letters_a_bad_item() {
         dead_letters: DeadLetterTopic::new(Arc::new(publisher.clone()), kafka.topics.clone()),
         publisher: Arc::new(publisher),
         topics: kafka.topics.clone(),
-        upcasters: Upcasters::default(),
     };
     let payload: StreamEvent = serde_json::from_str(
         &std::fs::read_to_string("fixtures/relay/dynamodb-stream-event.json").unwrap(),

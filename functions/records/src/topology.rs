@@ -31,6 +31,21 @@ impl Topic {
         }
     }
 
+    /// The topic `name` is under `topics`' prefix, if it is one of the deployment's.
+    pub fn named(name: &str, topics: &Topics) -> Option<Topic> {
+        crate::topics::AGGREGATE_TYPES
+            .iter()
+            .map(|a| Topic::Events(a))
+            .chain(crate::topics::SERVICES.iter().map(|s| Topic::Commands(s)))
+            .chain([Topic::SagaCommands, Topic::DeadLetter])
+            .find(|topic| topic.name(topics) == name)
+    }
+
+    /// Whether records on this topic are commands.
+    pub fn carries_commands(self) -> bool {
+        matches!(self, Topic::Commands(_) | Topic::SagaCommands)
+    }
+
     /// The name after the prefix and its dot, such as `events.payment`.
     pub fn suffix(self) -> String {
         let full = self.name(&Topics::new(""));
@@ -339,6 +354,13 @@ mod tests {
             );
         }
         assert_eq!(Topic::Events("saga").suffix(), "events.saga");
+        let p = Topics::new("p");
+        for name in p.all() {
+            let topic = Topic::named(&name, &p).expect("every topic is named");
+            assert_eq!(topic.name(&p), name);
+        }
+        assert_eq!(Topic::named("q.events.order", &p), None);
+        assert!(Topic::SagaCommands.carries_commands() && !Topic::DeadLetter.carries_commands());
         assert_eq!(Topic::DeadLetter.suffix(), "dead-letter");
     }
 }

@@ -545,7 +545,7 @@ mod tests {
         let mut stored = envelope_events(&stream, 0, &[created()], &meta).remove(0);
         stored.schema_version = 1;
         stored.payload = v1;
-        let decoded = stored.decode::<OrderEvent>(&order_upcasters()).unwrap();
+        let decoded = stored.decode::<OrderEvent>().unwrap();
         match decoded.payload {
             OrderEvent::Created {
                 lines, total, flow, ..
@@ -559,7 +559,7 @@ mod tests {
         }
         stored.payload = json!({"order_id": "x"});
         assert!(matches!(
-            stored.decode::<OrderEvent>(&order_upcasters()),
+            stored.decode::<OrderEvent>(),
             Err(sagaflow_eventsourcing::event::DecodeError::Upcast { .. })
         ));
     }

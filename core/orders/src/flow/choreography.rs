@@ -12,16 +12,12 @@ use crate::domain::{
     CancelReason, Flow, InventoryEvent, Order, OrderEvent, PaymentEvent, RefundStatus,
     ShipmentEvent,
 };
+use crate::flow::{FlowEnvelope, FlowEvent};
 use sagaflow_eventsourcing::command::{command_id_for, CommandEnvelope};
-use sagaflow_eventsourcing::event::{DecodeError, StoredEvent};
-use sagaflow_eventsourcing::upcast::Upcasters;
 
 /// Why a policy could not react to an event.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PolicyError {
-    /// The event could not be decoded.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
     /// The reaction needs the order, and it is not there.
     #[error("order {0} for a choreographed reaction does not exist")]
     MissingOrder(String),
@@ -36,13 +32,12 @@ pub fn needs_order(event_type: &str) -> bool {
 /// The commands that `event` causes in a choreographed order; `order` is that order's state,
 /// looked up by the event's correlation id. Orders run by another flow cause nothing here.
 pub fn react(
-    event: &StoredEvent,
+    event: &FlowEnvelope,
     order: Option<&Order>,
-    upcasters: &Upcasters,
 ) -> Result<Vec<CommandEnvelope>, PolicyError> {
     let order_id = event.correlation_id.clone();
-    let reactions: Vec<(&str, String, Value)> = match event.aggregate_type.as_str() {
-        "order" => match event.decode::<OrderEvent>(upcasters)?.payload {
+    let reactions: Vec<(&str, String, Value)> = match &event.payload {
+        FlowEvent::Order(order_event) => match order_event.clone() {
             OrderEvent::Created {
                 order_id,
                 total,
@@ -88,16 +83,16 @@ pub fn react(
             }
             _ => vec![],
         },
-        "payment" | "inventory" | "shipment" => {
+        FlowEvent::Payment(_) | FlowEvent::Inventory(_) | FlowEvent::Shipment(_) => {
             let Some(order) = order.filter(|o| o.details.is_some()) else {
                 return Err(PolicyError::MissingOrder(order_id));
             };
             if order.details.as_ref().map(|d| d.flow) != Some(Flow::Choreographed) {
                 return Ok(vec![]);
             }
-            react_to_service_event(event, order, upcasters)?
+            react_to_service_event(&event.payload, order)?
         }
-        _ => vec![],
+        FlowEvent::Saga(_) => vec![],
     };
     Ok(reactions
         .into_iter()
@@ -142,17 +137,16 @@ fn reason_from_refund(reason: &str) -> CancelReason {
 }
 
 fn react_to_service_event(
-    event: &StoredEvent,
+    event: &FlowEvent,
     order: &Order,
-    upcasters: &Upcasters,
 ) -> Result<Vec<(&'static str, String, Value)>, PolicyError> {
     let order_id = order.order_id();
     let warehouse = DEFAULT_WAREHOUSE.to_string();
     let Some(details) = order.details.as_ref() else {
         return Err(PolicyError::MissingOrder(order_id));
     };
-    Ok(match event.aggregate_type.as_str() {
-        "payment" => match event.decode::<PaymentEvent>(upcasters)?.payload {
+    Ok(match event.clone() {
+        FlowEvent::Payment(payment) => match payment {
             PaymentEvent::Processed { .. } => {
                 let lines: Vec<StockLine> = details.lines.iter().map(StockLine::from).collect();
                 vec![(
@@ -177,7 +171,7 @@ fn react_to_service_event(
                 RefundStatus::NotCharged,
             )],
         },
-        "inventory" => match event.decode::<InventoryEvent>(upcasters)?.payload {
+        FlowEvent::Inventory(inventory) => match inventory {
             InventoryEvent::Reserved { .. } => vec![(
                 "shipment.schedule",
                 order_id.clone(),
@@ -191,7 +185,7 @@ fn react_to_service_event(
             }
             _ => vec![],
         },
-        "shipment" => match event.decode::<ShipmentEvent>(upcasters)?.payload {
+        FlowEvent::Shipment(shipment) => match shipment {
             ShipmentEvent::Scheduled { .. } => {
                 vec![("order.complete", order_id.clone(), json!({}))]
             }

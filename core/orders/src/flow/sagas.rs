@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::{CancelReason, RefundStatus, StockLine};
 use crate::flow::services::FlowServices;
+use crate::flow::{FlowEnvelope, FlowEvent};
 use sagaflow_eventsourcing::clock::SimClock;
 use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::event::{CommandMeta, DecodeError, StoredEvent, Timestamp};
@@ -359,16 +360,17 @@ impl<S: EventStore> SagaRunner<S> {
     /// Feeds a committed event to the saga of its correlation id, if there is one.
     pub async fn on_event(
         &self,
-        event: &StoredEvent,
+        event: &FlowEnvelope,
         now: Timestamp,
     ) -> Result<Vec<StoredEvent>, SagaRunError> {
-        if event.aggregate_type == "saga" {
+        if let FlowEvent::Saga(_) = event.payload {
             return Ok(vec![]);
         }
+        // The reply as the code writes it now: a step reads an old event's fields upcast.
         let input = SagaInput::Reply(Reply {
             event_id: event.event_id.clone(),
             event_type: event.event_type.clone(),
-            payload: event.payload.clone(),
+            payload: event.payload.to_payload(),
         });
         let meta = CommandMeta::caused_by(event, now)
             .with_idempotency_key(format!("saga:{}:{}", event.correlation_id, event.event_id));
@@ -454,11 +456,8 @@ pub fn envelope_for(
 }
 
 /// The commands a stored saga event asks the relay to send (none for most saga events).
-pub fn commands_from_saga_event(
-    event: &StoredEvent,
-    upcasters: &sagaflow_eventsourcing::upcast::Upcasters,
-) -> Result<Vec<CommandEnvelope>, DecodeError> {
-    let decoded = event.decode::<SagaEvent>(upcasters)?;
+pub fn commands_from_saga_event(event: &StoredEvent) -> Result<Vec<CommandEnvelope>, DecodeError> {
+    let decoded = event.decode::<SagaEvent>()?;
     Ok(commands_in(std::slice::from_ref(&decoded.payload))
         .iter()
         .map(|message| envelope_for(message, &event.event_id, event.occurred_at))

@@ -7,7 +7,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::domain::inventory::DEFAULT_WAREHOUSE;
-use crate::domain::order::order_upcasters;
 use crate::domain::{Inventory, InventoryCommand, InventoryError, Order, Payment, Shipment};
 use sagaflow_eventsourcing::aggregate::Aggregate;
 use sagaflow_eventsourcing::command::CommandEnvelope;
@@ -103,9 +102,7 @@ impl<S: EventStore> FlowServices<S> {
     /// Services over `store`; the hot warehouse stream is snapshotted every `snapshot_every` events.
     pub fn new(store: Arc<S>, snapshot_every: u64) -> Self {
         Self {
-            orders: Repository::new(store.clone())
-                .with_upcasters(Arc::new(order_upcasters()))
-                .with_state_cache(STATE_CACHE_ENTRIES),
+            orders: Repository::new(store.clone()).with_state_cache(STATE_CACHE_ENTRIES),
             payments: Repository::new(store.clone()).with_state_cache(STATE_CACHE_ENTRIES),
             inventory: Repository::new(store.clone())
                 .with_snapshots_every(snapshot_every)

@@ -16,10 +16,11 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{OrderEvent, PaymentEvent};
+use crate::flow::{FlowEnvelope, FlowEvent};
 use sagaflow_eventsourcing::event::{DecodeError, StoredEvent, Timestamp};
 use sagaflow_eventsourcing::mediator::Query;
-use sagaflow_eventsourcing::upcast::Upcasters;
 use sagaflow_eventsourcing::{Classified, Transience};
+use sagaflow_saga::SagaEvent;
 
 /// Count, sum, minimum and maximum of durations in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,17 +247,14 @@ impl AnalyticsChange {
 }
 
 /// The change `event` makes given its stream's `progress`; `None` if the stream has already
-/// passed the event's sequence (a redelivery). A payload that cannot be decoded is an error and
-/// changes nothing.
+/// passed the event's sequence (a redelivery).
 pub fn analytics_change(
     progress: &StreamProgress,
-    event: &StoredEvent,
-    upcasters: &Upcasters,
-) -> Result<Option<AnalyticsChange>, DecodeError> {
+    event: &FlowEnvelope,
+) -> Option<AnalyticsChange> {
     if progress.position >= event.sequence {
-        return Ok(None);
+        return None;
     }
-    crate::flow::check_known_event(event, upcasters)?;
     let mut change = AnalyticsChange {
         progress: StreamProgress {
             position: event.sequence,
@@ -265,8 +263,8 @@ pub fn analytics_change(
         counters: Vec::new(),
         durations: Vec::new(),
     };
-    match event.aggregate_type.as_str() {
-        "order" => match event.decode::<OrderEvent>(upcasters)?.payload {
+    match &event.payload {
+        FlowEvent::Order(order) => match order {
             OrderEvent::Created { flow, .. } => {
                 change.set_status("created");
                 change.count(Metric::OrdersByFlow, &flow.to_string(), 1);
@@ -283,7 +281,7 @@ pub fn analytics_change(
                 change.count(Metric::CancellationsByReason, &reason.code, 1);
             }
         },
-        "payment" => match event.decode::<PaymentEvent>(upcasters)?.payload {
+        FlowEvent::Payment(payment) => match payment {
             PaymentEvent::Processed { amount, .. } => change.count(
                 Metric::CapturedMinor,
                 amount.currency.code(),
@@ -296,16 +294,16 @@ pub fn analytics_change(
             ),
             PaymentEvent::Declined { .. } | PaymentEvent::Voided { .. } => {}
         },
-        "saga" => match event.event_type.as_str() {
-            "saga.started" => change.progress.started_at = Some(event.occurred_at),
-            "saga.completed" => change.finish(DurationMetric::Saga, "completed", event.occurred_at),
-            "saga.aborted" => {
-                let failed = event
-                    .payload
-                    .get("compensation_failed")
-                    .and_then(|v| v.as_array())
-                    .is_some_and(|steps| !steps.is_empty());
-                let outcome = if failed {
+        FlowEvent::Saga(saga) => match saga {
+            SagaEvent::Started { .. } => change.progress.started_at = Some(event.occurred_at),
+            SagaEvent::Completed { .. } => {
+                change.finish(DurationMetric::Saga, "completed", event.occurred_at)
+            }
+            SagaEvent::Aborted {
+                compensation_failed,
+                ..
+            } => {
+                let outcome = if !compensation_failed.is_empty() {
                     "compensation_failed"
                 } else {
                     "compensated"
@@ -317,7 +315,7 @@ pub fn analytics_change(
         _ => {}
     }
     change.count(Metric::EventsByType, &event.event_type, 1);
-    Ok(Some(change))
+    Some(change)
 }
 
 impl AnalyticsSummary {
@@ -423,15 +421,14 @@ impl AnalyticsProjection {
         Self::default()
     }
 
-    /// The read model rebuilt from every event; events of one stream must come in sequence
-    /// order, streams may interleave in any way.
+    /// The read model rebuilt from every stored event, each decoded as it is read; events of
+    /// one stream must come in sequence order, streams may interleave in any way.
     pub fn replay<'a>(
         events: impl IntoIterator<Item = &'a StoredEvent>,
-        upcasters: &Upcasters,
     ) -> Result<Self, DecodeError> {
         let mut projection = Self::new();
         for event in events {
-            projection.apply(event, upcasters)?;
+            projection.apply(&FlowEvent::decode(event)?);
         }
         Ok(projection)
     }
@@ -447,33 +444,27 @@ impl AnalyticsProjection {
     }
 
     /// Applies one event, ignoring it if its stream has already passed its sequence.
-    pub fn apply(
-        &mut self,
-        event: &StoredEvent,
-        upcasters: &Upcasters,
-    ) -> Result<Applied, DecodeError> {
+    pub fn apply(&mut self, event: &FlowEnvelope) -> Applied {
         let stream = event.stream_id().to_string();
         let progress = self.streams.get(&stream).cloned().unwrap_or_default();
-        match analytics_change(&progress, event, upcasters)? {
+        match analytics_change(&progress, event) {
             None => {
                 self.duplicates_ignored += 1;
-                Ok(Applied::Duplicate)
+                Applied::Duplicate
             }
             Some(change) => {
                 self.summary.add(&change);
                 self.streams.insert(stream, change.progress);
-                Ok(Applied::New)
+                Applied::New
             }
         }
     }
 }
 
-/// Why a read model could not apply an event or answer a query.
+/// Why a read model could not apply an event or answer a query. Events come typed, decoded at
+/// the edge, so only the backend can fail.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadModelError {
-    /// The event's payload cannot be read; retrying will not help.
-    #[error("cannot apply event: {0}")]
-    Decode(#[from] DecodeError),
     /// The backend failed, for now or for good.
     #[error("read model unavailable ({transience}): {reason}")]
     Unavailable {
@@ -485,12 +476,11 @@ pub enum ReadModelError {
 }
 
 impl Classified for ReadModelError {
-    /// An event that cannot be read never will be. A backend failure is retried even when the
-    /// backend calls it permanent: a missing table or a refused grant is the deployment's
-    /// fault, not the event's, and the event applies once an operator has fixed it.
+    /// A backend failure is retried even when the backend calls it permanent: a missing table
+    /// or a refused grant is the deployment's fault, not the event's, and the event applies once
+    /// an operator has fixed it.
     fn transience(&self) -> Transience {
         match self {
-            ReadModelError::Decode(_) => Transience::Permanent,
             ReadModelError::Unavailable { .. } => Transience::Transient,
         }
     }
@@ -501,7 +491,7 @@ pub trait AnalyticsStore: Send + Sync {
     /// Applies one event exactly once: a redelivered event changes nothing.
     fn apply(
         &self,
-        event: &StoredEvent,
+        event: &FlowEnvelope,
     ) -> impl Future<Output = Result<Applied, ReadModelError>> + Send;
 
     /// The summary as of now.
@@ -509,18 +499,15 @@ pub trait AnalyticsStore: Send + Sync {
 }
 
 /// The analytics read model in process memory.
+#[derive(Default)]
 pub struct InMemoryAnalyticsStore {
     projection: Mutex<AnalyticsProjection>,
-    upcasters: Upcasters,
 }
 
 impl InMemoryAnalyticsStore {
-    /// An empty read model that decodes events with `upcasters`.
-    pub fn new(upcasters: Upcasters) -> Self {
-        Self {
-            projection: Mutex::new(AnalyticsProjection::new()),
-            upcasters,
-        }
+    /// An empty read model.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AnalyticsProjection> {
@@ -535,8 +522,8 @@ impl InMemoryAnalyticsStore {
 }
 
 impl AnalyticsStore for InMemoryAnalyticsStore {
-    async fn apply(&self, event: &StoredEvent) -> Result<Applied, ReadModelError> {
-        Ok(self.lock().apply(event, &self.upcasters)?)
+    async fn apply(&self, event: &FlowEnvelope) -> Result<Applied, ReadModelError> {
+        Ok(self.lock().apply(event))
     }
 
     async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {
@@ -547,16 +534,15 @@ impl AnalyticsStore for InMemoryAnalyticsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::order::order_upcasters;
-    use crate::testkit::analytics_scenarios::order_history;
+    use crate::testkit::analytics_scenarios::{order_history, typed};
 
-    fn progress_after(events: &[StoredEvent], stream: &str) -> StreamProgress {
+    fn progress_after(events: &[FlowEnvelope], stream: &str) -> StreamProgress {
         let mut progress = StreamProgress::default();
         for event in events
             .iter()
             .filter(|e| e.stream_id().to_string() == stream)
         {
-            if let Some(change) = analytics_change(&progress, event, &order_upcasters()).unwrap() {
+            if let Some(change) = analytics_change(&progress, event) {
                 progress = change.progress;
             }
         }
@@ -565,7 +551,7 @@ mod tests {
 
     #[test]
     fn given_a_created_order_when_it_completes_then_status_moves_and_duration_is_sampled() {
-        let history = order_history("t", 1);
+        let history = typed(&order_history("t", 1));
         let created = progress_after(&history[..2], "order#t-0");
         assert_eq!(created.status.as_deref(), Some("created"));
         assert!(created.started_at.is_some());
@@ -574,9 +560,7 @@ mod tests {
             .find(|e| e.event_type == "order.completed")
             .unwrap();
 
-        let change = analytics_change(&created, completed, &order_upcasters())
-            .unwrap()
-            .expect("a new event");
+        let change = analytics_change(&created, completed).expect("a new event");
 
         assert_eq!(change.progress.position, 2);
         assert_eq!(change.progress.status.as_deref(), Some("completed"));
@@ -603,30 +587,27 @@ mod tests {
 
     #[test]
     fn given_a_stream_at_its_position_when_an_older_event_comes_then_nothing_changes() {
-        let history = order_history("t", 1);
+        let history = typed(&order_history("t", 1));
         let progress = progress_after(&history, "order#t-0");
         let first = history
             .iter()
             .find(|e| e.event_type == "order.created")
             .unwrap();
-        assert_eq!(
-            analytics_change(&progress, first, &order_upcasters()),
-            Ok(None)
-        );
+        assert_eq!(analytics_change(&progress, first), None);
     }
 
     #[test]
     fn summaries_added_in_parts_equal_one_summary() {
         let history = order_history("t", 12);
-        let whole = AnalyticsProjection::replay(&history, &order_upcasters()).unwrap();
+        let whole = AnalyticsProjection::replay(&history).unwrap();
         let (mut left, mut right) = (AnalyticsProjection::new(), AnalyticsProjection::new());
-        for event in &history {
+        for event in &typed(&history) {
             let part = if event.aggregate_id.ends_with(['1', '3', '5', '7', '9']) {
                 &mut left
             } else {
                 &mut right
             };
-            part.apply(event, &order_upcasters()).unwrap();
+            part.apply(event);
         }
         let mut merged = left.summary().clone();
         for metric in Metric::ALL {
@@ -671,7 +652,7 @@ mod tests {
         use super::*;
 
         crate::analytics_scenarios! {
-            read_model: InMemoryAnalyticsStore::new(order_upcasters())
+            read_model: InMemoryAnalyticsStore::new()
         }
     }
 }
