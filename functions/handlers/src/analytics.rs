@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::function::KafkaFunction;
 use crate::inbound::{parse_record, Inbound};
-use crate::record_error::{outcome, RecordError};
+use crate::log::{self, MessageIds};
+use crate::record_error::RecordError;
 
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
@@ -71,25 +72,34 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
 
     /// Applies one event record to the read model.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        outcome(self.process(record).await)
-    }
-
-    async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
         let reader = "the analytics function";
-        match parse_record(record, &self.topics, reader, &self.subscriptions)? {
-            Inbound::Event(event) => {
-                self.read_model.apply(&event).await?;
-                Ok(())
-            }
-            Inbound::Command(command) => Err(RecordError::dead_letter(format!(
+        let prepared = parse_record(record, &self.topics, reader, &self.subscriptions);
+        let ids = MessageIds::of_prepared(record, &prepared);
+        let result = match prepared {
+            Ok(Inbound::Event(event)) => self
+                .read_model
+                .apply(&event)
+                .await
+                .map(drop)
+                .map_err(RecordError::from),
+            Ok(Inbound::Command(command)) => Err(RecordError::dead_letter(format!(
                 "command `{}` on an events topic",
                 command.command_type
             ))),
-        }
+            Err(error) => Err(error),
+        };
+        log::settle(ANALYTICS, record, &ids, result)
     }
 }
 
+/// The analytics function's name in its log lines.
+const ANALYTICS: &str = "analytics";
+
 impl<A: AnalyticsStore + 'static> RecordHandler for AnalyticsHandler<A> {
+    fn name(&self) -> &str {
+        ANALYTICS
+    }
+
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })

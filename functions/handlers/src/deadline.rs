@@ -75,10 +75,24 @@ impl<S: EventStore + 'static> DeadlineTimer<S> {
             match joined {
                 Ok((_, Ok(events))) if events.is_empty() => report.unchanged += 1,
                 Ok((_, Ok(_))) => report.advanced += 1,
-                Ok((id, Err(e))) => report.failed.push(format!("saga {id}: {e}")),
-                Err(e) => report.failed.push(format!("a tick panicked: {e}")),
+                Ok((id, Err(e))) => {
+                    tracing::warn!(function = "deadline", saga_id = %id, reason = %e, "tick failed; the saga stays due");
+                    report.failed.push(format!("saga {id}: {e}"))
+                }
+                Err(e) => {
+                    tracing::error!(function = "deadline", reason = %e, "a tick panicked");
+                    report.failed.push(format!("a tick panicked: {e}"))
+                }
             }
         }
+        tracing::info!(
+            function = "deadline",
+            due = report.due,
+            advanced = report.advanced,
+            unchanged = report.unchanged,
+            failed = report.failed.len(),
+            "scheduled run"
+        );
         Ok(report)
     }
 }

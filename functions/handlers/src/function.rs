@@ -2,6 +2,7 @@
 //! response out.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use sagaflow_lambda_kafka::{
@@ -11,6 +12,7 @@ use sagaflow_lambda_kafka::{
 use serde_json::Value;
 
 use crate::clock::{Clock, WallClock};
+use crate::log;
 
 /// One record handler, the dead-letter path and the batch settings of a function.
 #[derive(Clone)]
@@ -48,16 +50,24 @@ impl KafkaFunction {
         Ok(self.handle_batch(&parse_kafka_event(payload)?).await)
     }
 
-    /// Processes one invocation's batch.
+    /// Processes one invocation's batch, and logs what it came to.
     pub async fn handle_batch(&self, event: &KafkaEvent) -> BatchResult {
-        process_batch(
+        let started = Instant::now();
+        let result = process_batch(
             event,
             self.handler.clone(),
             self.dead_letters.clone(),
             &self.config,
             self.clock.now().as_millis(),
         )
-        .await
+        .await;
+        log::batch_done(
+            self.handler.name(),
+            &result.report,
+            started.elapsed(),
+            event.records.len(),
+        );
+        result
     }
 }
 

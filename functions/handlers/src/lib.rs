@@ -14,6 +14,7 @@ pub mod function;
 pub mod headers;
 pub mod inbound;
 pub mod intake;
+pub mod log;
 pub mod orchestrator;
 pub mod record_error;
 pub mod relay;

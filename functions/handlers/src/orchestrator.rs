@@ -14,7 +14,8 @@ use sagaflow_records::{topology, Topics};
 use crate::clock::{Clock, WallClock};
 use crate::inbound::{parse_record, Inbound};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::record_error::{outcome, RecordError};
+use crate::log::{self, MessageIds};
+use crate::record_error::RecordError;
 
 /// What the orchestrator function does with each record.
 pub struct OrchestratorHandler<S> {
@@ -80,18 +81,20 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// Feeds one event to its saga.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        outcome(self.process(record).await)
-    }
-
-    async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
         let subscriptions = self.subscriptions();
-        match parse_record(record, &self.topics, "the orchestrator", &subscriptions)? {
-            Inbound::Command(command) => self.front_door(command).await,
-            Inbound::Event(event) => {
-                self.sagas.on_event(&event, self.clock.now()).await?;
-                Ok(())
-            }
-        }
+        let prepared = parse_record(record, &self.topics, "the orchestrator", &subscriptions);
+        let ids = MessageIds::of_prepared(record, &prepared);
+        let result = match prepared {
+            Ok(Inbound::Command(command)) => self.front_door(command).await,
+            Ok(Inbound::Event(event)) => self
+                .sagas
+                .on_event(&event, self.clock.now())
+                .await
+                .map(|recorded| log::saga_transitions(&recorded))
+                .map_err(RecordError::from),
+            Err(error) => Err(error),
+        };
+        log::settle(ORCHESTRATOR, record, &ids, result)
     }
 }
 
@@ -127,7 +130,8 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 )))
             }
         };
-        self.sagas
+        let recorded = self
+            .sagas
             .cancel(
                 &command.target_id,
                 &command.command_id,
@@ -136,6 +140,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             )
             .await
             .map_err(|e| RecordError::from(e).context(SAGA_CANCEL))?;
+        log::saga_transitions(&recorded);
         Ok(())
     }
 
@@ -170,7 +175,8 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             .check(&order)
             .await
             .map_err(|refusal| RecordError::dead_letter(refusal).context(SAGA_START))?;
-        self.sagas
+        let recorded = self
+            .sagas
             .start(
                 ORDER_SAGA,
                 &order.order_id,
@@ -179,6 +185,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 self.clock.now(),
             )
             .await?;
+        log::saga_transitions(&recorded);
         Ok(())
     }
 }
@@ -221,7 +228,14 @@ pub fn cancel_command(
     }
 }
 
+/// The orchestrator's name in its log lines and dead-letter reasons.
+const ORCHESTRATOR: &str = "orchestrator";
+
 impl<S: EventStore + 'static> RecordHandler for OrchestratorHandler<S> {
+    fn name(&self) -> &str {
+        ORCHESTRATOR
+    }
+
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })

@@ -94,6 +94,19 @@ pub async fn relay_changes(
     topics: &Topics,
     changes: Vec<Change>,
 ) -> RelayOutcome {
+    let started = std::time::Instant::now();
+    let count = changes.len();
+    let outcome = relay_in_order(publisher, dead_letters, topics, changes).await;
+    log_batch(count, &outcome, started);
+    outcome
+}
+
+async fn relay_in_order(
+    publisher: &dyn Publisher,
+    dead_letters: &DeadLetterTopic,
+    topics: &Topics,
+    changes: Vec<Change>,
+) -> RelayOutcome {
     let mut outcome = RelayOutcome::default();
     // The records of consecutive good changes go out in one publish (one round trip for the
     // batch, not one per record); each notes which change it came from.
@@ -119,8 +132,23 @@ pub async fn relay_changes(
                     .send_json(&change.position, &reason, &letter)
                     .await
                 {
-                    Ok(()) => outcome.dead_lettered.push((change.position, reason)),
-                    Err(_) => {
+                    Ok(()) => {
+                        tracing::error!(
+                            function = "relay",
+                            position = %change.position,
+                            reason = %reason,
+                            "change dead-lettered"
+                        );
+                        outcome.dead_lettered.push((change.position, reason))
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            function = "relay",
+                            position = %change.position,
+                            reason = %reason,
+                            error = %error,
+                            "change retried: its dead letter could not be written"
+                        );
                         outcome.failed_at = Some(change.position);
                         return outcome;
                     }
@@ -130,6 +158,20 @@ pub async fn relay_changes(
     }
     queued.flush(publisher, &mut outcome).await;
     outcome
+}
+
+/// Logs what one relayed batch came to.
+fn log_batch(changes: usize, outcome: &RelayOutcome, started: std::time::Instant) {
+    let failed_at = outcome.failed_at.as_deref().unwrap_or("");
+    tracing::info!(
+        function = "relay",
+        changes,
+        published = outcome.published,
+        dead_lettered = outcome.dead_lettered.len(),
+        failed_at,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        "batch"
+    );
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,8 @@ use sagaflow_orders::flow::FlowEnvelope;
 
 use crate::inbound::{parse_record, Inbound};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::record_error::{outcome, RecordError};
+use crate::log::{self, MessageIds};
+use crate::record_error::RecordError;
 use sagaflow_eventsourcing::EventStore;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_orders::domain::CreateOrder;
@@ -91,14 +92,14 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
 
     /// Handles one record: a command of this service, or another service's event.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        outcome(self.process(record).await)
-    }
-
-    async fn process(&self, record: &InboundRecord) -> Result<(), RecordError> {
-        match self.prepare(record).await? {
-            Inbound::Command(command) => self.execute(&command).await,
-            Inbound::Event(event) => self.react_to(&event).await,
-        }
+        let prepared = self.prepare(record).await;
+        let ids = MessageIds::of_prepared(record, &prepared);
+        let result = match prepared {
+            Ok(Inbound::Command(command)) => self.execute(&command).await,
+            Ok(Inbound::Event(event)) => self.react_to(&event).await,
+            Err(error) => Err(error),
+        };
+        log::settle(&self.service, record, &ids, result)
     }
 
     /// Handles one key group's records in order, stopping at the first to retry. Consecutive
@@ -106,9 +107,13 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
         let mut prepared: Vec<Option<Result<Inbound, RecordError>>> =
             Vec::with_capacity(records.len());
+        let mut ids = Vec::with_capacity(records.len());
         for record in records {
-            prepared.push(Some(self.prepare(record).await));
+            let read = self.prepare(record).await;
+            ids.push(MessageIds::of_prepared(record, &read));
+            prepared.push(Some(read));
         }
+        let settle = |i: usize, result| log::settle(&self.service, &records[i], &ids[i], result);
         let mut outcomes = Vec::with_capacity(records.len());
         let mut i = 0;
         while i < records.len() {
@@ -135,11 +140,14 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                         .handle_all(&run, self.clock.now())
                         .await
                         .into_iter()
-                        .map(|handled| outcome(handled.map(drop).map_err(RecordError::from)))
+                        .enumerate()
+                        .map(|(k, handled)| {
+                            settle(i + k, handled.map(drop).map_err(RecordError::from))
+                        })
                         .collect()
                 }
-                Some(Ok(Inbound::Event(event))) => vec![outcome(self.react_to(&event).await)],
-                Some(Err(error)) => vec![error.into()],
+                Some(Ok(Inbound::Event(event))) => vec![settle(i, self.react_to(&event).await)],
+                Some(Err(error)) => vec![settle(i, Err(error))],
                 None => vec![],
             };
             for outcome in step {
@@ -244,6 +252,10 @@ fn command_target(prepared: &Option<Result<Inbound, RecordError>>) -> Option<(&s
 }
 
 impl<S: EventStore + 'static> RecordHandler for ServiceHandler<S> {
+    fn name(&self) -> &str {
+        &self.service
+    }
+
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })

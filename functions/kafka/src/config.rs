@@ -15,8 +15,9 @@ pub const PROPERTIES_VAR: &str = "SAGAFLOW_KAFKA_PROPERTIES";
 /// Environment variable: `false` turns the idempotent producer off (for brokers without it).
 pub const IDEMPOTENT_VAR: &str = "SAGAFLOW_KAFKA_IDEMPOTENT";
 
-/// How to reach Kafka.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How to reach Kafka. Its `Debug` hides the value of every secret property (a password, a
+/// secret, a token, a key), so a configuration can be logged.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port,host:port`.
     pub bootstrap_servers: String,
@@ -26,6 +27,38 @@ pub struct KafkaConfig {
     pub properties: Vec<(String, String)>,
     /// Whether the producer is idempotent (`enable.idempotence`).
     pub idempotent: bool,
+}
+
+/// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`, a token or a private key).
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token", "key.pem", "private"]
+        .iter()
+        .any(|marker| name.contains(marker))
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .properties
+            .iter()
+            .map(|(name, value)| {
+                let shown = if is_secret_property(name) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topics", &self.topics)
+            .field("properties", &properties)
+            .field("idempotent", &self.idempotent)
+            .finish()
+    }
 }
 
 /// A property string that is not `name=value`.
@@ -119,6 +152,30 @@ mod tests {
         assert_eq!(
             KafkaConfig::from_lookup(|_| None).unwrap(),
             KafkaConfig::default()
+        );
+    }
+
+    #[test]
+    fn its_debug_form_hides_every_secret_property() {
+        let config = KafkaConfig::from_lookup(|name| {
+            (name == PROPERTIES_VAR).then(|| {
+                "sasl.username=app;sasl.password=hunter2;ssl.key.password=k3y;\
+                 sasl.oauthbearer.client.secret=s3cret"
+                    .to_string()
+            })
+        })
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "k3y", "s3cret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("sasl.username") && shown.contains("\"app\""),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("sasl.password") && shown.contains("<redacted>"),
+            "{shown}"
         );
     }
 }

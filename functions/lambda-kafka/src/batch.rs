@@ -29,6 +29,11 @@ pub enum RecordOutcome {
 
 /// Business logic for one decoded record; must be idempotent, since Lambda may redeliver.
 pub trait RecordHandler: Send + Sync + 'static {
+    /// The name the function's log lines carry.
+    fn name(&self) -> &str {
+        "records"
+    }
+
     /// Processes `record` and says how it went.
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome>;
 
@@ -45,7 +50,9 @@ pub trait RecordHandler: Send + Sync + 'static {
             let mut outcomes = Vec::with_capacity(pending.len());
             for future in pending {
                 let outcome = tokio::spawn(future).await.unwrap_or_else(|e| {
-                    RecordOutcome::Retry(format!("handler {}", describe_join_error(e)))
+                    let why = describe_join_error(e);
+                    tracing::error!(reason = %why, "record handler failed; the record is retried");
+                    RecordOutcome::Retry(format!("handler {why}"))
                 });
                 let stop = matches!(outcome, RecordOutcome::Retry(_));
                 outcomes.push(outcome);
@@ -206,6 +213,7 @@ pub async fn process_batch(
             Err(err) => {
                 // Unknown how far the group got, so retry all of it rather than lose any.
                 let reason = format!("record group task {}", describe_join_error(err));
+                tracing::error!(%reason, records = ids.len(), "record group retried");
                 settled.extend(
                     ids.into_iter()
                         .map(|id| (id, Settled::Retried(reason.clone()))),
@@ -241,7 +249,10 @@ async fn run_group(
         let handler = Arc::clone(&handler);
         isolated(move || handler.handle_group(inbound))
             .await
-            .unwrap_or_else(|why| vec![RecordOutcome::Retry(format!("handler {why}"))])
+            .unwrap_or_else(|why| {
+                tracing::error!(reason = %why, "record group handler failed; the group is retried");
+                vec![RecordOutcome::Retry(format!("handler {why}"))]
+            })
     };
     let mut handled = handled.into_iter();
     let mut settled = Vec::with_capacity(pending.len());
@@ -277,14 +288,20 @@ async fn settle(
         RecordOutcome::Done => Settled::Done,
         RecordOutcome::Retry(reason) => Settled::Retried(reason),
         RecordOutcome::DeadLetter(reason) => {
-            let letter = DeadLetter::new(id, reason.clone(), raw, now_ms);
+            let letter = DeadLetter::new(id.clone(), reason.clone(), raw, now_ms);
             let sink = Arc::clone(sink);
             match isolated(move || sink.send(letter)).await {
                 Ok(Ok(())) => Settled::DeadLettered(reason),
                 Ok(Err(err)) => {
-                    Settled::Retried(format!("dead-letter sink failed ({err}) for: {reason}"))
+                    let reason = format!("dead-letter sink failed ({err}) for: {reason}");
+                    tracing::warn!(topic = %id.topic, partition = id.partition, offset = id.offset, %reason, "record retried");
+                    Settled::Retried(reason)
                 }
-                Err(why) => Settled::Retried(format!("dead-letter sink {why} for: {reason}")),
+                Err(why) => {
+                    let reason = format!("dead-letter sink {why} for: {reason}");
+                    tracing::warn!(topic = %id.topic, partition = id.partition, offset = id.offset, %reason, "record retried");
+                    Settled::Retried(reason)
+                }
             }
         }
     }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use lambda_runtime::tracing;
+
 use sagaflow_dynamodb::{dynamodb_client, AdapterConfig, DynamoAnalyticsStore, DynamoEventStore};
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
@@ -75,9 +77,10 @@ impl FunctionContext {
         tokio::spawn(async move {
             if let Err(e) = warming.warm().await {
                 // Not fatal: the first publish connects again and reports its own failure.
-                eprintln!("sagaflow: Kafka warm-up failed, the first publish will retry: {e}");
+                tracing::warn!(reason = %e, "Kafka warm-up failed; the first publish connects again");
             }
         });
+        log_ready(&adapters, &kafka);
         Ok(Self {
             store: Arc::new(DynamoEventStore::new(
                 client.clone(),
@@ -111,6 +114,7 @@ impl FunctionContext {
         let kafka = KafkaConfig::from_env()?;
         let client = dynamodb_client().await;
         describe_table(&client, &adapters.events_table).await?;
+        log_ready(&adapters, &kafka);
         let store = Arc::new(DynamoEventStore::new(client, adapters.events_table.clone()));
         deadline_timer(store, &kafka, &adapters)
     }
@@ -159,6 +163,18 @@ fn deadline_timer(
         .sagas()
         .clone();
     Ok(DeadlineTimer::new(store, sagas))
+}
+
+/// Logs what a function starts with: its tables and its Kafka settings, secrets hidden (the
+/// configuration's `Debug` redacts them).
+pub fn log_ready(adapters: &AdapterConfig, kafka: &KafkaConfig) {
+    tracing::info!(
+        function = %std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
+        events_table = %adapters.events_table,
+        analytics_table = %adapters.analytics_table,
+        kafka = ?kafka,
+        "function ready"
+    );
 }
 
 /// Opens the connection to DynamoDB and checks that `table` is there.

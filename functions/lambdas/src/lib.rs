@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod context;
+pub mod logging;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
@@ -97,6 +98,7 @@ pub async fn stream_batch(
 
 /// Runs the Kafka-triggered function of `service` (`order`, `payment`, `inventory`, `shipment`).
 pub async fn run_service(service: &str) -> Result<(), Error> {
+    logging::init();
     let function = FunctionContext::from_env()
         .await?
         .service_function(service)?;
@@ -105,12 +107,14 @@ pub async fn run_service(service: &str) -> Result<(), Error> {
 
 /// Runs the saga orchestrator.
 pub async fn run_orchestrator() -> Result<(), Error> {
+    logging::init();
     let function = FunctionContext::from_env().await?.orchestrator_function()?;
     run(service_fn(|event| kafka_batch(&function, event))).await
 }
 
 /// Runs the analytics function.
 pub async fn run_analytics() -> Result<(), Error> {
+    logging::init();
     let function = FunctionContext::from_env()
         .await?
         .analytics_function()
@@ -120,12 +124,14 @@ pub async fn run_analytics() -> Result<(), Error> {
 
 /// Runs the scheduled deadline timer.
 pub async fn run_deadline() -> Result<(), Error> {
+    logging::init();
     let timer = FunctionContext::deadline_timer_from_env().await?;
     run(service_fn(|event| scheduled_tick(&timer, event))).await
 }
 
 /// Runs the outbox relay.
 pub async fn run_relay() -> Result<(), Error> {
+    logging::init();
     let context = FunctionContext::from_env().await?;
     let relay = Relay {
         publisher: Arc::new(context.publisher.clone()),

@@ -1,0 +1,148 @@
+//! What a function says about its work, as structured `tracing` events: one per batch, one per
+//! record that is retried or dead-lettered, with the record's place and its message's ids, and
+//! the orchestrator's saga transitions. Never a payload, never a secret: only ids, counts,
+//! names and reasons. The runtime's subscriber writes them (JSON lines on Lambda).
+
+use std::time::Duration;
+
+use sagaflow_eventsourcing::{StoredEvent, Transience};
+use sagaflow_lambda_kafka::{BatchReport, InboundRecord, RecordId, RecordOutcome};
+use sagaflow_records::records::{CAUSATION_ID_HEADER, CORRELATION_ID_HEADER};
+
+use crate::inbound::Inbound;
+use crate::record_error::{outcome, RecordError};
+
+/// The ids a log line names a message by; each is there when the message (or, before it could
+/// be read, the record's headers) says it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageIds {
+    /// The command's or the event's own id.
+    pub message_id: Option<String>,
+    /// The business flow: the order id.
+    pub correlation_id: Option<String>,
+    /// What caused the message.
+    pub causation_id: Option<String>,
+}
+
+impl MessageIds {
+    /// The ids of a message that was read.
+    pub fn of(inbound: &Inbound) -> Self {
+        match inbound {
+            Inbound::Command(command) => Self {
+                message_id: Some(command.command_id.clone()),
+                correlation_id: Some(command.correlation_id.clone()),
+                causation_id: Some(command.causation_id.clone()),
+            },
+            Inbound::Event(event) => Self {
+                message_id: Some(event.event_id.clone()),
+                correlation_id: Some(event.correlation_id.clone()),
+                causation_id: Some(event.causation_id.clone()),
+            },
+        }
+    }
+
+    /// The ids a record's headers carry, for a record that could not be read.
+    pub fn from_headers(record: &InboundRecord) -> Self {
+        let header = |name| {
+            record
+                .header_values(name)
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        };
+        Self {
+            message_id: None,
+            correlation_id: header(CORRELATION_ID_HEADER),
+            causation_id: header(CAUSATION_ID_HEADER),
+        }
+    }
+
+    /// The ids of a record as far as it could be read.
+    pub fn of_prepared(record: &InboundRecord, prepared: &Result<Inbound, RecordError>) -> Self {
+        match prepared {
+            Ok(inbound) => Self::of(inbound),
+            Err(_) => Self::from_headers(record),
+        }
+    }
+}
+
+/// Logs a record that failed: a warning when it is retried, an error when it is dead-lettered.
+pub fn record_failed(function: &str, record: &RecordId, ids: &MessageIds, error: &RecordError) {
+    let reason = error.reason();
+    let message_id = ids.message_id.as_deref().unwrap_or("");
+    let correlation_id = ids.correlation_id.as_deref().unwrap_or("");
+    let causation_id = ids.causation_id.as_deref().unwrap_or("");
+    match error.transience() {
+        Transience::Transient => tracing::warn!(
+            function,
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            message_id,
+            correlation_id,
+            causation_id,
+            reason = %reason,
+            "record retried"
+        ),
+        Transience::Permanent => tracing::error!(
+            function,
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            message_id,
+            correlation_id,
+            causation_id,
+            reason = %reason,
+            "record dead-lettered"
+        ),
+    }
+}
+
+/// What a record's result means for it, logged when it failed.
+pub fn settle(
+    function: &str,
+    record: &InboundRecord,
+    ids: &MessageIds,
+    result: Result<(), RecordError>,
+) -> RecordOutcome {
+    if let Err(error) = &result {
+        record_failed(function, &record.id, ids, error);
+    }
+    outcome(result)
+}
+
+/// Logs what one Kafka batch came to.
+pub fn batch_done(function: &str, report: &BatchReport, duration: Duration, partitions: usize) {
+    tracing::info!(
+        function,
+        records = report.records,
+        done = report.done,
+        retried = report.retried.len(),
+        dead_lettered = report.dead_lettered.len(),
+        skipped = report.skipped_after_failure,
+        partitions,
+        duration_ms = duration.as_secs_f64() * 1e3,
+        "batch"
+    );
+}
+
+/// Logs each saga transition the orchestrator recorded: the saga, the step and the event.
+pub fn saga_transitions(events: &[StoredEvent]) {
+    for event in events.iter().filter(|e| e.aggregate_type == "saga") {
+        let step = event
+            .payload
+            .get("step")
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
+        tracing::info!(
+            function = "orchestrator",
+            saga_id = %event.aggregate_id,
+            correlation_id = %event.correlation_id,
+            causation_id = %event.causation_id,
+            event_id = %event.event_id,
+            transition = %event.event_type,
+            step,
+            "saga transition"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! What the functions log, captured from the subscriber they install: one JSON line per batch
+//! and one per retried or dead-lettered record, with the ids that find the message again; and
+//! never a payload or a secret.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use lambda_runtime::tracing;
+use lambda_runtime::{Context, LambdaEvent};
+use sagaflow_dynamodb::AdapterConfig;
+use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
+use sagaflow_kafka::config::PROPERTIES_VAR;
+use sagaflow_kafka::KafkaConfig;
+use sagaflow_lambdas::{context::log_ready, kafka_batch, logging};
+use serde_json::Value;
+
+/// Every byte the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Each line, which must be a JSON object.
+    fn lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+}
+
+/// Runs the order function on its committed MSK payload with the functions' subscriber.
+async fn order_function_logs() -> Captured {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let dispatch = logging::dispatch(|_| None, move || writer.clone());
+    let _guard = tracing::dispatcher::set_default(&dispatch);
+    let f = MemoryFunction::service("order").unwrap();
+    let payload = load_kafka_fixture("order", "msk-event.json").unwrap();
+    kafka_batch(
+        &f.function,
+        LambdaEvent {
+            payload,
+            context: Context::default(),
+        },
+    )
+    .await
+    .unwrap();
+    captured
+}
+
+#[tokio::test]
+async fn a_batch_and_each_dead_lettered_record_are_json_lines_with_their_ids() {
+    let lines = order_function_logs().await;
+    let lines = lines.lines();
+    let batch: Vec<&Value> = lines.iter().filter(|l| l["message"] == "batch").collect();
+    assert_eq!(batch.len(), 1, "{lines:#?}");
+    let batch = batch[0];
+    assert_eq!(batch["function"], "order");
+    assert_eq!(batch["level"], "INFO");
+    for field in [
+        "records",
+        "done",
+        "retried",
+        "dead_lettered",
+        "partitions",
+        "duration_ms",
+    ] {
+        assert!(batch[field].is_number(), "{field}: {batch}");
+    }
+    let dead: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "record dead-lettered")
+        .collect();
+    assert_eq!(
+        dead.len() as u64,
+        batch["dead_lettered"].as_u64().unwrap(),
+        "one line per dead letter: {lines:#?}"
+    );
+    let teleport = dead
+        .iter()
+        .find(|l| l["reason"].as_str().unwrap().contains("order.teleport"))
+        .expect("the unknown command's line");
+    assert_eq!(teleport["function"], "order");
+    assert_eq!(teleport["level"], "ERROR");
+    assert_eq!(teleport["topic"], "sagaflow.commands.order");
+    assert!(teleport["partition"].is_number() && teleport["offset"].is_number());
+    assert_eq!(teleport["correlation_id"], "ord-2002");
+    assert_eq!(teleport["causation_id"], "fixture-ord-2002");
+    assert!(
+        !teleport["message_id"].as_str().unwrap().is_empty(),
+        "the command id: {teleport}"
+    );
+}
+
+#[tokio::test]
+async fn no_payload_reaches_the_logs() {
+    let text = order_function_logs().await.text();
+    assert!(!text.is_empty());
+    // Fields of the fixture's command and event payloads: an address, a destination, a reason.
+    for payload_text in ["Ada Lovelace", "1 Loop Road", "the moon", "changed my mind"] {
+        assert!(
+            !text.contains(payload_text),
+            "`{payload_text}` was logged:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_ready_line_hides_the_kafka_password() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let dispatch = logging::dispatch(|_| None, move || writer.clone());
+    let kafka = KafkaConfig::from_lookup(|name| {
+        (name == PROPERTIES_VAR).then(|| {
+            "security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;sasl.username=app;\
+             sasl.password=correct-horse-battery"
+                .to_string()
+        })
+    })
+    .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || log_ready(&AdapterConfig::default(), &kafka));
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let ready = &lines[0];
+    assert_eq!(ready["message"], "function ready");
+    let kafka = ready["kafka"].as_str().unwrap();
+    assert!(
+        kafka.contains("sasl.username") && kafka.contains("<redacted>"),
+        "{kafka}"
+    );
+    assert!(!captured.text().contains("correct-horse-battery"));
+}
+
+#[test]
+fn lambdas_advanced_logging_controls_set_the_level_and_the_format() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let warn_only = logging::dispatch(
+        |name| (name == "AWS_LAMBDA_LOG_LEVEL").then(|| "WARN".to_string()),
+        move || writer.clone(),
+    );
+    tracing::dispatcher::with_default(&warn_only, || {
+        tracing::info!("hidden");
+        tracing::warn!("shown");
+    });
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["message"], "shown");
+
+    let text = Captured::default();
+    let writer = text.clone();
+    let plain = logging::dispatch(
+        |name| (name == "AWS_LAMBDA_LOG_FORMAT").then(|| "Text".to_string()),
+        move || writer.clone(),
+    );
+    tracing::dispatcher::with_default(&plain, || tracing::info!("plain"));
+    assert!(text.text().contains("plain") && !text.text().starts_with('{'));
+}
