@@ -406,10 +406,18 @@ def parameters():
                               2557, 2922, 3288, 3653],
             "Description": "Days the functions' logs are kept.",
         },
-        "LogLevel": {
+        "ApplicationLogLevel": {
             "Type": "String",
-            "Default": "info",
-            "Description": "RUST_LOG of every function.",
+            "Default": "INFO",
+            "AllowedValues": ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"],
+            "Description": "The functions' own log level (Lambda's advanced logging controls; the"
+            " functions read it as AWS_LAMBDA_LOG_LEVEL).",
+        },
+        "SystemLogLevel": {
+            "Type": "String",
+            "Default": "WARN",
+            "AllowedValues": ["DEBUG", "INFO", "WARN"],
+            "Description": "The Lambda platform's log level in the functions' log groups.",
         },
         "ReservedConcurrency": {
             "Type": "String",
@@ -490,6 +498,12 @@ def globals_():
             "MemorySize": 256,
             "Timeout": 60,
             "Tracing": "Active",
+            # JSON lines, which the functions write too (functions/lambdas/src/logging.rs).
+            "LoggingConfig": {
+                "LogFormat": "JSON",
+                "ApplicationLogLevel": Ref("ApplicationLogLevel"),
+                "SystemLogLevel": Ref("SystemLogLevel"),
+            },
             "ReservedConcurrentExecutions": if_("HasReservedConcurrency", Ref("ReservedConcurrency")),
             "VpcConfig": if_(
                 "HasVpc", {"SubnetIds": Ref("SubnetIds"), "SecurityGroupIds": Ref("SecurityGroupIds")}
@@ -504,7 +518,6 @@ def globals_():
                     "SAGAFLOW_STEP_TIMEOUT_MS": Ref("StepTimeoutMilliseconds"),
                     "SAGAFLOW_STEP_ATTEMPTS": Ref("StepAttempts"),
                     "SAGAFLOW_FORWARD_ATTEMPTS": Ref("ForwardAttempts"),
-                    "RUST_LOG": Ref("LogLevel"),
                 }
             },
         }
