@@ -177,6 +177,12 @@ impl AnalyticsFunction {
         })
     }
 
+    /// The same function writing its batch metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn crate::metrics::MetricsSink>) -> Self {
+        self.function = self.function.with_metrics(metrics);
+        self
+    }
+
     /// Handles one invocation.
     pub async fn invoke(
         &self,

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::clock::{Clock, WallClock};
 use crate::log;
+use crate::metrics::{self, MetricsSink, NoMetrics};
 
 /// One record handler, the dead-letter path and the batch settings of a function.
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub struct KafkaFunction {
     dead_letters: Arc<dyn DeadLetterSink>,
     config: BatchConfig,
     clock: Arc<dyn Clock>,
+    metrics: Arc<dyn MetricsSink>,
 }
 
 impl KafkaFunction {
@@ -35,7 +37,14 @@ impl KafkaFunction {
             dead_letters,
             config,
             clock: Arc::new(WallClock),
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// The same function writing its batch metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same function reading time from `clock` (the simulated clock of `make run`).
@@ -61,12 +70,18 @@ impl KafkaFunction {
             self.clock.now().as_millis(),
         )
         .await;
+        let duration = started.elapsed();
         log::batch_done(
             self.handler.name(),
             &result.report,
-            started.elapsed(),
+            duration,
             event.records.len(),
         );
+        let now = self.clock.now().as_millis();
+        for line in metrics::batch_lines(self.handler.name(), event, &result.report, duration, now)
+        {
+            self.metrics.emit(line);
+        }
         result
     }
 }

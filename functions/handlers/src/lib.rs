@@ -15,6 +15,7 @@ pub mod headers;
 pub mod inbound;
 pub mod intake;
 pub mod log;
+pub mod metrics;
 pub mod orchestrator;
 pub mod record_error;
 pub mod relay;

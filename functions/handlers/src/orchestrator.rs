@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use sagaflow_eventsourcing::command::CommandEnvelope;
-use sagaflow_eventsourcing::EventStore;
+use sagaflow_eventsourcing::{EventStore, StoredEvent};
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_orders::domain::{CreateOrder, Flow};
 use sagaflow_orders::flow::sagas::{order_saga_with_timing, SagaRunner, StepTiming, ORDER_SAGA};
@@ -15,6 +15,7 @@ use crate::clock::{Clock, WallClock};
 use crate::inbound::{parse_record, Inbound};
 use crate::intake::{HandlerSetupError, Intake};
 use crate::log::{self, MessageIds};
+use crate::metrics::{self, MetricsSink, NoMetrics};
 use crate::record_error::RecordError;
 
 /// What the orchestrator function does with each record.
@@ -23,6 +24,7 @@ pub struct OrchestratorHandler<S> {
     intake: Intake,
     topics: Topics,
     clock: Arc<dyn Clock>,
+    metrics: Arc<dyn MetricsSink>,
 }
 
 impl<S> Clone for OrchestratorHandler<S> {
@@ -32,6 +34,7 @@ impl<S> Clone for OrchestratorHandler<S> {
             intake: self.intake.clone(),
             topics: self.topics.clone(),
             clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -54,7 +57,22 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             intake: Intake::with_default_catalog()?,
             topics,
             clock: Arc::new(WallClock),
+            metrics: Arc::new(NoMetrics),
         })
+    }
+
+    /// The same handler writing its saga outcome metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Logs and measures the saga events one record made.
+    fn recorded(&self, events: &[StoredEvent]) {
+        log::saga_transitions(events);
+        if let Some(line) = metrics::saga_line(events, self.clock.now().as_millis()) {
+            self.metrics.emit(line);
+        }
     }
 
     /// The same handler reading time from `clock` (the simulated clock of `make run`).
@@ -90,7 +108,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 .sagas
                 .on_event(&event, self.clock.now())
                 .await
-                .map(|recorded| log::saga_transitions(&recorded))
+                .map(|recorded| self.recorded(&recorded))
                 .map_err(RecordError::from),
             Err(error) => Err(error),
         };
@@ -140,7 +158,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
             )
             .await
             .map_err(|e| RecordError::from(e).context(SAGA_CANCEL))?;
-        log::saga_transitions(&recorded);
+        self.recorded(&recorded);
         Ok(())
     }
 
@@ -185,7 +203,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 self.clock.now(),
             )
             .await?;
-        log::saga_transitions(&recorded);
+        self.recorded(&recorded);
         Ok(())
     }
 }

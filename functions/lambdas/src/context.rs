@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use lambda_runtime::tracing;
 
+use crate::logging::StdoutMetrics;
+
 use sagaflow_dynamodb::{dynamodb_client, AdapterConfig, DynamoAnalyticsStore, DynamoEventStore};
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
@@ -130,6 +132,7 @@ impl FunctionContext {
             DynamoAnalyticsStore::new(self.dynamodb.clone(), self.adapters.analytics_table.clone());
         let handler = AnalyticsHandler::new(Arc::new(read_model), self.kafka.topics.clone());
         AnalyticsFunction::new(handler, Arc::new(self.dead_letters.clone()))
+            .map(|function| function.with_metrics(Arc::new(StdoutMetrics)))
             .map_err(|e| InitError::Definition(e.to_string()))
     }
 
@@ -142,6 +145,7 @@ impl FunctionContext {
             Arc::new(self.dead_letters.clone()),
             sagaflow_lambda_kafka::BatchConfig::default(),
         )
+        .with_metrics(Arc::new(StdoutMetrics))
     }
 }
 
@@ -151,6 +155,7 @@ fn orchestrator(
     adapters: &AdapterConfig,
 ) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
     OrchestratorHandler::with_step_timing(store, kafka.topics.clone(), adapters.step_timing)
+        .map(|handler| handler.with_metrics(Arc::new(StdoutMetrics)))
         .map_err(|e| InitError::Definition(e.to_string()))
 }
 

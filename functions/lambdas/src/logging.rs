@@ -1,11 +1,28 @@
 //! The functions' log output: JSON lines (Text only when Lambda's log format says so), at the
 //! level Lambda's advanced logging controls set (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else
 //! INFO). Each line written during an invocation carries the runtime's span, with the Lambda
-//! request id and the X-Ray trace id; each of sagaflow's own lines names its function.
+//! request id and the X-Ray trace id; each of sagaflow's own lines names its function. Metric
+//! lines (CloudWatch Embedded Metric Format) go to the same output.
 
 use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
 use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
 use lambda_runtime::tracing::{self, Dispatch};
+use sagaflow_handlers::metrics::MetricsSink;
+use serde_json::Value;
+
+/// Metric lines on standard output, where CloudWatch Logs finds and extracts them (EMF).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdoutMetrics;
+
+impl MetricsSink for StdoutMetrics {
+    fn emit(&self, line: Value) {
+        use std::io::Write;
+        // One write of the whole line, so another thread's log line cannot cut into it.
+        let mut text = line.to_string();
+        text.push('\n');
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    }
+}
 
 /// Installs the functions' subscriber for the whole process, writing to standard output.
 pub fn init() {

@@ -635,3 +635,39 @@ mod deadline {
         assert_eq!(scheduled_run(&timer).await, TickReport::default());
     }
 }
+
+/// The metric lines of a batch, on the order function's committed payload.
+mod metrics {
+    use std::sync::Arc;
+
+    use lambda_runtime::{Context, LambdaEvent};
+    use sagaflow_handlers::metrics::RecordedMetrics;
+    use sagaflow_handlers::testkit::emf::check_emf_line;
+    use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
+
+    #[tokio::test]
+    async fn every_metric_line_of_a_batch_passes_the_emf_check() {
+        let f = MemoryFunction::service("order").unwrap();
+        let metrics = RecordedMetrics::default();
+        let function = f.function.clone().with_metrics(Arc::new(metrics.clone()));
+        let payload = load_kafka_fixture("order", "msk-event.json").unwrap();
+        let event = LambdaEvent {
+            payload,
+            context: Context::default(),
+        };
+        sagaflow_lambdas::kafka_batch(&function, event)
+            .await
+            .unwrap();
+        let lines = metrics.lines();
+        assert!(
+            lines.len() >= 2,
+            "the function's line and one per topic: {lines:#?}"
+        );
+        for line in &lines {
+            check_emf_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(line["function"], "order");
+        }
+        assert_eq!(lines[0]["RecordsProcessed"], 7.0);
+        assert_eq!(lines[0]["RecordsDeadLettered"], 3.0);
+    }
+}
