@@ -406,6 +406,13 @@ def parameters():
                               2557, 2922, 3288, 3653],
             "Description": "Days the functions' logs are kept.",
         },
+        "DeadLetterAlarmPerMinute": {
+            "Type": "Number",
+            "Default": 5,
+            "MinValue": 0,
+            "Description": "Dead letters a minute, three minutes running, above which a function's"
+            " dead-letter alarm fires (sagaflow RecordsDeadLettered).",
+        },
         "ApplicationLogLevel": {
             "Type": "String",
             "Default": "INFO",
@@ -937,8 +944,77 @@ def alarm(description, namespace, metric, dimensions, statistic, threshold, peri
     }
 
 
+def dashboard():
+    """One CloudWatch dashboard over the functions' EMF metrics and the trigger metrics."""
+    kafka_fns = [fn for fn in FUNCTIONS if fn.is_kafka_triggered]
+
+    def widget(title, metrics, x, y, stat="Sum"):
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": "${AWS::Region}",
+                "stat": stat,
+                "period": 60,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    per_function = lambda metric: [["sagaflow", metric, "function", fn.key] for fn in kafka_fns]
+    widgets = [
+        widget("Records processed per function (flow throughput)", per_function("RecordsProcessed"), 0, 0),
+        widget(
+            "Saga outcomes",
+            [["sagaflow", m, "function", "orchestrator"] for m in (
+                "SagasStarted", "SagasCompleted", "SagasCompensated", "SagasCompensationFailed",
+                "SagasCancelled", "SagaStepsFailed")],
+            12,
+            0,
+        ),
+        widget("Records retried per function", per_function("RecordsRetried"), 0, 6),
+        widget("Records dead-lettered per function", per_function("RecordsDeadLettered"), 12, 6),
+        widget(
+            "Kafka offset lag per function",
+            [["AWS/Lambda", "OffsetLag", "FunctionName", "${AWS::StackName}-" + fn.key] for fn in kafka_fns],
+            0,
+            12,
+            "Maximum",
+        ),
+        widget(
+            "Relay iterator age (ms)",
+            [["AWS/Lambda", "IteratorAge", "FunctionName", "${AWS::StackName}-relay"]],
+            12,
+            12,
+            "Maximum",
+        ),
+        widget("Batch duration (ms, p99)", per_function("BatchDuration"), 0, 18, "p99"),
+    ]
+    return {
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {
+            "DashboardName": Sub("${AWS::StackName}-sagaflow"),
+            "DashboardBody": Sub(json.dumps({"widgets": widgets}, separators=(",", ":"))),
+        },
+    }
+
+
 def resources():
     res = tables()
+    res["Dashboard"] = dashboard()
+    res["SagaCompensationFailedAlarm"] = alarm(
+        "A saga gave up undoing a step: an order needs a person (sagaflow SagasCompensationFailed)",
+        "sagaflow",
+        "SagasCompensationFailed",
+        {"function": "orchestrator"},
+        "Sum",
+        0,
+        1,
+    )
     res["FailureQueueDepthAlarm"] = alarm(
         "A batch failed for good: its pointers are on the on-failure queue",
         "AWS/SQS",
@@ -963,6 +1039,15 @@ def resources():
             1,
         )
         if fn.is_kafka_triggered:
+            res[f"{fn.name}DeadLetterAlarm"] = alarm(
+                f"The {fn.key} function dead-letters records faster than DeadLetterAlarmPerMinute",
+                "sagaflow",
+                "RecordsDeadLettered",
+                {"function": fn.key},
+                "Sum",
+                Ref("DeadLetterAlarmPerMinute"),
+                3,
+            )
             for topic in fn.reads:
                 res[f"{fn.name}From{camel(topic)}Msk"] = msk_mapping(fn, topic)
                 res[f"{fn.name}From{camel(topic)}SelfManaged"] = self_managed_mapping(fn, topic)

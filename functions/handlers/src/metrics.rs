@@ -16,6 +16,36 @@ use serde_json::{json, Map, Value};
 /// The CloudWatch namespace of every sagaflow metric.
 pub const NAMESPACE: &str = "sagaflow";
 
+/// A batch's records, all of them.
+pub const RECORDS_PROCESSED: &str = "RecordsProcessed";
+/// A batch's records that will be delivered again.
+pub const RECORDS_RETRIED: &str = "RecordsRetried";
+/// A batch's records sent to the dead-letter topic.
+pub const RECORDS_DEAD_LETTERED: &str = "RecordsDeadLettered";
+/// How long a batch took, in milliseconds.
+pub const BATCH_DURATION: &str = "BatchDuration";
+/// The saga outcome metrics, in the order the saga line writes them.
+pub const SAGA_METRICS: [&str; 6] = [
+    "SagasStarted",
+    "SagasCompleted",
+    "SagasCompensated",
+    "SagasCompensationFailed",
+    "SagasCancelled",
+    "SagaStepsFailed",
+];
+/// Every metric a function writes.
+pub fn metric_names() -> Vec<&'static str> {
+    [
+        RECORDS_PROCESSED,
+        RECORDS_RETRIED,
+        RECORDS_DEAD_LETTERED,
+        BATCH_DURATION,
+    ]
+    .into_iter()
+    .chain(SAGA_METRICS)
+    .collect()
+}
+
 /// A metric's unit, as EMF names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
@@ -132,11 +162,11 @@ pub fn batch_lines(
         timestamp_ms,
         &[("function", function)],
         &[
-            Metric::count("RecordsProcessed", report.records),
-            Metric::count("RecordsRetried", report.retried.len()),
-            Metric::count("RecordsDeadLettered", report.dead_lettered.len()),
+            Metric::count(RECORDS_PROCESSED, report.records),
+            Metric::count(RECORDS_RETRIED, report.retried.len()),
+            Metric::count(RECORDS_DEAD_LETTERED, report.dead_lettered.len()),
             Metric {
-                name: "BatchDuration",
+                name: BATCH_DURATION,
                 unit: Unit::Milliseconds,
                 value: duration.as_secs_f64() * 1e3,
             },
@@ -161,9 +191,9 @@ pub fn batch_lines(
             timestamp_ms,
             &[("function", function), ("topic", topic)],
             &[
-                Metric::count("RecordsProcessed", records),
-                Metric::count("RecordsRetried", retried),
-                Metric::count("RecordsDeadLettered", dead),
+                Metric::count(RECORDS_PROCESSED, records),
+                Metric::count(RECORDS_RETRIED, retried),
+                Metric::count(RECORDS_DEAD_LETTERED, dead),
             ],
         ));
     }
@@ -185,14 +215,19 @@ pub fn saga_line(events: &[StoredEvent], timestamp_ms: i64) -> Option<Value> {
         })
         .count();
     let aborted = count("saga.aborted");
-    let metrics = [
-        Metric::count("SagasStarted", count("saga.started")),
-        Metric::count("SagasCompleted", count("saga.completed")),
-        Metric::count("SagasCompensated", aborted - compensation_failed),
-        Metric::count("SagasCompensationFailed", compensation_failed),
-        Metric::count("SagasCancelled", count("saga.cancelled")),
-        Metric::count("SagaStepsFailed", count("saga.step_failed")),
+    let values = [
+        count("saga.started"),
+        count("saga.completed"),
+        aborted - compensation_failed,
+        compensation_failed,
+        count("saga.cancelled"),
+        count("saga.step_failed"),
     ];
+    let metrics: Vec<Metric> = SAGA_METRICS
+        .iter()
+        .zip(values)
+        .map(|(name, value)| Metric::count(name, value))
+        .collect();
     if metrics.iter().all(|m| m.value == 0.0) {
         return None;
     }

@@ -188,3 +188,46 @@ fn only_the_functions_the_topology_names_touch_the_analytics_table() {
         );
     }
 }
+
+#[test]
+fn the_alarms_and_the_dashboard_watch_metrics_the_functions_write() {
+    let written = sagaflow_handlers::metrics::metric_names();
+    let resources = template();
+    let alarms: Vec<&Value> = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .filter(|r| r["Properties"]["Namespace"].as_str() == Some("sagaflow"))
+        .collect();
+    assert!(
+        alarms.len() > FUNCTIONS.len() / 2,
+        "the dead-letter and compensation alarms: {}",
+        alarms.len()
+    );
+    for alarm in alarms {
+        let metric = alarm["Properties"]["MetricName"].as_str().unwrap();
+        assert!(
+            written.contains(&metric),
+            "an alarm watches `{metric}`, which nothing writes"
+        );
+    }
+    let mut body = Vec::new();
+    strings(
+        &resources["Dashboard"]["Properties"]["DashboardBody"],
+        &mut body,
+    );
+    let body: serde_json::Value = serde_json::from_str(&body.join("")).expect("the body is JSON");
+    let mut watched = 0;
+    for widget in body["widgets"].as_array().unwrap() {
+        for metric in widget["properties"]["metrics"].as_array().unwrap() {
+            if metric[0] == "sagaflow" {
+                let name = metric[1].as_str().unwrap();
+                assert!(
+                    written.contains(&name),
+                    "the dashboard shows `{name}`, which nothing writes"
+                );
+                watched += 1;
+            }
+        }
+    }
+    assert!(watched > 0);
+}
