@@ -416,6 +416,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match sagaflow_local_trigger::function_logs::install() {
+        Ok(dir) => println!(
+            "each function's JSON log: {}/<function>.jsonl",
+            dir.display()
+        ),
+        Err(e) => eprintln!("chaos: cannot write the function logs: {e}"),
+    }
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

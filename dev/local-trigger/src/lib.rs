@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod faults;
+pub mod function_logs;
 pub mod kafka_source;
 pub mod request_count;
 pub mod stream_source;

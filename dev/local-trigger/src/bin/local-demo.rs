@@ -88,6 +88,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match sagaflow_local_trigger::function_logs::install() {
+        Ok(dir) => println!(
+            "each function's JSON log: {}/<function>.jsonl",
+            dir.display()
+        ),
+        Err(e) => eprintln!("local-demo: cannot write the function logs: {e}"),
+    }
     let name = format!("demo{}", std::process::id());
     let system = match LocalSystem::start(LocalSystemConfig {
         partitions: 3,
