@@ -86,6 +86,9 @@ pub struct InitSteps {
     pub describe_table_ms: f64,
     /// Creating the producer and fetching the cluster metadata.
     pub kafka_warm_ms: f64,
+    /// Building the log subscriber and writing the `function ready` line (in every function
+    /// since the logs came in; awaited in init).
+    pub logging_ms: f64,
 }
 
 /// Runs section 4 and prints its table.
@@ -424,8 +427,17 @@ fn is_next_invocation(line: &str) -> bool {
 /// sample, to show what the child's init is made of.
 async fn in_process_steps(samples: usize, events_table: &str) -> Result<InitSteps, String> {
     let kafka = KafkaConfig::from_env().map_err(|e| e.to_string())?;
+    let adapters = sagaflow_dynamodb::AdapterConfig::from_env().map_err(|e| e.to_string())?;
     let (mut config, mut describe, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+    let mut logging = Vec::new();
     for _ in 0..samples + 1 {
+        let t = Instant::now();
+        let dispatch =
+            sagaflow_lambdas::logging::dispatch(|name| std::env::var(name).ok(), std::io::sink);
+        tracing::dispatcher::with_default(&dispatch, || {
+            sagaflow_lambdas::context::log_ready(&adapters, &kafka)
+        });
+        logging.push(t.elapsed().as_secs_f64() * 1e3);
         let t0 = Instant::now();
         let client = dynamodb_client().await;
         let t1 = Instant::now();
@@ -450,6 +462,7 @@ async fn in_process_steps(samples: usize, events_table: &str) -> Result<InitStep
         aws_config_ms: median(&config[1..]),
         describe_table_ms: median(&describe[1..]),
         kafka_warm_ms: median(&warm[1..]),
+        logging_ms: median(&logging[1..]),
     })
 }
 
@@ -546,8 +559,8 @@ fn print(figures: &InitFigures, settings: &Settings) {
         "  the same steps in this process, fresh clients (median): AWS config and client \
          {:.1} ms, DescribeTable {:.1} ms (awaited in init), Kafka producer and metadata {:.1} ms \
          (warmed alongside init, not awaited: librdkafka settles its broker connections after \
-         the metadata answer)",
-        s.aws_config_ms, s.describe_table_ms, s.kafka_warm_ms
+         the metadata answer), log subscriber and ready line {:.3} ms (awaited in init)",
+        s.aws_config_ms, s.describe_table_ms, s.kafka_warm_ms, s.logging_ms
     );
     if host_zipped {
         println!(
