@@ -416,13 +416,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sagaflow_local_trigger::function_logs::install() {
-        Ok(dir) => println!(
-            "each function's JSON log: {}/<function>.jsonl",
-            dir.display()
-        ),
-        Err(e) => eprintln!("chaos: cannot write the function logs: {e}"),
-    }
+    sagaflow_local_trigger::function_logs::install_and_say("chaos");
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

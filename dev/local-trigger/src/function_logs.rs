@@ -144,6 +144,17 @@ pub fn install() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// [`install`], saying on the console where the logs go, or why they do not.
+pub fn install_and_say(tool: &str) {
+    match install() {
+        Ok(dir) => println!(
+            "each function's JSON log: {}/<function>.jsonl",
+            dir.display()
+        ),
+        Err(e) => eprintln!("{tool}: cannot write the function logs: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,29 +2,19 @@
 //! started by `make test` / `make up`), plus what only a shared table can get wrong: many
 //! streams applied concurrently through contended summary shards.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
 use std::sync::Arc;
 
 use sagaflow_dynamodb::tables::ensure_analytics_table;
-use sagaflow_dynamodb::{dynamodb_client, DynamoAnalyticsStore};
+use sagaflow_dynamodb::DynamoAnalyticsStore;
 use sagaflow_orders::projection::{AnalyticsProjection, AnalyticsStore, Applied};
 use sagaflow_orders::testkit::analytics_scenarios::{order_history, typed};
 
-static TABLES: AtomicU32 = AtomicU32::new(0);
-
-/// A read model on a fresh table; fails loudly when no local endpoint is configured.
+/// A read model on a fresh table.
 async fn read_model(name: &str) -> DynamoAnalyticsStore {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start the local servers with `make up` (or run `make test`)"
-    );
-    let client = dynamodb_client().await;
-    let table = format!(
-        "test-analytics-{name}-{}-{}",
-        std::process::id(),
-        TABLES.fetch_add(1, Ordering::Relaxed)
-    );
+    let client = common::local_client().await;
+    let table = common::table_name("test-analytics", name);
     ensure_analytics_table(&client, &table).await.unwrap();
     DynamoAnalyticsStore::new(client, table)
 }

@@ -1,12 +1,13 @@
 //! The event store scenarios of the core, run against DynamoDB (dynoxide or LocalStack started by
 //! `make test` / `make up`), plus what only DynamoDB can get wrong: paging, transaction limits.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
 use std::sync::Arc;
 
 use sagaflow_dynamodb::dynamo_store::MAX_TRANSACTION_ITEMS;
 use sagaflow_dynamodb::tables::ensure_events_table;
-use sagaflow_dynamodb::{dynamodb_client, DynamoEventStore};
+use sagaflow_dynamodb::DynamoEventStore;
 use sagaflow_eventsourcing::event::{event_id_for, EventEnvelope};
 use sagaflow_eventsourcing::AppendRequest;
 use sagaflow_eventsourcing::CommandMeta;
@@ -19,21 +20,10 @@ use sagaflow_eventsourcing::Wake;
 use sagaflow_orders::domain::inventory::InventoryCommand;
 use sagaflow_orders::domain::Inventory;
 
-static TABLES: AtomicU32 = AtomicU32::new(0);
-
-/// A store on a fresh table; fails loudly when no local endpoint is configured.
+/// A store on a fresh table.
 async fn store(name: &str) -> DynamoEventStore {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start the local servers with `make up` (or run `make test`)"
-    );
-    let client = dynamodb_client().await;
-    let table = format!(
-        "test-{name}-{}-{}",
-        std::process::id(),
-        TABLES.fetch_add(1, Ordering::Relaxed)
-    );
+    let client = common::local_client().await;
+    let table = common::table_name("test", name);
     ensure_events_table(&client, &table).await.unwrap();
     DynamoEventStore::new(client, table)
 }

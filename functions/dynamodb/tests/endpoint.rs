@@ -3,6 +3,8 @@
 //! tests used to run on, got wrong: a local endpoint that got it wrong again would let the
 //! store's tests pass on a DynamoDB that does not exist.
 
+mod common;
+
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -12,18 +14,12 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodbstreams::types::{OperationType, ShardIteratorType};
 use sagaflow_dynamodb::dynamo_store::MAX_TRANSACTION_ITEMS;
-use sagaflow_dynamodb::dynamodb_client;
 use sagaflow_dynamodb::tables::ensure_events_table;
 
-/// A client and a fresh events table (with its stream); fails loudly without an endpoint.
+/// A client and a fresh events table (with its stream).
 async fn table(name: &str) -> (Client, String) {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start the local servers with `make up` (or run `make test`)"
-    );
-    let client = dynamodb_client().await;
-    let table = format!("endpoint-{name}-{}", std::process::id());
+    let client = common::local_client().await;
+    let table = common::table_name("endpoint", name);
     ensure_events_table(&client, &table).await.unwrap();
     (client, table)
 }

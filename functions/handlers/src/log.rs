@@ -72,29 +72,26 @@ pub fn record_failed(function: &str, record: &RecordId, ids: &MessageIds, error:
     let message_id = ids.message_id.as_deref().unwrap_or("");
     let correlation_id = ids.correlation_id.as_deref().unwrap_or("");
     let causation_id = ids.causation_id.as_deref().unwrap_or("");
+    // One set of fields at either level: tracing wants each event's level written out.
+    macro_rules! failed {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                function,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                message_id,
+                correlation_id,
+                causation_id,
+                reason = %reason,
+                $message
+            )
+        };
+    }
     match error.transience() {
-        Transience::Transient => tracing::warn!(
-            function,
-            topic = %record.topic,
-            partition = record.partition,
-            offset = record.offset,
-            message_id,
-            correlation_id,
-            causation_id,
-            reason = %reason,
-            "record retried"
-        ),
-        Transience::Permanent => tracing::error!(
-            function,
-            topic = %record.topic,
-            partition = record.partition,
-            offset = record.offset,
-            message_id,
-            correlation_id,
-            causation_id,
-            reason = %reason,
-            "record dead-lettered"
-        ),
+        Transience::Transient => failed!(tracing::Level::WARN, "record retried"),
+        Transience::Permanent => failed!(tracing::Level::ERROR, "record dead-lettered"),
     }
 }
 

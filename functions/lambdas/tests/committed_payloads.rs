@@ -3,31 +3,61 @@
 //! them), delivered twice as a redelivering trigger would, over the in-memory store: one
 //! harness (`sagaflow_handlers::testkit::fixture_run`) for all of them.
 
+use lambda_runtime::{Context, LambdaEvent};
+use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction, Redelivery};
+
+/// Delivers `function`'s committed payload `fixture` to `f` twice through the Lambda entry
+/// point, as a redelivering trigger would, and checks both deliveries went through clean.
+async fn deliver_fixture_twice<H>(
+    f: &MemoryFunction<H>,
+    function: &str,
+    fixture: &str,
+) -> Redelivery {
+    let run = f
+        .deliver_twice(load_kafka_fixture(function, fixture).unwrap(), |payload| {
+            let function = &f.function;
+            async move {
+                let event = LambdaEvent {
+                    payload,
+                    context: Context::default(),
+                };
+                sagaflow_lambdas::kafka_batch(function, event)
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+    run.assert_clean(fixture);
+    run
+}
+
+/// The two tests of a module's `run_fixture`: the MSK payload and the self-managed one.
+macro_rules! fixture_tests {
+    () => {
+        #[tokio::test]
+        async fn handles_the_msk_payload() {
+            run_fixture("msk-event.json").await;
+        }
+
+        #[tokio::test]
+        async fn handles_the_self_managed_kafka_payload() {
+            run_fixture("self-managed-event.json").await;
+        }
+    };
+}
+use fixture_tests;
+
 mod order {
-    use lambda_runtime::LambdaEvent;
-    use sagaflow_lambdas::kafka_batch as handler;
 
     /// The service this function runs.
     const SERVICE: &str = "order";
-    use lambda_runtime::Context;
-    use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
+
+    use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
     use sagaflow_orders::domain::OrderStatus;
 
     async fn run_fixture(name: &str) {
         let f = MemoryFunction::service(SERVICE).unwrap();
-        let run = f
-            .deliver_twice(load_kafka_fixture("order", name).unwrap(), |payload| {
-                let function = &f.function;
-                async move {
-                    let event = LambdaEvent {
-                        payload,
-                        context: Context::default(),
-                    };
-                    handler(function, event).await.unwrap()
-                }
-            })
-            .await;
-        run.assert_clean(name);
+        let run = super::deliver_fixture_twice(&f, "order", name).await;
         let service = &f.handler;
 
         let created_then_completed = service.services().orders().load("ord-2001").await.unwrap();
@@ -67,42 +97,20 @@ mod order {
         );
     }
 
-    #[tokio::test]
-    async fn handles_the_msk_payload() {
-        run_fixture("msk-event.json").await;
-    }
-
-    #[tokio::test]
-    async fn handles_the_self_managed_kafka_payload() {
-        run_fixture("self-managed-event.json").await;
-    }
+    super::fixture_tests!();
 }
 
 mod payment {
-    use lambda_runtime::LambdaEvent;
-    use sagaflow_lambdas::kafka_batch as handler;
 
     /// The service this function runs.
     const SERVICE: &str = "payment";
-    use lambda_runtime::Context;
-    use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
+
+    use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
     use sagaflow_orders::domain::PaymentStatus;
 
     async fn run_fixture(name: &str) {
         let f = MemoryFunction::service(SERVICE).unwrap();
-        let run = f
-            .deliver_twice(load_kafka_fixture("payment", name).unwrap(), |payload| {
-                let function = &f.function;
-                async move {
-                    let event = LambdaEvent {
-                        payload,
-                        context: Context::default(),
-                    };
-                    handler(function, event).await.unwrap()
-                }
-            })
-            .await;
-        run.assert_clean(name);
+        let run = super::deliver_fixture_twice(&f, "payment", name).await;
         let service = &f.handler;
 
         let payments = service.services().payments();
@@ -128,43 +136,21 @@ mod payment {
         );
     }
 
-    #[tokio::test]
-    async fn handles_the_msk_payload() {
-        run_fixture("msk-event.json").await;
-    }
-
-    #[tokio::test]
-    async fn handles_the_self_managed_kafka_payload() {
-        run_fixture("self-managed-event.json").await;
-    }
+    super::fixture_tests!();
 }
 
 mod inventory {
-    use lambda_runtime::LambdaEvent;
-    use sagaflow_lambdas::kafka_batch as handler;
 
     /// The service this function runs.
     const SERVICE: &str = "inventory";
-    use lambda_runtime::Context;
-    use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
+
+    use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
     use sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE;
     use sagaflow_orders::domain::StockLevel;
 
     async fn run_fixture(name: &str) {
         let f = MemoryFunction::service(SERVICE).unwrap();
-        let run = f
-            .deliver_twice(load_kafka_fixture("inventory", name).unwrap(), |payload| {
-                let function = &f.function;
-                async move {
-                    let event = LambdaEvent {
-                        payload,
-                        context: Context::default(),
-                    };
-                    handler(function, event).await.unwrap()
-                }
-            })
-            .await;
-        run.assert_clean(name);
+        let run = super::deliver_fixture_twice(&f, "inventory", name).await;
         let (store, service) = (&f.store, &f.handler);
 
         // Restocked 10, reserved 2 for ord-3001, released them: all 10 are free again.
@@ -220,42 +206,20 @@ mod inventory {
         );
     }
 
-    #[tokio::test]
-    async fn handles_the_msk_payload() {
-        run_fixture("msk-event.json").await;
-    }
-
-    #[tokio::test]
-    async fn handles_the_self_managed_kafka_payload() {
-        run_fixture("self-managed-event.json").await;
-    }
+    super::fixture_tests!();
 }
 
 mod shipment {
-    use lambda_runtime::LambdaEvent;
-    use sagaflow_lambdas::kafka_batch as handler;
 
     /// The service this function runs.
     const SERVICE: &str = "shipment";
-    use lambda_runtime::Context;
-    use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
+
+    use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
     use sagaflow_orders::domain::ShipmentStatus;
 
     async fn run_fixture(name: &str) {
         let f = MemoryFunction::service(SERVICE).unwrap();
-        let run = f
-            .deliver_twice(load_kafka_fixture("shipment", name).unwrap(), |payload| {
-                let function = &f.function;
-                async move {
-                    let event = LambdaEvent {
-                        payload,
-                        context: Context::default(),
-                    };
-                    handler(function, event).await.unwrap()
-                }
-            })
-            .await;
-        run.assert_clean(name);
+        let run = super::deliver_fixture_twice(&f, "shipment", name).await;
         let service = &f.handler;
 
         let shipments = service.services().shipments();
@@ -284,23 +248,14 @@ mod shipment {
         );
     }
 
-    #[tokio::test]
-    async fn handles_the_msk_payload() {
-        run_fixture("msk-event.json").await;
-    }
-
-    #[tokio::test]
-    async fn handles_the_self_managed_kafka_payload() {
-        run_fixture("self-managed-event.json").await;
-    }
+    super::fixture_tests!();
 }
 
 mod orchestrator {
-    use lambda_runtime::Context;
-    use lambda_runtime::LambdaEvent;
+
     use sagaflow_eventsourcing::Timestamp;
-    use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
-    use sagaflow_lambdas::kafka_batch as handler;
+    use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
+
     use sagaflow_orders::domain::{Address, CreateOrder, Flow, Money, OrderLine};
     use sagaflow_orders::flow::sagas::ORDER_SAGA;
     use sagaflow_saga::{InstanceStatus, StepKind};
@@ -342,22 +297,7 @@ mod orchestrator {
             .await
             .unwrap();
         assert_eq!(started.len(), 2, "{name}: started, create_order requested");
-        let run = f
-            .deliver_twice(
-                load_kafka_fixture("orchestrator", name).unwrap(),
-                |payload| {
-                    let function = &f.function;
-                    async move {
-                        let event = LambdaEvent {
-                            payload,
-                            context: Context::default(),
-                        };
-                        handler(function, event).await.unwrap()
-                    }
-                },
-            )
-            .await;
-        run.assert_clean(name);
+        let run = super::deliver_fixture_twice(&f, "orchestrator", name).await;
         assert_eq!(
             run.events_after_first,
             2 + 2 + 2 + 2,
@@ -424,15 +364,7 @@ mod orchestrator {
         );
     }
 
-    #[tokio::test]
-    async fn handles_the_msk_payload() {
-        run_fixture("msk-event.json").await;
-    }
-
-    #[tokio::test]
-    async fn handles_the_self_managed_kafka_payload() {
-        run_fixture("self-managed-event.json").await;
-    }
+    super::fixture_tests!();
 }
 
 mod analytics {
@@ -510,15 +442,7 @@ mod analytics {
         );
     }
 
-    #[tokio::test]
-    async fn handles_the_msk_payload() {
-        run_fixture("msk-event.json").await;
-    }
-
-    #[tokio::test]
-    async fn handles_the_self_managed_kafka_payload() {
-        run_fixture("self-managed-event.json").await;
-    }
+    super::fixture_tests!();
 
     #[tokio::test]
     async fn refuses_an_unknown_query_and_a_payload_that_is_neither() {

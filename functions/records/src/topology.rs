@@ -144,77 +144,73 @@ impl Function {
     }
 }
 
+/// A service's function: its binary is its name, it reads its commands and the other
+/// services' events, keeps its aggregate in the events table and writes only dead letters.
+const fn service(
+    name: &'static str,
+    description: &'static str,
+    reads: &'static [Topic],
+) -> Function {
+    Function {
+        name,
+        binary: name,
+        description,
+        trigger: Trigger::Kafka,
+        reads,
+        writes: &[Topic::DeadLetter],
+        events_table: EventsTable::EventStore,
+        wake_index: false,
+        analytics_table: false,
+    }
+}
+
 /// The order service.
-pub const ORDER: Function = Function {
-    name: "order",
-    binary: "order",
-    description: "sagaflow order service: commands.order and the other services' events",
-    trigger: Trigger::Kafka,
-    reads: &[
+pub const ORDER: Function = service(
+    "order",
+    "sagaflow order service: commands.order and the other services' events",
+    &[
         Topic::Commands("order"),
         Topic::Events("payment"),
         Topic::Events("inventory"),
         Topic::Events("shipment"),
     ],
-    writes: &[Topic::DeadLetter],
-    events_table: EventsTable::EventStore,
-    wake_index: false,
-    analytics_table: false,
-};
+);
 
 /// The payment service.
-pub const PAYMENT: Function = Function {
-    name: "payment",
-    binary: "payment",
-    description: "sagaflow payment service: commands.payment and the other services' events",
-    trigger: Trigger::Kafka,
-    reads: &[
+pub const PAYMENT: Function = service(
+    "payment",
+    "sagaflow payment service: commands.payment and the other services' events",
+    &[
         Topic::Commands("payment"),
         Topic::Events("order"),
         Topic::Events("inventory"),
         Topic::Events("shipment"),
     ],
-    writes: &[Topic::DeadLetter],
-    events_table: EventsTable::EventStore,
-    wake_index: false,
-    analytics_table: false,
-};
+);
 
 /// The inventory service.
-pub const INVENTORY: Function = Function {
-    name: "inventory",
-    binary: "inventory",
-    description: "sagaflow inventory service: commands.inventory and the other services' events",
-    trigger: Trigger::Kafka,
-    reads: &[
+pub const INVENTORY: Function = service(
+    "inventory",
+    "sagaflow inventory service: commands.inventory and the other services' events",
+    &[
         Topic::Commands("inventory"),
         Topic::Events("order"),
         Topic::Events("payment"),
         Topic::Events("shipment"),
     ],
-    writes: &[Topic::DeadLetter],
-    events_table: EventsTable::EventStore,
-    wake_index: false,
-    analytics_table: false,
-};
+);
 
 /// The shipment service.
-pub const SHIPMENT: Function = Function {
-    name: "shipment",
-    binary: "shipment",
-    description: "sagaflow shipment service: commands.shipment and the other services' events",
-    trigger: Trigger::Kafka,
-    reads: &[
+pub const SHIPMENT: Function = service(
+    "shipment",
+    "sagaflow shipment service: commands.shipment and the other services' events",
+    &[
         Topic::Commands("shipment"),
         Topic::Events("order"),
         Topic::Events("payment"),
         Topic::Events("inventory"),
     ],
-    writes: &[Topic::DeadLetter],
-    events_table: EventsTable::EventStore,
-    wake_index: false,
-    analytics_table: false,
-};
+);
 
 /// The saga orchestrator.
 pub const ORCHESTRATOR: Function = Function {

@@ -88,13 +88,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sagaflow_local_trigger::function_logs::install() {
-        Ok(dir) => println!(
-            "each function's JSON log: {}/<function>.jsonl",
-            dir.display()
-        ),
-        Err(e) => eprintln!("local-demo: cannot write the function logs: {e}"),
-    }
+    sagaflow_local_trigger::function_logs::install_and_say("local-demo");
     let name = format!("demo{}", std::process::id());
     let system = match LocalSystem::start(LocalSystemConfig {
         partitions: 3,
