@@ -22,6 +22,7 @@ OPTIONS:
     --partitions N      partitions per topic (default 4)
     --batch N           orders placed between runs of the functions (default 6)
     --rows N            order rows to print, 0 for all (default 60)
+    --trace ORDER       print every log line the functions wrote about ORDER (e.g. ord-000007)
     -h, --help          this text
 
 The first orders cover every scenario in every flow; the rest follow --mix.
@@ -46,6 +47,8 @@ pub struct Args {
     pub batch: usize,
     /// Rows to print.
     pub rows: usize,
+    /// The order whose log lines to print.
+    pub trace: Option<String>,
 }
 
 impl Default for Args {
@@ -67,6 +70,7 @@ impl Default for Args {
             partitions: 4,
             batch: 6,
             rows: 60,
+            trace: None,
         }
     }
 }
@@ -91,6 +95,7 @@ impl Args {
                 "--partitions" => args.partitions = number(&flag, raw.next())?,
                 "--batch" => args.batch = number(&flag, raw.next())?,
                 "--rows" => args.rows = number(&flag, raw.next())?,
+                "--trace" => args.trace = Some(raw.next().ok_or("--trace needs an order id")?),
                 "--mix" => args.mix = parse_mix(&raw.next().ok_or("--mix needs a value")?)?,
                 "--flows" => args.flows = parse_flows(&raw.next().ok_or("--flows needs a value")?)?,
                 other => return Err(format!("unknown flag `{other}`")),
@@ -161,10 +166,14 @@ mod tests {
             "choreographed",
             "--mix",
             "success=1,declined=2",
+            "--trace",
+            "ord-000007",
         ])
         .unwrap()
         .unwrap();
         assert_eq!(args.orders, 10);
+        assert_eq!(args.trace.as_deref(), Some("ord-000007"));
+        assert!(parse(&["--trace"]).is_err());
         assert_eq!(args.seed, 7);
         assert_eq!(args.flows, vec![Flow::Choreographed]);
         assert_eq!(

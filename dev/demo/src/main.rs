@@ -6,6 +6,7 @@
 mod args;
 mod report;
 mod scenario;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -108,6 +109,11 @@ async fn run_batch(
 
 /// Runs the demo; returns whether every invariant held.
 async fn run(args: &Args) -> Result<bool, String> {
+    let trace = args
+        .trace
+        .as_deref()
+        .map(trace::OrderTrace::install)
+        .transpose()?;
     let defaults = EmbeddedConfig::default();
     let system = EmbeddedSystem::new(EmbeddedConfig {
         broker: BrokerConfig {
@@ -162,5 +168,9 @@ async fn run(args: &Args) -> Result<bool, String> {
         }
     }
     let stats = system.run_until_idle().await.map_err(|e| e.to_string())?;
-    print_report(&system, &door, &rows, &stock, stats, args).await
+    let held = print_report(&system, &door, &rows, &stock, stats, args).await;
+    if let Some(trace) = trace {
+        trace.print();
+    }
+    held
 }

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
-use tracing::field::{Field, Visit};
+use serde_json::Value;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
@@ -73,31 +72,6 @@ impl FunctionLogs {
     }
 }
 
-/// An event's fields as JSON members.
-struct Fields(Map<String, Value>);
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::from(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), Value::from(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), Value::from(value));
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), Value::from(value));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::from(format!("{value:?}")));
-    }
-}
-
 impl<S: Subscriber> Layer<S> for FunctionLogs {
     /// sagaflow's own lines at INFO and above, as on Lambda; not the AWS SDK's or the HTTP
     /// client's, which log every request at lower levels.
@@ -106,8 +80,8 @@ impl<S: Subscriber> Layer<S> for FunctionLogs {
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut fields = Fields(Map::new());
-        fields.0.insert(
+        let mut fields = sagaflow_handlers::log::fields(event);
+        fields.insert(
             "timestamp_ms".into(),
             Value::from(
                 SystemTime::now()
@@ -116,19 +90,13 @@ impl<S: Subscriber> Layer<S> for FunctionLogs {
                     .unwrap_or(0),
             ),
         );
-        fields.0.insert(
-            "level".into(),
-            Value::from(event.metadata().level().as_str()),
-        );
-        event.record(&mut fields);
         let function = fields
-            .0
             .get("function")
             .and_then(Value::as_str)
             .filter(|f| !f.is_empty())
             .unwrap_or("runtime")
             .to_string();
-        self.write(&function, &Value::Object(fields.0));
+        self.write(&function, &Value::Object(fields));
     }
 }
 

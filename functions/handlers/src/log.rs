@@ -22,6 +22,8 @@ pub struct MessageIds {
     pub correlation_id: Option<String>,
     /// What caused the message.
     pub causation_id: Option<String>,
+    /// The command's or the event's type.
+    pub message_type: Option<String>,
 }
 
 impl MessageIds {
@@ -32,11 +34,13 @@ impl MessageIds {
                 message_id: Some(command.command_id.clone()),
                 correlation_id: Some(command.correlation_id.clone()),
                 causation_id: Some(command.causation_id.clone()),
+                message_type: Some(command.command_type.clone()),
             },
             Inbound::Event(event) => Self {
                 message_id: Some(event.event_id.clone()),
                 correlation_id: Some(event.correlation_id.clone()),
                 causation_id: Some(event.causation_id.clone()),
+                message_type: Some(event.event_type.clone()),
             },
         }
     }
@@ -54,6 +58,7 @@ impl MessageIds {
             message_id: None,
             correlation_id: header(CORRELATION_ID_HEADER),
             causation_id: header(CAUSATION_ID_HEADER),
+            message_type: None,
         }
     }
 
@@ -95,17 +100,65 @@ pub fn record_failed(function: &str, record: &RecordId, ids: &MessageIds, error:
     }
 }
 
-/// What a record's result means for it, logged when it failed.
+/// What a record's result means for it, logged: a failure as [`record_failed`] says, a record
+/// done at DEBUG (an order's whole timeline, when the level lets it through).
 pub fn settle(
     function: &str,
     record: &InboundRecord,
     ids: &MessageIds,
     result: Result<(), RecordError>,
 ) -> RecordOutcome {
-    if let Err(error) = &result {
-        record_failed(function, &record.id, ids, error);
+    match &result {
+        Err(error) => record_failed(function, &record.id, ids, error),
+        Ok(()) => tracing::debug!(
+            function,
+            topic = %record.id.topic,
+            partition = record.id.partition,
+            offset = record.id.offset,
+            message_id = ids.message_id.as_deref().unwrap_or(""),
+            message_type = ids.message_type.as_deref().unwrap_or(""),
+            correlation_id = ids.correlation_id.as_deref().unwrap_or(""),
+            causation_id = ids.causation_id.as_deref().unwrap_or(""),
+            "record done"
+        ),
     }
     outcome(result)
+}
+
+/// A log event's fields as JSON members, for the local runtimes' own log writers.
+pub fn fields(event: &tracing::Event<'_>) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = Fields(serde_json::Map::new());
+    fields.0.insert(
+        "level".into(),
+        serde_json::Value::from(event.metadata().level().as_str()),
+    );
+    event.record(&mut fields);
+    fields.0
+}
+
+/// Collects an event's fields.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
 }
 
 /// Logs what one Kafka batch came to.
