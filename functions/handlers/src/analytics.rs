@@ -17,22 +17,20 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::function::KafkaFunction;
-use crate::inbound::{parse_record, Inbound};
+use crate::inbound::{parse_record, Inbound, Subscriptions};
 use crate::log::{self, MessageIds};
 use crate::record_error::RecordError;
 
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
     read_model: Arc<A>,
-    topics: Topics,
-    subscriptions: Arc<Vec<String>>,
+    subscriptions: Arc<Subscriptions>,
 }
 
 impl<A> Clone for AnalyticsHandler<A> {
     fn clone(&self) -> Self {
         Self {
             read_model: self.read_model.clone(),
-            topics: self.topics.clone(),
             subscriptions: self.subscriptions.clone(),
         }
     }
@@ -41,17 +39,17 @@ impl<A> Clone for AnalyticsHandler<A> {
 impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
     /// The handler feeding `read_model` from the events topics of `topics`.
     pub fn new(read_model: Arc<A>, topics: Topics) -> Self {
-        let subscriptions = topology::ANALYTICS.subscriptions(&topics);
+        let subscriptions =
+            Subscriptions::new("the analytics function", &topology::ANALYTICS, &topics);
         Self {
             read_model,
-            topics,
             subscriptions: Arc::new(subscriptions),
         }
     }
 
     /// The topics it reads: every aggregate's events.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.subscriptions.to_vec()
+        self.subscriptions.names()
     }
 
     /// The read model.
@@ -72,8 +70,7 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
 
     /// Applies one event record to the read model.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let reader = "the analytics function";
-        let prepared = parse_record(record, &self.topics, reader, &self.subscriptions);
+        let prepared = parse_record(record, &self.subscriptions);
         let ids = MessageIds::of_prepared(record, &prepared);
         let result = match prepared {
             Ok(Inbound::Event(event)) => self

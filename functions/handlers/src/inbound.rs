@@ -5,7 +5,7 @@ use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_lambda_kafka::InboundRecord;
 use sagaflow_orders::flow::{FlowEnvelope, FlowEvent};
-use sagaflow_records::topology::Topic;
+use sagaflow_records::topology::{Function, Topic};
 use sagaflow_records::Topics;
 
 use crate::headers::{check_command_headers, check_event_headers};
@@ -20,21 +20,50 @@ pub enum Inbound {
     Event(Box<FlowEnvelope>),
 }
 
+/// The topics a handler reads, each with what it carries, and the handler's name in the reason
+/// a record on any other topic is refused with; built once, when the handler is.
+#[derive(Clone, Debug)]
+pub struct Subscriptions {
+    reader: String,
+    topics: Vec<(String, Topic)>,
+}
+
+impl Subscriptions {
+    /// What `function` reads under `topics`' prefix, `reader` naming it in refusals (such as
+    /// "the orchestrator").
+    pub fn new(reader: impl Into<String>, function: &Function, topics: &Topics) -> Self {
+        Self {
+            reader: reader.into(),
+            topics: function
+                .reads
+                .iter()
+                .map(|t| (t.name(topics), *t))
+                .collect(),
+        }
+    }
+
+    /// The full names of the topics.
+    pub fn names(&self) -> Vec<String> {
+        self.topics.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
 /// Reads `record` as what its topic carries (a command on a commands topic, an event on an
-/// events topic), refusing it unless `reader` reads that topic. Every failure is a dead letter
-/// with its reason: the record will not read better later.
+/// events topic), refusing it unless it came on one of `subscriptions`. Every failure is a dead
+/// letter with its reason: the record will not read better later.
 pub fn parse_record(
     record: &InboundRecord,
-    topics: &Topics,
-    reader: &str,
-    subscriptions: &[String],
+    subscriptions: &Subscriptions,
 ) -> Result<Inbound, RecordError> {
-    let topic = Topic::named(&record.id.topic, topics)
-        .filter(|_| subscriptions.contains(&record.id.topic))
+    let topic = subscriptions
+        .topics
+        .iter()
+        .find(|(name, _)| *name == record.id.topic)
+        .map(|(_, topic)| *topic)
         .ok_or_else(|| {
             RecordError::dead_letter(format!(
-                "topic {} is not one {reader} reads",
-                record.id.topic
+                "topic {} is not one {} reads",
+                record.id.topic, subscriptions.reader
             ))
         })?;
     let value = record_value(record)?;

@@ -12,7 +12,7 @@ use sagaflow_orders::flow::sagas::{order_saga_with_timing, SagaRunner, StepTimin
 use sagaflow_records::{topology, Topics};
 
 use crate::clock::{Clock, WallClock};
-use crate::inbound::{parse_record, Inbound};
+use crate::inbound::{parse_record, Inbound, Subscriptions};
 use crate::intake::{HandlerSetupError, Intake};
 use crate::log::{self, MessageIds};
 use crate::metrics::{self, MetricsSink, NoMetrics};
@@ -22,7 +22,7 @@ use crate::record_error::RecordError;
 pub struct OrchestratorHandler<S> {
     sagas: SagaRunner<S>,
     intake: Intake,
-    topics: Topics,
+    subscriptions: Arc<Subscriptions>,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn MetricsSink>,
 }
@@ -32,7 +32,7 @@ impl<S> Clone for OrchestratorHandler<S> {
         Self {
             sagas: self.sagas.clone(),
             intake: self.intake.clone(),
-            topics: self.topics.clone(),
+            subscriptions: self.subscriptions.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
         }
@@ -55,7 +55,11 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
         Ok(Self {
             sagas: SagaRunner::new(store, vec![order_saga_with_timing(timing)?]),
             intake: Intake::with_default_catalog()?,
-            topics,
+            subscriptions: Arc::new(Subscriptions::new(
+                "the orchestrator",
+                &topology::ORCHESTRATOR,
+                &topics,
+            )),
             clock: Arc::new(WallClock),
             metrics: Arc::new(NoMetrics),
         })
@@ -89,7 +93,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// The topics it reads: every service's events (replies to saga steps) and the front door.
     pub fn subscriptions(&self) -> Vec<String> {
-        topology::ORCHESTRATOR.subscriptions(&self.topics)
+        self.subscriptions.names()
     }
 
     /// The sagas, to start one at the front door.
@@ -99,8 +103,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// Feeds one event to its saga.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let subscriptions = self.subscriptions();
-        let prepared = parse_record(record, &self.topics, "the orchestrator", &subscriptions);
+        let prepared = parse_record(record, &self.subscriptions);
         let ids = MessageIds::of_prepared(record, &prepared);
         let result = match prepared {
             Ok(Inbound::Command(command)) => self.front_door(command).await,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_orders::flow::FlowEnvelope;
 
-use crate::inbound::{parse_record, Inbound};
+use crate::inbound::{parse_record, Inbound, Subscriptions};
 use crate::intake::{HandlerSetupError, Intake};
 use crate::log::{self, MessageIds};
 use crate::record_error::RecordError;
@@ -30,10 +30,9 @@ pub const SERVICE_NAMES: [&str; 4] = ["order", "payment", "inventory", "shipment
 /// What one service's function does with each record.
 pub struct ServiceHandler<S> {
     service: String,
-    subscriptions: Arc<Vec<String>>,
+    subscriptions: Arc<Subscriptions>,
     services: FlowServices<S>,
     intake: Intake,
-    topics: Topics,
     clock: Arc<dyn Clock>,
 }
 
@@ -44,7 +43,6 @@ impl<S> Clone for ServiceHandler<S> {
             subscriptions: self.subscriptions.clone(),
             services: self.services.clone(),
             intake: self.intake.clone(),
-            topics: self.topics.clone(),
             clock: self.clock.clone(),
         }
     }
@@ -64,10 +62,13 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             .ok_or_else(|| UnknownService(service.to_string()))?;
         Ok(Self {
             service: service.to_string(),
-            subscriptions: Arc::new(function.subscriptions(&topics)),
+            subscriptions: Arc::new(Subscriptions::new(
+                format!("the {service} service"),
+                function,
+                &topics,
+            )),
             services: FlowServices::new(store, 50),
             intake: Intake::with_default_catalog()?,
-            topics,
             clock: Arc::new(WallClock),
         })
     }
@@ -87,7 +88,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The topics this function reads, as the topology has them: its commands and the events
     /// it may react to.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.subscriptions.to_vec()
+        self.subscriptions.names()
     }
 
     /// Handles one record: a command of this service, or another service's event.
@@ -165,8 +166,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     /// The record read once, a command also checked as this service takes it: its own, and a
     /// new order through intake.
     async fn prepare(&self, record: &InboundRecord) -> Result<Inbound, RecordError> {
-        let reader = format!("the {} service", self.service);
-        match parse_record(record, &self.topics, &reader, &self.subscriptions)? {
+        match parse_record(record, &self.subscriptions)? {
             Inbound::Command(command) => Ok(Inbound::Command(self.accept(command).await?)),
             event => Ok(event),
         }
