@@ -31,16 +31,6 @@ impl Topic {
         }
     }
 
-    /// The topic `name` is under `topics`' prefix, if it is one of the deployment's.
-    pub fn named(name: &str, topics: &Topics) -> Option<Topic> {
-        crate::topics::AGGREGATE_TYPES
-            .iter()
-            .map(|a| Topic::Events(a))
-            .chain(crate::topics::SERVICES.iter().map(|s| Topic::Commands(s)))
-            .chain([Topic::SagaCommands, Topic::DeadLetter])
-            .find(|topic| topic.name(topics) == name)
-    }
-
     /// Whether records on this topic are commands.
     pub fn carries_commands(self) -> bool {
         matches!(self, Topic::Commands(_) | Topic::SagaCommands)
@@ -122,11 +112,6 @@ pub struct Function {
 }
 
 impl Function {
-    /// The full names of the topics it reads, under `topics`' prefix.
-    pub fn subscriptions(&self, topics: &Topics) -> Vec<String> {
-        self.reads.iter().map(|t| t.name(topics)).collect()
-    }
-
     /// The function as `infra/generate.py` reads it.
     pub fn to_json(&self) -> Value {
         let suffixes = |list: &[Topic]| list.iter().map(|t| t.suffix()).collect::<Vec<_>>();
@@ -350,12 +335,6 @@ mod tests {
             );
         }
         assert_eq!(Topic::Events("saga").suffix(), "events.saga");
-        let p = Topics::new("p");
-        for name in p.all() {
-            let topic = Topic::named(&name, &p).expect("every topic is named");
-            assert_eq!(topic.name(&p), name);
-        }
-        assert_eq!(Topic::named("q.events.order", &p), None);
         assert!(Topic::SagaCommands.carries_commands() && !Topic::DeadLetter.carries_commands());
         assert_eq!(Topic::DeadLetter.suffix(), "dead-letter");
     }

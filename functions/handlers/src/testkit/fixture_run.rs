@@ -14,11 +14,35 @@ use crate::orchestrator::OrchestratorHandler;
 use crate::service::ServiceHandler;
 use serde_json::Value;
 
+/// Why a committed payload could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not JSON.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
 /// Reads `fixtures/<function>/<name>` of the crate under test as the JSON a trigger sends.
-pub fn load_kafka_fixture(function: &str, name: &str) -> Result<Value, String> {
+pub fn load_kafka_fixture(function: &str, name: &str) -> Result<Value, FixtureError> {
     let path = format!("fixtures/{function}/{name}");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+    let text = std::fs::read_to_string(&path).map_err(|source| FixtureError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| FixtureError::Json { path, source })
 }
 
 /// A function over a fresh in-memory store, with its dead letters kept in memory.
