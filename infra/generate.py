@@ -420,6 +420,14 @@ def parameters():
             "Description": "The functions' own log level (Lambda's advanced logging controls; the"
             " functions read it as AWS_LAMBDA_LOG_LEVEL).",
         },
+        "TracesEndpoint": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": "^$|^https?://[^\\s]+$",
+            "Description": "OTLP/HTTP endpoint the functions export their spans to (OTEL_EXPORTER_OTLP_ENDPOINT;"
+            " /v1/traces is appended), e.g. http://localhost:4318 with the ADOT collector layer. Empty: spans"
+            " still link the records of one order (traceparent headers) but are not exported.",
+        },
         "SystemLogLevel": {
             "Type": "String",
             "Default": "WARN",
@@ -525,6 +533,7 @@ def globals_():
                     "SAGAFLOW_STEP_TIMEOUT_MS": Ref("StepTimeoutMilliseconds"),
                     "SAGAFLOW_STEP_ATTEMPTS": Ref("StepAttempts"),
                     "SAGAFLOW_FORWARD_ATTEMPTS": Ref("ForwardAttempts"),
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": Ref("TracesEndpoint"),
                 }
             },
         }

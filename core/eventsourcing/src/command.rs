@@ -33,6 +33,9 @@ pub struct CommandEnvelope {
     pub causation_id: String,
     /// When it was issued.
     pub issued_at: Timestamp,
+    /// The W3C `traceparent` of the span that issued it; its events continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 impl CommandEnvelope {
@@ -54,6 +57,7 @@ impl CommandEnvelope {
     pub fn meta(&self, now: Timestamp) -> CommandMeta {
         CommandMeta::new(self.correlation_id.clone(), self.command_id.clone(), now)
             .with_idempotency_key(format!("command:{}", self.command_id))
+            .with_trace_context(self.trace_context.clone())
     }
 
     /// Parses the JSON form, as read from a command topic.
@@ -76,6 +80,7 @@ mod tests {
     #[test]
     fn splits_its_type_and_keys_its_effect_by_id() {
         let command = CommandEnvelope {
+            trace_context: None,
             command_id: command_id_for("evt-1", "payment.charge", ""),
             command_type: "payment.charge".into(),
             target_id: "ord-1".into(),

@@ -103,6 +103,10 @@ pub struct EventEnvelope<P = Value> {
     pub correlation_id: String,
     /// Id of the event or request that directly caused this one.
     pub causation_id: String,
+    /// The W3C `traceparent` of the span that recorded the event, so whoever handles it next
+    /// continues the same trace; opaque to the core, which only carries it along causation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
     /// The event's data.
     pub payload: P,
 }
@@ -128,6 +132,7 @@ impl<P> EventEnvelope<P> {
             occurred_at: self.occurred_at,
             correlation_id: self.correlation_id.clone(),
             causation_id: self.causation_id.clone(),
+            trace_context: self.trace_context.clone(),
             payload,
         }
     }
@@ -389,6 +394,8 @@ pub struct CommandMeta {
     pub idempotency_key: Option<String>,
     /// When the command is handled.
     pub now: Timestamp,
+    /// The trace context copied onto every produced event (see [`EventEnvelope::trace_context`]).
+    pub trace_context: Option<String>,
 }
 
 impl CommandMeta {
@@ -403,6 +410,7 @@ impl CommandMeta {
             causation_id: causation_id.into(),
             idempotency_key: None,
             now,
+            trace_context: None,
         }
     }
 
@@ -415,6 +423,13 @@ impl CommandMeta {
     /// Metadata for a command caused by `event`: same correlation, caused by that event's id.
     pub fn caused_by<P>(event: &EventEnvelope<P>, now: Timestamp) -> Self {
         Self::new(event.correlation_id.clone(), event.event_id.clone(), now)
+            .with_trace_context(event.trace_context.clone())
+    }
+
+    /// The same metadata, its events continuing the trace `trace_context` (a W3C `traceparent`).
+    pub fn with_trace_context(mut self, trace_context: Option<String>) -> Self {
+        self.trace_context = trace_context;
+        self
     }
 }
 
@@ -441,6 +456,7 @@ pub fn envelope_events<E: DomainEvent>(
                 occurred_at: meta.now,
                 correlation_id: meta.correlation_id.clone(),
                 causation_id: meta.causation_id.clone(),
+                trace_context: meta.trace_context.clone(),
                 payload: event.to_payload(),
             }
         })

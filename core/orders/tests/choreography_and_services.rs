@@ -320,6 +320,7 @@ fn a_service_event_without_its_order_is_a_typed_error() {
 
 fn command(command_type: &str, target: &str, payload: serde_json::Value) -> CommandEnvelope {
     CommandEnvelope {
+        trace_context: None,
         command_id: format!("cmd-{command_type}-{target}"),
         command_type: command_type.into(),
         target_id: target.into(),

@@ -480,7 +480,7 @@ async fn durable_run(order: &CreateOrder, unanswered: &str) -> Vec<SagaEvent> {
     let id = order.order_id.as_str();
     let input = serde_json::to_value(order).unwrap();
     runner
-        .start(ORDER_SAGA, id, input, id, clock.now())
+        .start(ORDER_SAGA, id, input, id, clock.now(), None)
         .await
         .unwrap();
     let (mut relayed, mut lost) = (0, false);
@@ -493,7 +493,7 @@ async fn durable_run(order: &CreateOrder, unanswered: &str) -> Vec<SagaEvent> {
                 break;
             };
             clock.advance_to(deadline);
-            runner.tick(id, clock.now()).await.unwrap();
+            runner.tick(id, clock.now(), None).await.unwrap();
             continue;
         }
         for event in new {
@@ -685,23 +685,23 @@ async fn a_durable_cancel_applies_once_and_a_second_one_is_refused_as_permanent(
     let runner = SagaRunner::new(store.clone(), vec![order_saga().unwrap()]);
     let input = serde_json::to_value(create_order()).unwrap();
     runner
-        .start(ORDER_SAGA, "ord-9", input, "ord-9", Timestamp(1))
+        .start(ORDER_SAGA, "ord-9", input, "ord-9", Timestamp(1), None)
         .await
         .unwrap();
     let first = runner
-        .cancel("ord-9", "cancel-1", "changed my mind", Timestamp(2))
+        .cancel("ord-9", "cancel-1", "changed my mind", Timestamp(2), None)
         .await
         .unwrap();
     let types: Vec<&str> = first.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["saga.cancelled", "saga.compensation_requested"]);
     // The same command delivered again is recognised by its id.
     let again = runner
-        .cancel("ord-9", "cancel-1", "changed my mind", Timestamp(3))
+        .cancel("ord-9", "cancel-1", "changed my mind", Timestamp(3), None)
         .await
         .unwrap();
     assert!(again.is_empty());
     let second = runner
-        .cancel("ord-9", "cancel-2", "really", Timestamp(4))
+        .cancel("ord-9", "cancel-2", "really", Timestamp(4), None)
         .await
         .unwrap_err();
     assert!(!second.is_transient(), "{second}");
@@ -710,7 +710,7 @@ async fn a_durable_cancel_applies_once_and_a_second_one_is_refused_as_permanent(
         "{second}"
     );
     let unknown = runner
-        .cancel("ord-0", "cancel-3", "who", Timestamp(5))
+        .cancel("ord-0", "cancel-3", "who", Timestamp(5), None)
         .await
         .unwrap_err();
     assert!(!unknown.is_transient());

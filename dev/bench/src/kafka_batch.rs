@@ -87,6 +87,7 @@ fn batch(topics: &Topics, run: &str) -> Result<KafkaEvent, String> {
                 )
             };
             let command = CommandEnvelope {
+                trace_context: None,
                 command_id: format!("{target}-{step}"),
                 command_type: format!("inventory.{action}"),
                 target_id: target.clone(),

@@ -246,6 +246,7 @@ impl Door {
             }
         };
         let command = CommandEnvelope {
+            trace_context: None,
             command_id: command_id_for(&order_id, command_type, "front-door"),
             command_type: command_type.into(),
             target_id: order_id.clone(),

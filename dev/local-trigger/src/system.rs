@@ -338,6 +338,7 @@ impl LocalSystem {
             Flow::Choreographed | Flow::InProcess => "order.create",
         };
         let command = CommandEnvelope {
+            trace_context: None,
             command_id: command_id_for(&create.order_id, command_type, "front-door"),
             command_type: command_type.into(),
             target_id: create.order_id.clone(),

@@ -49,6 +49,7 @@ async fn a_long_stream_loads_across_query_pages() {
     while version < 60 {
         let events = (1..=10)
             .map(|i| EventEnvelope {
+                trace_context: None,
                 event_id: event_id_for(&stream, version + i),
                 aggregate_type: "scenario".into(),
                 aggregate_id: "big".into(),
@@ -86,6 +87,7 @@ async fn a_batch_over_the_transaction_limit_is_refused_with_a_clear_error() {
     let stream = StreamId::new("scenario", "huge");
     let events = (1..=MAX_TRANSACTION_ITEMS as u64)
         .map(|seq| EventEnvelope {
+            trace_context: None,
             event_id: event_id_for(&stream, seq),
             aggregate_type: "scenario".into(),
             aggregate_id: "huge".into(),

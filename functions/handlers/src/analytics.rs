@@ -18,8 +18,9 @@ use serde_json::Value;
 
 use crate::function::KafkaFunction;
 use crate::inbound::{parse_record, Inbound, Subscriptions};
-use crate::log::{self, MessageIds};
 use crate::record_error::RecordError;
+use crate::trace::RecordTrace;
+use tracing::Instrument;
 
 /// What the analytics function does with each record, and the queries it answers.
 pub struct AnalyticsHandler<A> {
@@ -70,12 +71,13 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
 
     /// Applies one event record to the read model.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let prepared = parse_record(record, &self.subscriptions);
-        let ids = MessageIds::of_prepared(record, &prepared);
+        let mut prepared = parse_record(record, &self.subscriptions);
+        let trace = RecordTrace::begin(ANALYTICS, record, &mut prepared);
         let result = match prepared {
             Ok(Inbound::Event(event)) => self
                 .read_model
                 .apply(&event)
+                .instrument(trace.span().clone())
                 .await
                 .map(drop)
                 .map_err(RecordError::from),
@@ -85,7 +87,7 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
             ))),
             Err(error) => Err(error),
         };
-        log::settle(ANALYTICS, record, &ids, result)
+        trace.settle(ANALYTICS, record, result)
     }
 }
 

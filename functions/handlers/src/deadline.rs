@@ -10,6 +10,9 @@ use sagaflow_eventsourcing::Timestamp;
 use sagaflow_orders::flow::sagas::SagaRunner;
 use serde::Serialize;
 use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::trace::tick_span;
 
 /// How many sagas one run ticks at most; the rest wait for the next run.
 pub const MAX_SAGAS_PER_RUN: usize = 500;
@@ -63,11 +66,16 @@ impl<S: EventStore + 'static> DeadlineTimer<S> {
             while running.len() < CONCURRENT_TICKS {
                 let Some(next) = pending.next() else { break };
                 let sagas = self.sagas.clone();
-                running.spawn(async move {
-                    let id = next.stream.aggregate_id;
-                    let result = sagas.tick(&id, now).await;
-                    (id, result)
-                });
+                let id = next.stream.aggregate_id;
+                // Made here, so its log lines also name the invocation they ran in.
+                let (span, trace_context) = tick_span(&id);
+                running.spawn(
+                    async move {
+                        let result = sagas.tick(&id, now, trace_context).await;
+                        (id, result)
+                    }
+                    .instrument(span),
+                );
             }
             let Some(joined) = running.join_next().await else {
                 break;

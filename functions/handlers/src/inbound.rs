@@ -20,6 +20,16 @@ pub enum Inbound {
     Event(Box<FlowEnvelope>),
 }
 
+impl Inbound {
+    /// Gives the message the trace context of the span handling it: what it causes carries it.
+    pub fn set_trace_context(&mut self, trace_context: Option<String>) {
+        match self {
+            Inbound::Command(command) => command.trace_context = trace_context,
+            Inbound::Event(event) => event.trace_context = trace_context,
+        }
+    }
+}
+
 /// The topics a handler reads, each with what it carries, and the handler's name in the reason
 /// a record on any other topic is refused with; built once, when the handler is.
 #[derive(Clone, Debug)]

@@ -22,6 +22,7 @@ pub mod relay;
 pub mod service;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod trace;
 
 pub use analytics::{AnalyticsFunction, AnalyticsHandler, AnalyticsRequest, AnalyticsResponse};
 pub use deadline::{DeadlineTimer, TickReport};

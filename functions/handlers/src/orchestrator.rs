@@ -14,9 +14,11 @@ use sagaflow_records::{topology, Topics};
 use crate::clock::{Clock, WallClock};
 use crate::inbound::{parse_record, Inbound, Subscriptions};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::log::{self, MessageIds};
+use crate::log;
 use crate::metrics::{self, MetricsSink, NoMetrics};
 use crate::record_error::RecordError;
+use crate::trace::RecordTrace;
+use tracing::Instrument;
 
 /// What the orchestrator function does with each record.
 pub struct OrchestratorHandler<S> {
@@ -103,19 +105,22 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
 
     /// Feeds one event to its saga.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let prepared = parse_record(record, &self.subscriptions);
-        let ids = MessageIds::of_prepared(record, &prepared);
-        let result = match prepared {
-            Ok(Inbound::Command(command)) => self.front_door(command).await,
-            Ok(Inbound::Event(event)) => self
-                .sagas
-                .on_event(&event, self.clock.now())
-                .await
-                .map(|recorded| self.recorded(&recorded))
-                .map_err(RecordError::from),
-            Err(error) => Err(error),
+        let mut prepared = parse_record(record, &self.subscriptions);
+        let trace = RecordTrace::begin(ORCHESTRATOR, record, &mut prepared);
+        let work = async {
+            match prepared {
+                Ok(Inbound::Command(command)) => self.front_door(command).await,
+                Ok(Inbound::Event(event)) => self
+                    .sagas
+                    .on_event(&event, self.clock.now())
+                    .await
+                    .map(|recorded| self.recorded(&recorded))
+                    .map_err(RecordError::from),
+                Err(error) => Err(error),
+            }
         };
-        log::settle(ORCHESTRATOR, record, &ids, result)
+        let result = work.instrument(trace.span().clone()).await;
+        trace.settle(ORCHESTRATOR, record, result)
     }
 }
 
@@ -158,6 +163,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 &command.command_id,
                 &reason,
                 self.clock.now(),
+                command.trace_context.clone(),
             )
             .await
             .map_err(|e| RecordError::from(e).context(SAGA_CANCEL))?;
@@ -204,6 +210,7 @@ impl<S: EventStore + 'static> OrchestratorHandler<S> {
                 command.payload,
                 &command.correlation_id,
                 self.clock.now(),
+                command.trace_context,
             )
             .await?;
         self.recorded(&recorded);
@@ -235,6 +242,7 @@ pub fn cancel_command(
         Flow::Orchestrated | Flow::InProcess => SAGA_CANCEL,
     };
     CommandEnvelope {
+        trace_context: None,
         command_id: sagaflow_eventsourcing::command::command_id_for(
             order_id,
             command_type,
@@ -273,6 +281,7 @@ mod tests {
 
     fn start(order: &CreateOrder) -> InboundRecord {
         let command = CommandEnvelope {
+            trace_context: None,
             command_id: format!("start-{}", order.order_id),
             command_type: SAGA_START.into(),
             target_id: order.order_id.clone(),

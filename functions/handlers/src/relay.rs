@@ -11,7 +11,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use sagaflow_eventsourcing::DecodeError;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_orders::flow::sagas::commands_from_saga_event;
-use sagaflow_records::{command_record, event_record, OutboundRecord, Publisher, Topics};
+use sagaflow_records::{
+    command_record, event_record, OutboundRecord, Publisher, Topics, TraceParent,
+};
+use sagaflow_telemetry::{continue_trace, traceparent_of};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -113,11 +116,14 @@ async fn relay_in_order(
     let mut queued = Queued::default();
     for change in changes {
         let records = change.event.and_then(|event| match event {
-            Some(event) => Ok(records_for(topics, &event)?),
-            None => Ok(Vec::new()),
+            Some(event) => {
+                let (span, event) = publish_span(event);
+                Ok((records_for(topics, &event)?, Some(span)))
+            }
+            None => Ok((Vec::new(), None)),
         });
         match records {
-            Ok(records) => queued.push(change.position, records),
+            Ok((records, span)) => queued.push(change.position, records, span),
             Err(unreadable) => {
                 // What came before it goes out first, so the feed's order holds.
                 if !queued.flush(publisher, &mut outcome).await {
@@ -158,6 +164,34 @@ async fn relay_in_order(
     }
     queued.flush(publisher, &mut outcome).await;
     outcome
+}
+
+/// The span that publishes `event` (and the commands it carries): a child of the span that
+/// recorded it, or of its order's derived trace; the records carry this span's context, so
+/// the consumer's span is its child. It ends when the publish is acknowledged.
+fn publish_span(mut event: StoredEvent) -> (tracing::Span, StoredEvent) {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format_args!("relay {}", event.event_type),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        function = "relay",
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        correlation_id = %event.correlation_id,
+        causation_id = %event.causation_id,
+    );
+    let recorded_in = TraceParent::stored_or_derived(
+        event.trace_context.as_deref(),
+        &event.correlation_id,
+        &event.event_id,
+    );
+    if continue_trace(&span, &recorded_in) {
+        if let Some(context) = traceparent_of(&span) {
+            event.trace_context = Some(context.to_string());
+        }
+    }
+    (span, event)
 }
 
 /// Logs what one relayed batch came to.
@@ -224,15 +258,25 @@ pub async fn relay_stream_batch(
     relay_changes(publisher, dead_letters, topics, changes).await
 }
 
-/// Records waiting to be published, each with the change it came from.
+/// Records waiting to be published, each with the change it came from, and the span of each
+/// change's publish.
 #[derive(Default)]
 struct Queued {
     records: Vec<OutboundRecord>,
     positions: Vec<String>,
+    spans: Vec<(String, tracing::Span)>,
 }
 
 impl Queued {
-    fn push(&mut self, position: String, records: Vec<OutboundRecord>) {
+    fn push(
+        &mut self,
+        position: String,
+        records: Vec<OutboundRecord>,
+        span: Option<tracing::Span>,
+    ) {
+        if let Some(span) = span {
+            self.spans.push((position.clone(), span));
+        }
         self.positions
             .extend(std::iter::repeat_n(position, records.len()));
         self.records.extend(records);
@@ -243,6 +287,8 @@ impl Queued {
     async fn flush(&mut self, publisher: &dyn Publisher, outcome: &mut RelayOutcome) -> bool {
         let records = std::mem::take(&mut self.records);
         let positions = std::mem::take(&mut self.positions);
+        // The spans end when this returns: after the broker's answer.
+        let spans = std::mem::take(&mut self.spans);
         if records.is_empty() {
             return true;
         }
@@ -257,6 +303,10 @@ impl Queued {
                 let failed = &positions[failure.index.min(positions.len() - 1)];
                 let first_of_failed = positions.iter().position(|p| p == failed).unwrap_or(0);
                 outcome.published += first_of_failed;
+                let unsent = spans.iter().position(|(p, _)| p == failed).unwrap_or(0);
+                for (_, span) in &spans[unsent..] {
+                    span.record("otel.status_code", "ERROR");
+                }
                 outcome.failed_at = Some(failed.clone());
                 false
             }

@@ -9,14 +9,15 @@ use sagaflow_orders::flow::FlowEnvelope;
 
 use crate::inbound::{parse_record, Inbound, Subscriptions};
 use crate::intake::{HandlerSetupError, Intake};
-use crate::log::{self, MessageIds};
 use crate::record_error::RecordError;
+use crate::trace::RecordTrace;
 use sagaflow_eventsourcing::EventStore;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_orders::domain::CreateOrder;
 use sagaflow_orders::flow::choreography::{needs_order, react, PolicyError};
 use sagaflow_orders::flow::services::FlowServices;
 use sagaflow_records::{topology, Topics};
+use tracing::Instrument;
 
 use crate::clock::{Clock, WallClock};
 
@@ -93,14 +94,20 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
 
     /// Handles one record: a command of this service, or another service's event.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let prepared = self.prepare(record).await;
-        let ids = MessageIds::of_prepared(record, &prepared);
+        let mut prepared = self.prepare(record).await;
+        let trace = RecordTrace::begin(&self.service, record, &mut prepared);
         let result = match prepared {
-            Ok(Inbound::Command(command)) => self.execute(&command).await,
-            Ok(Inbound::Event(event)) => self.react_to(&event).await,
+            Ok(Inbound::Command(command)) => {
+                self.execute(&command)
+                    .instrument(trace.span().clone())
+                    .await
+            }
+            Ok(Inbound::Event(event)) => {
+                self.react_to(&event).instrument(trace.span().clone()).await
+            }
             Err(error) => Err(error),
         };
-        log::settle(&self.service, record, &ids, result)
+        trace.settle(&self.service, record, result)
     }
 
     /// Handles one key group's records in order, stopping at the first to retry. Consecutive
@@ -108,13 +115,13 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
         let mut prepared: Vec<Option<Result<Inbound, RecordError>>> =
             Vec::with_capacity(records.len());
-        let mut ids = Vec::with_capacity(records.len());
+        let mut traces = Vec::with_capacity(records.len());
         for record in records {
-            let read = self.prepare(record).await;
-            ids.push(MessageIds::of_prepared(record, &read));
+            let mut read = self.prepare(record).await;
+            traces.push(RecordTrace::begin(&self.service, record, &mut read));
             prepared.push(Some(read));
         }
-        let settle = |i: usize, result| log::settle(&self.service, &records[i], &ids[i], result);
+        let settle = |i: usize, result| traces[i].settle(&self.service, &records[i], result);
         let mut outcomes = Vec::with_capacity(records.len());
         let mut i = 0;
         while i < records.len() {
@@ -147,7 +154,13 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                         })
                         .collect()
                 }
-                Some(Ok(Inbound::Event(event))) => vec![settle(i, self.react_to(&event).await)],
+                Some(Ok(Inbound::Event(event))) => {
+                    let reacted = self
+                        .react_to(&event)
+                        .instrument(traces[i].span().clone())
+                        .await;
+                    vec![settle(i, reacted)]
+                }
                 Some(Err(error)) => vec![settle(i, Err(error))],
                 None => vec![],
             };
@@ -279,6 +292,7 @@ mod tests {
 
     fn reserve(order: &str, quantity: u32) -> CommandEnvelope {
         CommandEnvelope {
+            trace_context: None,
             command_id: format!("reserve-{order}"),
             command_type: "inventory.reserve".into(),
             target_id: sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE.into(),

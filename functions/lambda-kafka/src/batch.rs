@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,7 @@ pub trait RecordHandler: Send + Sync + 'static {
         Box::pin(async move {
             let mut outcomes = Vec::with_capacity(pending.len());
             for future in pending {
-                let outcome = tokio::spawn(future).await.unwrap_or_else(|e| {
+                let outcome = tokio::spawn(future.in_current_span()).await.unwrap_or_else(|e| {
                     let why = describe_join_error(e);
                     tracing::error!(reason = %why, "record handler failed; the record is retried");
                     RecordOutcome::Retry(format!("handler {why}"))
@@ -198,11 +199,15 @@ pub async fn process_batch(
         let ids: Vec<RecordId> = group.iter().map(|r| r.id.clone()).collect();
         let handler = Arc::clone(&handler);
         let sink = Arc::clone(&dead_letters);
-        let task = tokio::spawn(async move {
-            let settled = run_group(group, handler, sink, now_ms).await;
-            drop(permit);
-            settled
-        });
+        // The task keeps the invocation's span, so its lines carry the request id.
+        let task = tokio::spawn(
+            async move {
+                let settled = run_group(group, handler, sink, now_ms).await;
+                drop(permit);
+                settled
+            }
+            .in_current_span(),
+        );
         running.push((ids, task));
     }
 

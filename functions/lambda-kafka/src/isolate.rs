@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::future::Future;
+use tracing::Instrument;
 
 use tokio::task::JoinError;
 
@@ -26,7 +27,7 @@ where
     Fut: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::spawn(async move { make().await })
+    tokio::spawn(async move { make().await }.in_current_span())
         .await
         .map_err(describe_join_error)
 }

@@ -12,7 +12,8 @@ pub mod logging;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::layers::{OpenTelemetryFaasTrigger, OpenTelemetryLayer, TracingLayer};
+use lambda_runtime::{service_fn, Error, LambdaEvent, LambdaInvocation, Runtime, Service};
 use sagaflow_eventsourcing::EventStore;
 use sagaflow_handlers::clock;
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
@@ -22,6 +23,7 @@ use sagaflow_handlers::{
     TickReport,
 };
 use sagaflow_records::{Publisher, Topics};
+use sagaflow_telemetry::export::Tracing;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -96,47 +98,96 @@ pub async fn stream_batch(
     Ok(outcome.stream_response())
 }
 
+/// Runs `runtime` (a handler the Lambda runtime wraps): the runtime's span around each
+/// invocation (the request id and X-Ray trace id on every log line), and inside it an
+/// OpenTelemetry span for the invocation whose end flushes `tracing`'s spans, before the
+/// sandbox may be frozen.
+pub async fn serve<S>(
+    runtime: Runtime<S>,
+    trigger: OpenTelemetryFaasTrigger,
+    tracing: Tracing,
+) -> Result<(), Error>
+where
+    S: Service<LambdaInvocation, Response = (), Error = Error>,
+{
+    runtime
+        .layer(OpenTelemetryLayer::new(move || tracing.flush()).with_trigger(trigger))
+        .layer(TracingLayer::new())
+        .run()
+        .await
+}
+
 /// Runs the Kafka-triggered function of `service` (`order`, `payment`, `inventory`, `shipment`).
 pub async fn run_service(service: &str) -> Result<(), Error> {
-    logging::init();
+    let tracing = logging::init(service);
     let function = FunctionContext::from_env()
         .await?
         .service_function(service)?;
-    run(service_fn(|event| kafka_batch(&function, event))).await
+    let handler = service_fn(|event| kafka_batch(&function, event));
+    serve(
+        Runtime::new(handler),
+        OpenTelemetryFaasTrigger::PubSub,
+        tracing,
+    )
+    .await
 }
 
 /// Runs the saga orchestrator.
 pub async fn run_orchestrator() -> Result<(), Error> {
-    logging::init();
+    let tracing = logging::init("orchestrator");
     let function = FunctionContext::from_env().await?.orchestrator_function()?;
-    run(service_fn(|event| kafka_batch(&function, event))).await
+    let handler = service_fn(|event| kafka_batch(&function, event));
+    serve(
+        Runtime::new(handler),
+        OpenTelemetryFaasTrigger::PubSub,
+        tracing,
+    )
+    .await
 }
 
 /// Runs the analytics function.
 pub async fn run_analytics() -> Result<(), Error> {
-    logging::init();
+    let tracing = logging::init("analytics");
     let function = FunctionContext::from_env()
         .await?
         .analytics_function()
         .await?;
-    run(service_fn(|event| analytics_invocation(&function, event))).await
+    let handler = service_fn(|event| analytics_invocation(&function, event));
+    serve(
+        Runtime::new(handler),
+        OpenTelemetryFaasTrigger::PubSub,
+        tracing,
+    )
+    .await
 }
 
 /// Runs the scheduled deadline timer.
 pub async fn run_deadline() -> Result<(), Error> {
-    logging::init();
+    let tracing = logging::init("deadline");
     let timer = FunctionContext::deadline_timer_from_env().await?;
-    run(service_fn(|event| scheduled_tick(&timer, event))).await
+    let handler = service_fn(|event| scheduled_tick(&timer, event));
+    serve(
+        Runtime::new(handler),
+        OpenTelemetryFaasTrigger::Timer,
+        tracing,
+    )
+    .await
 }
 
 /// Runs the outbox relay.
 pub async fn run_relay() -> Result<(), Error> {
-    logging::init();
+    let tracing = logging::init("relay");
     let context = FunctionContext::from_env().await?;
     let relay = Relay {
         publisher: Arc::new(context.publisher.clone()),
         topics: context.kafka.topics.clone(),
         dead_letters: context.dead_letters.clone(),
     };
-    run(service_fn(|event| stream_batch(&relay, event))).await
+    let handler = service_fn(|event| stream_batch(&relay, event));
+    serve(
+        Runtime::new(handler),
+        OpenTelemetryFaasTrigger::Datasource,
+        tracing,
+    )
+    .await
 }

@@ -1,13 +1,17 @@
 //! The functions' log output: JSON lines (Text only when Lambda's log format says so), at the
 //! level Lambda's advanced logging controls set (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else
 //! INFO). Each line written during an invocation carries the runtime's span, with the Lambda
-//! request id and the X-Ray trace id; each of sagaflow's own lines names its function. Metric
-//! lines (CloudWatch Embedded Metric Format) go to the same output.
+//! request id and the X-Ray trace id, and the record's span with its ids and trace id; each of
+//! sagaflow's own lines names its function. Metric lines (CloudWatch Embedded Metric Format)
+//! go to the same output. Spans are OpenTelemetry spans too, exported when an OTLP endpoint
+//! is set (`sagaflow-telemetry`).
 
 use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
 use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
+use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
 use lambda_runtime::tracing::{self, Dispatch};
 use sagaflow_handlers::metrics::MetricsSink;
+use sagaflow_telemetry::export::Tracing;
 use serde_json::Value;
 
 /// Metric lines on standard output, where CloudWatch Logs finds and extracts them (EMF).
@@ -24,16 +28,52 @@ impl MetricsSink for StdoutMetrics {
     }
 }
 
-/// Installs the functions' subscriber for the whole process, writing to standard output.
-pub fn init() {
+/// Installs the functions' subscriber for the whole process, writing to standard output, with
+/// the OpenTelemetry SDK for `function`'s spans; returns the SDK, for the runtime to flush
+/// after each invocation. A malformed OTLP endpoint is logged and leaves spans unexported: a
+/// function must not stop because its traces cannot leave.
+pub fn init(function: &str) -> Tracing {
     let lookup = |name: &str| std::env::var(name).ok();
+    let service = format!("sagaflow-{function}");
+    let (tracing, setup_error) = match Tracing::from_env(&service, lookup) {
+        Ok(tracing) => (tracing, None),
+        Err(error) => (Tracing::unexported(&service), Some(error)),
+    };
     // A second install (a test that already has one) keeps the first.
-    let _ = tracing::dispatcher::set_global_default(dispatch(lookup, std::io::stdout));
+    let _ = tracing::dispatcher::set_global_default(traced_dispatch(
+        lookup,
+        std::io::stdout,
+        Some(&tracing),
+    ));
+    if let Some(error) = setup_error {
+        tracing::error!(
+            function,
+            error = %error,
+            source = %std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default(),
+            "traces will not be exported"
+        );
+    }
+    tracing
 }
 
 /// The subscriber the functions log through, configured from `lookup` (the environment),
-/// writing to `writer`.
+/// writing to `writer`, without OpenTelemetry.
 pub fn dispatch<W>(lookup: impl Fn(&str) -> Option<String>, writer: W) -> Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    traced_dispatch(lookup, writer, None)
+}
+
+/// The subscriber the functions log through, its spans also OpenTelemetry spans of `tracing`
+/// when given. Each JSON line lists the spans it was written in, outermost first: the
+/// runtime's (the Lambda request id, the X-Ray trace id), then the record's (its ids, the
+/// trace id).
+pub fn traced_dispatch<W>(
+    lookup: impl Fn(&str) -> Option<String>,
+    writer: W,
+    tracing: Option<&Tracing>,
+) -> Dispatch
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -51,15 +91,15 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     if text {
-        Dispatch::new(builder.finish())
+        let subscriber = builder.finish();
+        Dispatch::new(subscriber.with(tracing.map(Tracing::layer)))
     } else {
-        Dispatch::new(
-            builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .finish(),
-        )
+        let subscriber = builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .finish();
+        Dispatch::new(subscriber.with(tracing.map(Tracing::layer)))
     }
 }

@@ -293,6 +293,7 @@ mod orchestrator {
                 create_order("ord-5001"),
                 "ord-5001",
                 Timestamp(1_764_547_200_000),
+                None,
             )
             .await
             .unwrap();
@@ -528,7 +529,7 @@ mod deadline {
         // One saga started two timeouts ago (its step is overdue), one just now (not yet due).
         for (id, started) in [("ord-late", now - 2 * STEP_TIMEOUT_MS), ("ord-fresh", now)] {
             sagas
-                .start(ORDER_SAGA, id, order(id), id, Timestamp(started))
+                .start(ORDER_SAGA, id, order(id), id, Timestamp(started), None)
                 .await
                 .unwrap();
         }

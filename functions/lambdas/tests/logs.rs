@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use lambda_runtime::tracing;
+use lambda_runtime::tracing::{self, Instrument};
 use lambda_runtime::{Context, LambdaEvent};
 use sagaflow_dynamodb::AdapterConfig;
 use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
@@ -43,6 +43,10 @@ impl Captured {
     }
 }
 
+const REQUEST_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
+const XRAY_TRACE_ID: &str =
+    "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1";
+
 /// Runs the order function on its committed MSK payload with the functions' subscriber.
 async fn order_function_logs() -> Captured {
     let captured = Captured::default();
@@ -51,6 +55,12 @@ async fn order_function_logs() -> Captured {
     let _guard = tracing::dispatcher::set_default(&dispatch);
     let f = MemoryFunction::service("order").unwrap();
     let payload = load_kafka_fixture("order", "msk-event.json").unwrap();
+    // The span the runtime's TracingLayer opens around each invocation.
+    let invocation = tracing::info_span!(
+        "Lambda runtime invoke",
+        requestId = REQUEST_ID,
+        xrayTraceId = XRAY_TRACE_ID
+    );
     kafka_batch(
         &f.function,
         LambdaEvent {
@@ -58,6 +68,7 @@ async fn order_function_logs() -> Captured {
             context: Context::default(),
         },
     )
+    .instrument(invocation)
     .await
     .unwrap();
     captured
@@ -114,6 +125,23 @@ async fn a_batch_logs_json_lines_with_the_ids_of_each_dead_letter_and_no_payload
     assert!(
         !teleport["message_id"].as_str().unwrap().is_empty(),
         "the command id: {teleport}"
+    );
+    // Every line names the invocation; a record's line also its span, with the trace id.
+    for line in &lines {
+        let spans = line["spans"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no spans: {line}"));
+        assert_eq!(spans[0]["name"], "Lambda runtime invoke", "{line}");
+        assert_eq!(spans[0]["requestId"], REQUEST_ID, "{line}");
+        assert_eq!(spans[0]["xrayTraceId"], XRAY_TRACE_ID, "{line}");
+    }
+    let record = &teleport["spans"][1];
+    assert_eq!(record["name"], "record", "{teleport}");
+    assert_eq!(record["correlation_id"], "ord-2002");
+    let trace_id = record["trace_id"].as_str().unwrap();
+    assert!(
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{teleport}"
     );
 }
 

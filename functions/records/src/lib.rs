@@ -9,7 +9,9 @@ pub mod publisher;
 pub mod records;
 pub mod topics;
 pub mod topology;
+pub mod trace_context;
 
 pub use publisher::{PublishFailure, PublishFuture, Publisher};
 pub use records::{command_record, event_record, OutboundRecord};
 pub use topics::Topics;
+pub use trace_context::TraceParent;

@@ -4,9 +4,9 @@
 
 use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::StoredEvent;
-use uuid::Uuid;
 
 use crate::topics::Topics;
+use crate::trace_context::TraceParent;
 
 /// Header: the event type (`payment.processed`).
 pub const EVENT_TYPE_HEADER: &str = "event_type";
@@ -18,7 +18,7 @@ pub const COMMAND_TYPE_HEADER: &str = "command_type";
 pub const CORRELATION_ID_HEADER: &str = "correlation_id";
 /// Header: the causation id.
 pub const CAUSATION_ID_HEADER: &str = "causation_id";
-/// Header: the W3C trace context.
+/// Header: the W3C trace context: the message's trace and the span that sent it.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// A record to produce.
@@ -34,22 +34,12 @@ pub struct OutboundRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-const TRACE_NAMESPACE: Uuid = Uuid::from_u128(0x7ace_0000_5a6a_4f10_8e2d_9c1b_3a4d_5e6f);
-
-/// A W3C `traceparent` whose trace id derives from the correlation id (one trace per order)
-/// and whose span id derives from the record's own id.
-pub fn traceparent(correlation_id: &str, span_of: &str) -> String {
-    let trace = Uuid::new_v5(&TRACE_NAMESPACE, correlation_id.as_bytes());
-    let span = Uuid::new_v5(&TRACE_NAMESPACE, span_of.as_bytes());
-    let span_hex = span.simple().to_string();
-    format!("00-{}-{}-01", trace.simple(), &span_hex[..16])
-}
-
 fn header(name: &str, value: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
     (name.to_string(), value.into())
 }
 
-/// The record of a committed event, on its aggregate type's events topic.
+/// The record of a committed event, on its aggregate type's events topic; its `traceparent`
+/// is the event's trace context, or its order's derived one.
 pub fn event_record(topics: &Topics, event: &StoredEvent) -> OutboundRecord {
     OutboundRecord {
         topic: topics.events(&event.aggregate_type),
@@ -62,7 +52,12 @@ pub fn event_record(topics: &Topics, event: &StoredEvent) -> OutboundRecord {
             header(CAUSATION_ID_HEADER, event.causation_id.as_str()),
             header(
                 TRACEPARENT_HEADER,
-                traceparent(&event.correlation_id, &event.event_id),
+                TraceParent::stored_or_derived(
+                    event.trace_context.as_deref(),
+                    &event.correlation_id,
+                    &event.event_id,
+                )
+                .to_string(),
             ),
         ],
     }
@@ -80,7 +75,12 @@ pub fn command_record(topics: &Topics, command: &CommandEnvelope) -> OutboundRec
             header(CAUSATION_ID_HEADER, command.causation_id.as_str()),
             header(
                 TRACEPARENT_HEADER,
-                traceparent(&command.correlation_id, &command.command_id),
+                TraceParent::stored_or_derived(
+                    command.trace_context.as_deref(),
+                    &command.correlation_id,
+                    &command.command_id,
+                )
+                .to_string(),
             ),
         ],
     }
@@ -131,8 +131,46 @@ mod tests {
             ("00", 32, 16, "01")
         );
         assert!(
-            trace.starts_with(&traceparent("ord-1", "other")[..35]),
+            trace.starts_with(&TraceParent::derived("ord-1", "other").to_string()[..35]),
             "one trace per order"
+        );
+    }
+
+    #[test]
+    fn a_record_carries_the_trace_context_its_message_was_sent_with() {
+        let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let meta = CommandMeta::new("ord-1", "cmd-1", Timestamp(9))
+            .with_trace_context(Some(sent.to_string()));
+        let event = envelope_events(
+            &StreamId::new("payment", "ord-1"),
+            0,
+            &[PaymentEvent::Declined {
+                order_id: "ord-1".into(),
+                reason: "no".into(),
+                amount: Money::eur(5),
+            }],
+            &meta,
+        )
+        .remove(0);
+        let record = event_record(&Topics::default(), &event);
+        let header = record
+            .headers
+            .iter()
+            .find(|(n, _)| n == TRACEPARENT_HEADER)
+            .map(|(_, v)| v.as_slice());
+        assert_eq!(header, Some(sent.as_bytes()));
+        let mut garbled = event.clone();
+        garbled.trace_context = Some("not a traceparent".into());
+        let record = event_record(&Topics::default(), &garbled);
+        let header = record
+            .headers
+            .iter()
+            .find(|(n, _)| n == TRACEPARENT_HEADER)
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap());
+        assert_eq!(
+            header,
+            Some(TraceParent::derived("ord-1", &event.event_id).to_string()),
+            "an unreadable context falls back to the order's derived trace"
         );
     }
 }

@@ -12,6 +12,7 @@ use crate::store::{
 
 fn event(stream: &StreamId, sequence: u64, n: u64) -> StoredEvent {
     EventEnvelope {
+        trace_context: None,
         event_id: event_id_for(stream, sequence),
         aggregate_type: stream.aggregate_type.clone(),
         aggregate_id: stream.aggregate_id.clone(),

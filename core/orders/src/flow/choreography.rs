@@ -104,6 +104,7 @@ pub fn react(
             correlation_id: event.correlation_id.clone(),
             causation_id: event.event_id.clone(),
             issued_at: event.occurred_at,
+            trace_context: event.trace_context.clone(),
         })
         .collect())
 }

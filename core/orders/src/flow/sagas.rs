@@ -333,7 +333,8 @@ impl<S: EventStore> SagaRunner<S> {
         &self.sagas
     }
 
-    /// Starts saga `saga_type` as `saga_id`; starting it again changes nothing.
+    /// Starts saga `saga_type` as `saga_id`, its events continuing the trace `trace_context`;
+    /// starting it again changes nothing.
     pub async fn start(
         &self,
         saga_type: &str,
@@ -341,6 +342,7 @@ impl<S: EventStore> SagaRunner<S> {
         input: Value,
         correlation_id: &str,
         now: Timestamp,
+        trace_context: Option<String>,
     ) -> Result<Vec<StoredEvent>, SagaRunError> {
         let definition = self.definition(saga_type)?;
         let trigger = SagaTrigger {
@@ -353,7 +355,8 @@ impl<S: EventStore> SagaRunner<S> {
             now,
         };
         let meta = CommandMeta::new(correlation_id, format!("start:{saga_id}"), now)
-            .with_idempotency_key(format!("saga:{saga_id}:start"));
+            .with_idempotency_key(format!("saga:{saga_id}:start"))
+            .with_trace_context(trace_context);
         Ok(self.sagas.execute(saga_id, &trigger, &meta).await?.events)
     }
 
@@ -379,13 +382,15 @@ impl<S: EventStore> SagaRunner<S> {
 
     /// Cancels saga `saga_id` for `reason` as the command `cancel_id` asks; the same cancel
     /// again changes nothing, a cancel of a finished or compensating saga is refused
-    /// ([`SagaError::CancelRefused`]), and so is one of a saga that was never started.
+    /// ([`SagaError::CancelRefused`]), and so is one of a saga that was never started. Its
+    /// events continue the trace `trace_context`.
     pub async fn cancel(
         &self,
         saga_id: &str,
         cancel_id: &str,
         reason: &str,
         now: Timestamp,
+        trace_context: Option<String>,
     ) -> Result<Vec<StoredEvent>, SagaRunError> {
         let loaded = self.sagas.load(saga_id).await?;
         if loaded.version == 0 {
@@ -396,17 +401,21 @@ impl<S: EventStore> SagaRunner<S> {
             reason: reason.to_string(),
         };
         let meta = CommandMeta::new(saga_id, cancel_id, now)
-            .with_idempotency_key(format!("saga:{saga_id}:cancel:{cancel_id}"));
+            .with_idempotency_key(format!("saga:{saga_id}:cancel:{cancel_id}"))
+            .with_trace_context(trace_context);
         self.advance(saga_id, input, &meta).await
     }
 
-    /// Lets saga `saga_id` act on deadlines that passed by `now`.
+    /// Lets saga `saga_id` act on deadlines that passed by `now`, its events continuing the
+    /// trace `trace_context`.
     pub async fn tick(
         &self,
         saga_id: &str,
         now: Timestamp,
+        trace_context: Option<String>,
     ) -> Result<Vec<StoredEvent>, SagaRunError> {
-        let meta = CommandMeta::new(saga_id, format!("tick:{saga_id}:{}", now.as_millis()), now);
+        let meta = CommandMeta::new(saga_id, format!("tick:{saga_id}:{}", now.as_millis()), now)
+            .with_trace_context(trace_context);
         self.advance(saga_id, SagaInput::Tick, &meta).await
     }
 
@@ -438,11 +447,13 @@ impl<S: EventStore> SagaRunner<S> {
     }
 }
 
-/// The command envelope for a saga's command message, caused by the saga event that recorded it.
+/// The command envelope for a saga's command message, caused by the saga event that recorded it
+/// and continuing its trace.
 pub fn envelope_for(
     message: &CommandMessage,
     cause: &str,
     issued_at: Timestamp,
+    trace_context: Option<String>,
 ) -> CommandEnvelope {
     CommandEnvelope {
         command_id: message.command_id.clone(),
@@ -452,6 +463,7 @@ pub fn envelope_for(
         correlation_id: message.correlation_id.clone(),
         causation_id: cause.to_string(),
         issued_at,
+        trace_context,
     }
 }
 
@@ -460,7 +472,14 @@ pub fn commands_from_saga_event(event: &StoredEvent) -> Result<Vec<CommandEnvelo
     let decoded = event.decode::<SagaEvent>()?;
     Ok(commands_in(std::slice::from_ref(&decoded.payload))
         .iter()
-        .map(|message| envelope_for(message, &event.event_id, event.occurred_at))
+        .map(|message| {
+            envelope_for(
+                message,
+                &event.event_id,
+                event.occurred_at,
+                event.trace_context.clone(),
+            )
+        })
         .collect())
 }
 
@@ -482,7 +501,7 @@ impl<S: EventStore + 'static> CommandDispatcher for ServicesDispatcher<S> {
         let services = self.services.clone();
         let now = self.clock.now();
         Box::pin(async move {
-            let envelope = envelope_for(&message, &message.causation_id, now);
+            let envelope = envelope_for(&message, &message.causation_id, now, None);
             match services.handle(&envelope, now).await {
                 // Every event the command produced reaches the saga, as on Kafka.
                 Ok(handled) => Ok(handled
@@ -536,7 +555,7 @@ mod wake_tests {
         let runner = SagaRunner::new(store.clone(), vec![order_saga().unwrap()]);
         let input = serde_json::to_value(create_order("ord-1", Flow::Orchestrated)).unwrap();
         runner
-            .start(ORDER_SAGA, "ord-1", input, "ord-1", Timestamp(1_000))
+            .start(ORDER_SAGA, "ord-1", input, "ord-1", Timestamp(1_000), None)
             .await
             .unwrap();
         let deadline = Timestamp(1_000 + STEP_TIMEOUT_MS);
@@ -553,7 +572,7 @@ mod wake_tests {
             }]
         );
 
-        let ticked = runner.tick("ord-1", deadline).await.unwrap();
+        let ticked = runner.tick("ord-1", deadline, None).await.unwrap();
         assert!(!ticked.is_empty(), "the timed-out step fails the saga");
         assert!(due(deadline).await.is_empty(), "the old deadline is gone");
         let saga = runner.repository().load("ord-1").await.unwrap().state;

@@ -17,6 +17,7 @@ const START: i64 = 1_764_547_200_000;
 fn saga_event(order_id: &str, sequence: u64, event_type: &str, at: i64) -> StoredEvent {
     let stream = StreamId::new("saga", order_id);
     EventEnvelope {
+        trace_context: None,
         event_id: event_id_for(&stream, sequence),
         aggregate_type: "saga".into(),
         aggregate_id: order_id.into(),
