@@ -975,6 +975,15 @@ def dashboard():
         }
 
     per_function = lambda metric: [["sagaflow", metric, "function", fn.key] for fn in kafka_fns]
+
+    def search(schema, metric, stat, id_):
+        # One line per dimension value (each command, each outcome), found by a search.
+        return [{
+            "expression": f"SEARCH('{schema} MetricName=\"{metric}\"', '{stat}', 60)",
+            "id": id_,
+            "label": "",
+        }]
+
     widgets = [
         widget("Records processed per function (flow throughput)", per_function("RecordsProcessed"), 0, 0),
         widget(
@@ -1002,6 +1011,30 @@ def dashboard():
             "Maximum",
         ),
         widget("Batch duration (ms, p99)", per_function("BatchDuration"), 0, 18, "p99"),
+        widget(
+            "DynamoDB throttles and conflicts per function",
+            per_function("DynamoDbThrottles") + per_function("DynamoDbConflicts"),
+            12,
+            18,
+        ),
+        widget(
+            "Step latency by command (ms, p99): issued to recorded",
+            [search("{sagaflow,function,command}", "StepLatency", "p99", "steps")],
+            0,
+            24,
+            "p99",
+        ),
+        widget(
+            "Order and saga duration by outcome (ms, p50 and p99)",
+            [
+                search("{sagaflow,function,outcome}", "OrderDuration", "p50", "orders50"),
+                search("{sagaflow,function,outcome}", "OrderDuration", "p99", "orders99"),
+                search("{sagaflow,function,outcome}", "SagaDuration", "p99", "sagas99"),
+            ],
+            12,
+            24,
+            "p99",
+        ),
     ]
     return {
         "Type": "AWS::CloudWatch::Dashboard",

@@ -89,6 +89,9 @@ pub struct InitSteps {
     /// Building the log subscriber and writing the `function ready` line (in every function
     /// since the logs came in; awaited in init).
     pub logging_ms: f64,
+    /// The same with the tracer provider and its OpenTelemetry layer, as init builds it now
+    /// (no OTLP endpoint: no exporter).
+    pub traced_logging_ms: f64,
 }
 
 /// Runs section 4 and prints its table.
@@ -429,8 +432,18 @@ async fn in_process_steps(samples: usize, events_table: &str) -> Result<InitStep
     let kafka = KafkaConfig::from_env().map_err(|e| e.to_string())?;
     let adapters = sagaflow_dynamodb::AdapterConfig::from_env().map_err(|e| e.to_string())?;
     let (mut config, mut describe, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-    let mut logging = Vec::new();
+    let (mut logging, mut traced) = (Vec::new(), Vec::new());
     for _ in 0..samples + 1 {
+        let t = Instant::now();
+        let env = |name: &str| std::env::var(name).ok();
+        let tracer = sagaflow_telemetry::export::Tracing::from_env("sagaflow-bench", env)
+            .map_err(|e| e.to_string())?;
+        let dispatch =
+            sagaflow_lambdas::logging::traced_dispatch(env, std::io::sink, Some(&tracer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            sagaflow_lambdas::context::log_ready(&adapters, &kafka)
+        });
+        traced.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         let dispatch =
             sagaflow_lambdas::logging::dispatch(|name| std::env::var(name).ok(), std::io::sink);
@@ -463,6 +476,7 @@ async fn in_process_steps(samples: usize, events_table: &str) -> Result<InitStep
         describe_table_ms: median(&describe[1..]),
         kafka_warm_ms: median(&warm[1..]),
         logging_ms: median(&logging[1..]),
+        traced_logging_ms: median(&traced[1..]),
     })
 }
 
@@ -559,8 +573,9 @@ fn print(figures: &InitFigures, settings: &Settings) {
         "  the same steps in this process, fresh clients (median): AWS config and client \
          {:.1} ms, DescribeTable {:.1} ms (awaited in init), Kafka producer and metadata {:.1} ms \
          (warmed alongside init, not awaited: librdkafka settles its broker connections after \
-         the metadata answer), log subscriber and ready line {:.3} ms (awaited in init)",
-        s.aws_config_ms, s.describe_table_ms, s.kafka_warm_ms, s.logging_ms
+         the metadata answer), log subscriber and ready line {:.3} ms, {:.3} ms with the tracer \
+         provider and its layer as init builds them now (awaited in init)",
+        s.aws_config_ms, s.describe_table_ms, s.kafka_warm_ms, s.logging_ms, s.traced_logging_ms
     );
     if host_zipped {
         println!(

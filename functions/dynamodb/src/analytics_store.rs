@@ -32,6 +32,7 @@ use sagaflow_orders::projection::{
 };
 
 use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
+use crate::push_back::PushBack;
 use sagaflow_eventsourcing::Transience;
 
 /// How many items the summary counters are spread over.
@@ -45,6 +46,7 @@ pub struct DynamoAnalyticsStore {
     client: Client,
     table: String,
     progress: Arc<Mutex<HashMap<String, StreamProgress>>>,
+    push_back: Arc<PushBack>,
 }
 
 /// Streams whose progress one function remembers between events.
@@ -140,7 +142,15 @@ impl DynamoAnalyticsStore {
             client,
             table: table.into(),
             progress: Arc::default(),
+            push_back: Arc::default(),
         }
+    }
+
+    /// The same read model counting its conflicts into `push_back` (see
+    /// [`crate::push_back`]).
+    pub fn with_push_back(mut self, push_back: Arc<PushBack>) -> Self {
+        self.push_back = push_back;
+        self
     }
 
     fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamProgress>> {
@@ -356,9 +366,10 @@ impl AnalyticsStore for DynamoAnalyticsStore {
             match committed? {
                 Attempt::Committed => {
                     self.remember(&stream_pk, &change.progress);
-                    return Ok(Applied::New);
+                    return Ok(Applied::New(change.durations));
                 }
                 Attempt::Moved => {
+                    self.push_back.conflict();
                     // Contention on a shard clears within milliseconds; back off a little more
                     // each time so racing writers spread out.
                     tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;

@@ -23,6 +23,7 @@
 //! The table's stream (new images) feeds the outbox relay, which publishes `event` items only.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -30,6 +31,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Trans
 use aws_sdk_dynamodb::Client;
 
 use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
+use crate::push_back::PushBack;
 use sagaflow_eventsourcing::store::{
     validate_append, AppendOutcome, AppendRequest, DueStream, EventStore, Snapshot, StoreError,
     Wake,
@@ -55,6 +57,7 @@ pub const WAKE_SHARDS: u64 = 4;
 pub struct DynamoEventStore {
     client: Client,
     table: String,
+    push_back: Arc<PushBack>,
 }
 
 /// The partition key of a stream's event items.
@@ -106,7 +109,15 @@ impl DynamoEventStore {
         Self {
             client,
             table: table.into(),
+            push_back: Arc::default(),
         }
+    }
+
+    /// The same store counting its conflicts into `push_back` (the function's, which its
+    /// client's interceptor counts throttles into).
+    pub fn with_push_back(mut self, push_back: Arc<PushBack>) -> Self {
+        self.push_back = push_back;
+        self
     }
 
     /// The table name.
@@ -481,6 +492,7 @@ impl DynamoEventStore {
     }
 
     async fn conflict(&self, request: &AppendRequest) -> StoreError {
+        self.push_back.conflict();
         let actual = self
             .current_version(&request.stream)
             .await

@@ -7,8 +7,10 @@ pub mod analytics_store;
 mod attributes;
 pub mod config;
 pub mod dynamo_store;
+pub mod push_back;
 pub mod tables;
 
 pub use analytics_store::DynamoAnalyticsStore;
-pub use config::{dynamodb_client, AdapterConfig};
+pub use config::{counting_dynamodb_client, dynamodb_client, AdapterConfig};
 pub use dynamo_store::DynamoEventStore;
+pub use push_back::{PushBack, PushBackCounts};

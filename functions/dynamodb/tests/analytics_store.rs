@@ -51,7 +51,7 @@ async fn concurrent_streams_each_apply_once_and_add_up() {
                 let mut new = 0;
                 for event in &events {
                     for _ in 0..2 {
-                        if store.apply(event).await.unwrap() == Applied::New {
+                        if matches!(store.apply(event).await.unwrap(), Applied::New(_)) {
                             new += 1;
                         }
                     }

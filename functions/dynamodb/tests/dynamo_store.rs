@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sagaflow_dynamodb::dynamo_store::MAX_TRANSACTION_ITEMS;
 use sagaflow_dynamodb::tables::ensure_events_table;
-use sagaflow_dynamodb::DynamoEventStore;
+use sagaflow_dynamodb::{DynamoEventStore, PushBack, PushBackCounts};
 use sagaflow_eventsourcing::event::{event_id_for, EventEnvelope};
 use sagaflow_eventsourcing::AppendRequest;
 use sagaflow_eventsourcing::CommandMeta;
@@ -162,5 +162,48 @@ async fn the_repository_snapshots_and_reloads_through_dynamodb() {
             .level("MUG")
             .available,
         20
+    );
+}
+
+fn one_event(stream: &StreamId, sequence: u64, key: &str) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected_version: sequence - 1,
+        events: vec![EventEnvelope {
+            trace_context: None,
+            event_id: event_id_for(stream, sequence),
+            aggregate_type: stream.aggregate_type.clone(),
+            aggregate_id: stream.aggregate_id.clone(),
+            sequence,
+            event_type: "scenario.happened".into(),
+            schema_version: 1,
+            occurred_at: Timestamp(1),
+            correlation_id: "c".into(),
+            causation_id: key.into(),
+            payload: serde_json::json!({}),
+        }],
+        idempotency_keys: vec![key.into()],
+        wake: Wake::Unchanged,
+        snapshot: None,
+    }
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn an_append_that_lost_a_race_is_counted_as_a_conflict_and_a_duplicate_is_not() {
+    let push_back = Arc::new(PushBack::default());
+    let store = store("push-back").await.with_push_back(push_back.clone());
+    let stream = StreamId::new("scenario", format!("race-{}", std::process::id()));
+    store.append(one_event(&stream, 1, "first")).await.unwrap();
+    let late = store.append(one_event(&stream, 1, "second")).await;
+    assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
+    let again = store.append(one_event(&stream, 2, "first")).await.unwrap();
+    assert_eq!(again, sagaflow_eventsourcing::AppendOutcome::Duplicate);
+    assert_eq!(
+        push_back.take(),
+        PushBackCounts {
+            throttled: 0,
+            conflicts: 1
+        }
     );
 }

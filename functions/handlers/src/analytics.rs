@@ -10,7 +10,7 @@ use sagaflow_lambda_kafka::{
     PayloadError, RecordHandler, RecordOutcome,
 };
 use sagaflow_orders::projection::{
-    AnalyticsStore, AnalyticsSummary, GetAnalyticsSummary, ReadModelError,
+    AnalyticsStore, AnalyticsSummary, Applied, GetAnalyticsSummary, ReadModelError,
 };
 use sagaflow_records::{topology, Topics};
 use serde::Serialize;
@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::function::KafkaFunction;
 use crate::inbound::{parse_record, Inbound, Subscriptions};
+use crate::metrics::{self, MetricsSink, NoMetrics, PushBackSource};
 use crate::record_error::RecordError;
 use crate::trace::RecordTrace;
 use tracing::Instrument;
@@ -26,6 +27,7 @@ use tracing::Instrument;
 pub struct AnalyticsHandler<A> {
     read_model: Arc<A>,
     subscriptions: Arc<Subscriptions>,
+    metrics: Arc<dyn MetricsSink>,
 }
 
 impl<A> Clone for AnalyticsHandler<A> {
@@ -33,6 +35,7 @@ impl<A> Clone for AnalyticsHandler<A> {
         Self {
             read_model: self.read_model.clone(),
             subscriptions: self.subscriptions.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -45,7 +48,14 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
         Self {
             read_model,
             subscriptions: Arc::new(subscriptions),
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// The same handler writing the order and saga durations it measures to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The topics it reads: every aggregate's events.
@@ -79,7 +89,7 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
                 .apply(&event)
                 .instrument(trace.span().clone())
                 .await
-                .map(drop)
+                .map(|applied| self.measure(applied))
                 .map_err(RecordError::from),
             Ok(Inbound::Command(command)) => Err(RecordError::dead_letter(format!(
                 "command `{}` on an events topic",
@@ -88,6 +98,18 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
             Err(error) => Err(error),
         };
         trace.settle(ANALYTICS, record, result)
+    }
+}
+
+impl<A> AnalyticsHandler<A> {
+    /// Writes the durations an applied event completed; a redelivery completes none.
+    fn measure(&self, applied: Applied) {
+        if let Applied::New(durations) = applied {
+            let now = crate::clock::now().as_millis();
+            for line in metrics::duration_lines(&durations, now) {
+                self.metrics.emit(line);
+            }
+        }
     }
 }
 
@@ -177,8 +199,14 @@ impl AnalyticsFunction {
     }
 
     /// The same function writing its batch metrics to `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<dyn crate::metrics::MetricsSink>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<dyn MetricsSink>) -> Self {
         self.function = self.function.with_metrics(metrics);
+        self
+    }
+
+    /// The same function measuring its store's push-back after each batch.
+    pub fn with_push_back(mut self, push_back: PushBackSource) -> Self {
+        self.function = self.function.with_push_back(push_back);
         self
     }
 
@@ -196,5 +224,54 @@ impl AnalyticsFunction {
                 Ok(AnalyticsResponse::Summary(summary))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::RecordedMetrics;
+    use sagaflow_lambda_kafka::RecordId;
+    use sagaflow_orders::projection::InMemoryAnalyticsStore;
+    use sagaflow_orders::testkit::analytics_scenarios::order_history;
+    use sagaflow_records::event_record;
+
+    #[tokio::test]
+    async fn an_orders_duration_is_measured_once_however_often_its_last_event_comes() {
+        let metrics = RecordedMetrics::default();
+        let handler =
+            AnalyticsHandler::new(Arc::new(InMemoryAnalyticsStore::new()), Topics::default())
+                .with_metrics(Arc::new(metrics.clone()));
+        let history = order_history("ord-m", 3);
+        for delivery in 0..2 {
+            for (offset, event) in history.iter().enumerate() {
+                let record = event_record(&Topics::default(), event);
+                let inbound = InboundRecord {
+                    id: RecordId {
+                        topic: record.topic,
+                        partition: 0,
+                        offset: offset as i64,
+                    },
+                    timestamp_ms: 0,
+                    key: Some(record.key.into_bytes()),
+                    value: Some(record.value),
+                    headers: record.headers,
+                };
+                let outcome = handler.handle_record(&inbound).await;
+                assert_eq!(outcome, RecordOutcome::Done, "delivery {delivery}");
+            }
+        }
+        let lines = metrics.lines();
+        for line in &lines {
+            crate::testkit::emf::check_emf_line(line).unwrap();
+        }
+        let named = |name: &str| lines.iter().filter(|l| l.get(name).is_some()).count();
+        assert_eq!(named("OrderDuration"), 3, "{lines:#?}");
+        assert_eq!(named("SagaDuration"), 3, "{lines:#?}");
+        let completed = lines
+            .iter()
+            .filter(|l| l.get("OrderDuration").is_some() && l["outcome"] == "completed")
+            .count();
+        assert_eq!(completed, 2, "every third order is cancelled");
     }
 }

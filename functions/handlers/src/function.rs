@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::clock::{Clock, WallClock};
 use crate::log;
-use crate::metrics::{self, MetricsSink, NoMetrics};
+use crate::metrics::{self, MetricsSink, NoMetrics, PushBackSource};
 
 /// One record handler, the dead-letter path and the batch settings of a function.
 #[derive(Clone)]
@@ -23,6 +23,7 @@ pub struct KafkaFunction {
     config: BatchConfig,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn MetricsSink>,
+    push_back: Option<PushBackSource>,
 }
 
 impl KafkaFunction {
@@ -38,7 +39,15 @@ impl KafkaFunction {
             config,
             clock: Arc::new(WallClock),
             metrics: Arc::new(NoMetrics),
+            push_back: None,
         }
+    }
+
+    /// The same function measuring, after each batch, how often its store was pushed back
+    /// (`push_back` reads and resets the counts).
+    pub fn with_push_back(mut self, push_back: PushBackSource) -> Self {
+        self.push_back = Some(push_back);
+        self
     }
 
     /// The same function writing its batch metrics to `metrics`.
@@ -78,8 +87,15 @@ impl KafkaFunction {
             event.records.len(),
         );
         let now = self.clock.now().as_millis();
-        for line in metrics::batch_lines(self.handler.name(), event, &result.report, duration, now)
-        {
+        let push_back = self.push_back.as_ref().map(|take| take());
+        for line in metrics::batch_lines(
+            self.handler.name(),
+            event,
+            &result.report,
+            duration,
+            push_back,
+            now,
+        ) {
             self.metrics.emit(line);
         }
         result

@@ -1,9 +1,10 @@
 //! CloudWatch metrics as Embedded Metric Format lines: one JSON object per line whose `_aws`
 //! block tells CloudWatch which members are metrics (with their units) and which are
 //! dimensions. Every function writes them in one namespace with the function as a dimension:
-//! each batch's records processed, retried and dead-lettered (also per topic) and its duration,
-//! and the orchestrator's saga outcomes. Where the lines go is the runtime's choice
-//! ([`MetricsSink`]): standard output on Lambda, nowhere in `make run`.
+//! each batch's records processed, retried and dead-lettered (also per topic), its duration and
+//! how often DynamoDB pushed back during it; the orchestrator's saga outcomes; each service's
+//! step latencies; and the analytics function's order and saga durations. Where the lines go
+//! is the runtime's choice ([`MetricsSink`]): standard output on Lambda, nowhere in `make run`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_lambda_kafka::BatchReport;
+use sagaflow_orders::projection::{DurationMetric, DurationSample};
 use serde_json::{json, Map, Value};
 
 /// The CloudWatch namespace of every sagaflow metric.
@@ -24,6 +26,20 @@ pub const RECORDS_RETRIED: &str = "RecordsRetried";
 pub const RECORDS_DEAD_LETTERED: &str = "RecordsDeadLettered";
 /// How long a batch took, in milliseconds.
 pub const BATCH_DURATION: &str = "BatchDuration";
+/// Requests DynamoDB refused for throughput during a batch, retried or not.
+pub const DYNAMODB_THROTTLES: &str = "DynamoDbThrottles";
+/// Writes DynamoDB refused during a batch because another writer got there first.
+pub const DYNAMODB_CONFLICTS: &str = "DynamoDbConflicts";
+/// From a command being issued (by a saga step, or the event a reaction answers) to its effect
+/// being recorded by the service, in milliseconds, by command type.
+pub const STEP_LATENCY: &str = "StepLatency";
+/// From an order's creation to its completion or cancellation, in milliseconds, by outcome.
+pub const ORDER_DURATION: &str = "OrderDuration";
+/// From a saga's start to its end, in milliseconds, by outcome.
+pub const SAGA_DURATION: &str = "SagaDuration";
+/// The most values one EMF member may hold.
+const MAX_VALUES: usize = 100;
+
 /// The saga outcome metrics, in the order the saga line writes them.
 pub const SAGA_METRICS: [&str; 6] = [
     "SagasStarted",
@@ -40,6 +56,11 @@ pub fn metric_names() -> Vec<&'static str> {
         RECORDS_RETRIED,
         RECORDS_DEAD_LETTERED,
         BATCH_DURATION,
+        DYNAMODB_THROTTLES,
+        DYNAMODB_CONFLICTS,
+        STEP_LATENCY,
+        ORDER_DURATION,
+        SAGA_DURATION,
     ]
     .into_iter()
     .chain(SAGA_METRICS)
@@ -114,6 +135,97 @@ pub fn emf_line(timestamp_ms: i64, dimensions: &[(&str, &str)], metrics: &[Metri
     Value::Object(root)
 }
 
+/// One line of many values of one metric under `dimensions` (EMF takes up to 100 values per
+/// member, which CloudWatch counts as that many samples).
+pub fn emf_values_line(
+    timestamp_ms: i64,
+    dimensions: &[(&str, &str)],
+    name: &'static str,
+    unit: Unit,
+    values: &[f64],
+) -> Value {
+    let mut line = emf_line(
+        timestamp_ms,
+        dimensions,
+        &[Metric {
+            name,
+            unit,
+            value: 0.0,
+        }],
+    );
+    if let Value::Object(members) = &mut line {
+        members.insert(name.into(), json!(values));
+    }
+    line
+}
+
+/// How often DynamoDB pushed back during a batch (counted by the store's client).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorePushBack {
+    /// Throttled requests, retried or not.
+    pub throttled: u64,
+    /// Writes that lost to another writer.
+    pub conflicts: u64,
+}
+
+/// Reads and resets a function's push-back counts, once per batch.
+pub type PushBackSource = Arc<dyn Fn() -> StorePushBack + Send + Sync>;
+
+/// Step latencies (command type, milliseconds) as lines of `function`, one per command type
+/// and at most 100 values each.
+pub fn step_latency_lines(
+    function: &str,
+    samples: &[(String, f64)],
+    timestamp_ms: i64,
+) -> Vec<Value> {
+    let mut by_command: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for (command, ms) in samples {
+        by_command.entry(command.as_str()).or_default().push(*ms);
+    }
+    by_command
+        .into_iter()
+        .flat_map(|(command, values)| {
+            values
+                .chunks(MAX_VALUES)
+                .map(|chunk| {
+                    emf_values_line(
+                        timestamp_ms,
+                        &[("function", function), ("command", command)],
+                        STEP_LATENCY,
+                        Unit::Milliseconds,
+                        chunk,
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The order and saga durations an analytics event completed, one line each, by outcome.
+pub fn duration_lines(samples: &[DurationSample], timestamp_ms: i64) -> Vec<Value> {
+    samples
+        .iter()
+        .map(|sample| {
+            let name = match sample.metric {
+                DurationMetric::Order => ORDER_DURATION,
+                DurationMetric::Saga => SAGA_DURATION,
+            };
+            emf_line(
+                timestamp_ms,
+                &[
+                    ("function", "analytics"),
+                    ("outcome", sample.outcome.as_str()),
+                ],
+                &[Metric {
+                    name,
+                    unit: Unit::Milliseconds,
+                    value: sample.ms as f64,
+                }],
+            )
+        })
+        .collect()
+}
+
 /// Where a function's metric lines go.
 pub trait MetricsSink: Send + Sync {
     /// Writes one EMF line.
@@ -149,29 +261,38 @@ impl MetricsSink for RecordedMetrics {
     }
 }
 
-/// The lines one Kafka batch is measured by: the function's totals and duration, then the
-/// records, retries and dead letters of each topic it came from.
+/// The lines one Kafka batch is measured by: the function's totals, duration and DynamoDB
+/// push-back (when its store counts it), then the records, retries and dead letters of each
+/// topic it came from.
 pub fn batch_lines(
     function: &str,
     event: &KafkaEvent,
     report: &BatchReport,
     duration: Duration,
+    push_back: Option<StorePushBack>,
     timestamp_ms: i64,
 ) -> Vec<Value> {
-    let mut lines = vec![emf_line(
-        timestamp_ms,
-        &[("function", function)],
-        &[
-            Metric::count(RECORDS_PROCESSED, report.records),
-            Metric::count(RECORDS_RETRIED, report.retried.len()),
-            Metric::count(RECORDS_DEAD_LETTERED, report.dead_lettered.len()),
-            Metric {
-                name: BATCH_DURATION,
-                unit: Unit::Milliseconds,
-                value: duration.as_secs_f64() * 1e3,
-            },
-        ],
-    )];
+    let mut totals = vec![
+        Metric::count(RECORDS_PROCESSED, report.records),
+        Metric::count(RECORDS_RETRIED, report.retried.len()),
+        Metric::count(RECORDS_DEAD_LETTERED, report.dead_lettered.len()),
+        Metric {
+            name: BATCH_DURATION,
+            unit: Unit::Milliseconds,
+            value: duration.as_secs_f64() * 1e3,
+        },
+    ];
+    if let Some(push_back) = push_back {
+        totals.push(Metric::count(
+            DYNAMODB_THROTTLES,
+            push_back.throttled as usize,
+        ));
+        totals.push(Metric::count(
+            DYNAMODB_CONFLICTS,
+            push_back.conflicts as usize,
+        ));
+    }
+    let mut lines = vec![emf_line(timestamp_ms, &[("function", function)], &totals)];
     let mut per_topic: std::collections::BTreeMap<&str, (usize, usize, usize)> = Default::default();
     for records in event.records.values() {
         for record in records {
@@ -283,7 +404,17 @@ mod tests {
             retried: vec![(id("p.events.payment", 7), "throttled".into())],
             skipped_after_failure: 0,
         };
-        let lines = batch_lines("order", &event, &report, Duration::from_millis(12), 1_000);
+        let lines = batch_lines(
+            "order",
+            &event,
+            &report,
+            Duration::from_millis(12),
+            Some(StorePushBack {
+                throttled: 2,
+                conflicts: 1,
+            }),
+            1_000,
+        );
         assert_eq!(lines.len(), 3, "{lines:#?}");
         for line in &lines {
             check_emf_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -291,6 +422,8 @@ mod tests {
         assert_eq!(lines[0]["function"], "order");
         assert_eq!(lines[0]["RecordsProcessed"], 3.0);
         assert_eq!(lines[0]["BatchDuration"], 12.0);
+        assert_eq!(lines[0]["DynamoDbThrottles"], 2.0);
+        assert_eq!(lines[0]["DynamoDbConflicts"], 1.0);
         let orders = lines
             .iter()
             .find(|l| l["topic"] == "p.commands.order")
@@ -333,6 +466,69 @@ mod tests {
         assert_eq!(line["SagasCompensationFailed"], 1.0);
         assert_eq!(line["SagasCompensated"], 1.0);
         assert_eq!(saga_line(&[], 1_000), None);
+    }
+
+    #[test]
+    fn step_latencies_are_one_line_per_command_type_of_at_most_a_hundred_values() {
+        let mut samples: Vec<(String, f64)> = (0..150)
+            .map(|i| ("payment.charge".to_string(), f64::from(i)))
+            .collect();
+        samples.push(("payment.refund".into(), 7.5));
+        let lines = step_latency_lines("payment", &samples, 1_000);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        for line in &lines {
+            check_emf_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(line["function"], "payment");
+            assert_eq!(
+                line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0],
+                json!({ "Name": "StepLatency", "Unit": "Milliseconds" })
+            );
+        }
+        let counts: Vec<(String, usize)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["command"].as_str().unwrap().to_string(),
+                    l["StepLatency"].as_array().unwrap().len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("payment.charge".to_string(), 100),
+                ("payment.charge".to_string(), 50),
+                ("payment.refund".to_string(), 1)
+            ]
+        );
+        assert!(step_latency_lines("payment", &[], 1_000).is_empty());
+    }
+
+    #[test]
+    fn order_and_saga_durations_are_lines_by_outcome() {
+        let samples = [
+            DurationSample {
+                metric: DurationMetric::Order,
+                outcome: "completed".into(),
+                ms: 840,
+            },
+            DurationSample {
+                metric: DurationMetric::Saga,
+                outcome: "aborted".into(),
+                ms: 1_200,
+            },
+        ];
+        let lines = duration_lines(&samples, 1_000);
+        for line in &lines {
+            check_emf_line(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+        assert_eq!(lines[0]["OrderDuration"], 840.0);
+        assert_eq!(lines[0]["outcome"], "completed");
+        assert_eq!(lines[1]["SagaDuration"], 1_200.0);
+        assert_eq!(
+            lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["function", "outcome"]])
+        );
     }
 
     #[test]

@@ -15,11 +15,12 @@ use sagaflow_eventsourcing::EventStore;
 use sagaflow_lambda_kafka::{BoxFuture, InboundRecord, RecordHandler, RecordOutcome};
 use sagaflow_orders::domain::CreateOrder;
 use sagaflow_orders::flow::choreography::{needs_order, react, PolicyError};
-use sagaflow_orders::flow::services::FlowServices;
+use sagaflow_orders::flow::services::{FlowServices, HandledCommand};
 use sagaflow_records::{topology, Topics};
 use tracing::Instrument;
 
 use crate::clock::{Clock, WallClock};
+use crate::metrics::{self, MetricsSink, NoMetrics};
 
 /// The command that places a choreographed order (and creates an orchestrated one's order).
 const ORDER_CREATE: &str = "order.create";
@@ -35,6 +36,7 @@ pub struct ServiceHandler<S> {
     services: FlowServices<S>,
     intake: Intake,
     clock: Arc<dyn Clock>,
+    metrics: Arc<dyn MetricsSink>,
 }
 
 impl<S> Clone for ServiceHandler<S> {
@@ -45,9 +47,13 @@ impl<S> Clone for ServiceHandler<S> {
             services: self.services.clone(),
             intake: self.intake.clone(),
             clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
+
+/// The step latencies of the commands one call executed: (command type, milliseconds).
+type Latencies = Vec<(String, f64)>;
 
 /// A service name that is not one of [`SERVICE_NAMES`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +77,14 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
             services: FlowServices::new(store, 50),
             intake: Intake::with_default_catalog()?,
             clock: Arc::new(WallClock),
+            metrics: Arc::new(NoMetrics),
         })
+    }
+
+    /// The same handler writing its step latencies to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same handler reading time from `clock` (the simulated clock of `make run`).
@@ -96,23 +109,55 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
         let mut prepared = self.prepare(record).await;
         let trace = RecordTrace::begin(&self.service, record, &mut prepared);
+        let mut latencies = Latencies::new();
         let result = match prepared {
             Ok(Inbound::Command(command)) => {
-                self.execute(&command)
+                self.execute(&command, &mut latencies)
                     .instrument(trace.span().clone())
                     .await
             }
             Ok(Inbound::Event(event)) => {
-                self.react_to(&event).instrument(trace.span().clone()).await
+                self.react_to(&event, &mut latencies)
+                    .instrument(trace.span().clone())
+                    .await
             }
             Err(error) => Err(error),
         };
+        self.measure(&latencies);
         trace.settle(&self.service, record, result)
     }
 
     /// Handles one key group's records in order, stopping at the first to retry. Consecutive
     /// commands to the same aggregate are executed together: one load and one append for all.
     pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
+        let mut latencies = Latencies::new();
+        let outcomes = self.run_records(records, &mut latencies).await;
+        self.measure(&latencies);
+        outcomes
+    }
+
+    /// Writes the step latency lines of what was executed.
+    fn measure(&self, latencies: &Latencies) {
+        let now = self.clock.now().as_millis();
+        for line in metrics::step_latency_lines(&self.service, latencies, now) {
+            self.metrics.emit(line);
+        }
+    }
+
+    /// Notes how long `command` took from being issued to its effect being recorded; a
+    /// command already applied (a redelivery) says nothing about latency.
+    fn note(&self, latencies: &mut Latencies, command: &CommandEnvelope, handled: &HandledCommand) {
+        if !handled.duplicate {
+            let ms = self.clock.now().millis_since(command.issued_at).max(0);
+            latencies.push((command.command_type.clone(), ms as f64));
+        }
+    }
+
+    async fn run_records(
+        &self,
+        records: &[InboundRecord],
+        latencies: &mut Latencies,
+    ) -> Vec<RecordOutcome> {
         let mut prepared: Vec<Option<Result<Inbound, RecordError>>> =
             Vec::with_capacity(records.len());
         let mut traces = Vec::with_capacity(records.len());
@@ -144,9 +189,13 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                             _ => None,
                         },
                     ));
-                    self.services
-                        .handle_all(&run, self.clock.now())
-                        .await
+                    let handled = self.services.handle_all(&run, self.clock.now()).await;
+                    for (command, result) in run.iter().zip(&handled) {
+                        if let Ok(handled) = result {
+                            self.note(latencies, command, handled);
+                        }
+                    }
+                    handled
                         .into_iter()
                         .enumerate()
                         .map(|(k, handled)| {
@@ -156,7 +205,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                 }
                 Some(Ok(Inbound::Event(event))) => {
                     let reacted = self
-                        .react_to(&event)
+                        .react_to(&event, latencies)
                         .instrument(traces[i].span().clone())
                         .await;
                     vec![settle(i, reacted)]
@@ -213,7 +262,11 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         }
     }
 
-    async fn react_to(&self, event: &FlowEnvelope) -> Result<(), RecordError> {
+    async fn react_to(
+        &self,
+        event: &FlowEnvelope,
+        latencies: &mut Latencies,
+    ) -> Result<(), RecordError> {
         let order = if needs_order(&event.event_type) {
             // Reactions read only the order's details, fixed when it was created, so the
             // state this function saw last serves as well as a fresh read.
@@ -234,7 +287,7 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
                     .iter()
                     .filter(|c| c.aggregate_type() == self.service)
                 {
-                    self.execute(command).await?;
+                    self.execute(command, latencies).await?;
                 }
                 Ok(())
             }
@@ -243,8 +296,13 @@ impl<S: EventStore + 'static> ServiceHandler<S> {
         }
     }
 
-    async fn execute(&self, command: &CommandEnvelope) -> Result<(), RecordError> {
-        self.services.handle(command, self.clock.now()).await?;
+    async fn execute(
+        &self,
+        command: &CommandEnvelope,
+        latencies: &mut Latencies,
+    ) -> Result<(), RecordError> {
+        let handled = self.services.handle(command, self.clock.now()).await?;
+        self.note(latencies, command, &handled);
         Ok(())
     }
 
@@ -379,6 +437,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reloaded.state, stock);
+    }
+
+    #[tokio::test]
+    async fn each_command_executed_is_measured_once_from_issue_to_effect_and_a_redelivery_is_not() {
+        let store = Arc::new(InMemoryEventStore::new());
+        let clock = sagaflow_eventsourcing::clock::SimClock::starting_at(Timestamp(905));
+        let metrics = crate::metrics::RecordedMetrics::default();
+        let handler = ServiceHandler::new("inventory", store, Topics::default())
+            .unwrap()
+            .with_clock(Arc::new(clock))
+            .with_metrics(Arc::new(metrics.clone()));
+        handler
+            .services()
+            .restock("MUG", 4, Timestamp(1))
+            .await
+            .unwrap();
+        let group = vec![
+            inbound(1, &reserve("ord-1", 1)),
+            inbound(2, &reserve("ord-2", 1)),
+        ];
+        handler.handle_records(&group).await;
+        handler.handle_records(&group).await;
+        assert_eq!(
+            handler
+                .handle_record(&inbound(3, &reserve("ord-3", 1)))
+                .await,
+            RecordOutcome::Done
+        );
+        let values: Vec<Vec<f64>> = metrics
+            .lines()
+            .iter()
+            .inspect(|l| crate::testkit::emf::check_emf_line(l).unwrap())
+            .map(|l| {
+                assert_eq!(l["command"], "inventory.reserve");
+                serde_json::from_value(l["StepLatency"].clone()).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [vec![900.0, 900.0], vec![900.0]],
+            "the redelivered group says nothing"
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ use lambda_runtime::tracing;
 
 use crate::logging::StdoutMetrics;
 
-use sagaflow_dynamodb::{dynamodb_client, AdapterConfig, DynamoAnalyticsStore, DynamoEventStore};
+use sagaflow_dynamodb::{
+    counting_dynamodb_client, dynamodb_client, AdapterConfig, DynamoAnalyticsStore,
+    DynamoEventStore, PushBack,
+};
+use sagaflow_handlers::metrics::{PushBackSource, StorePushBack};
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
 
@@ -53,6 +57,8 @@ pub struct FunctionContext {
     pub kafka: KafkaConfig,
     /// The DynamoDB client every table adapter shares.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// How often DynamoDB pushed back on the client and the stores, read after each batch.
+    pub push_back: Arc<PushBack>,
     /// The event store.
     pub store: Arc<DynamoEventStore>,
     /// The producer.
@@ -72,7 +78,8 @@ impl FunctionContext {
     pub async fn from_env() -> Result<Self, InitError> {
         let adapters = AdapterConfig::from_env()?;
         let kafka = KafkaConfig::from_env()?;
-        let client = dynamodb_client().await;
+        let push_back = Arc::new(PushBack::default());
+        let client = counting_dynamodb_client(&push_back).await;
         describe_table(&client, &adapters.events_table).await?;
         let publisher = EventPublisher::new(&kafka)?;
         let warming = publisher.clone();
@@ -84,11 +91,12 @@ impl FunctionContext {
         });
         log_ready(&adapters, &kafka);
         Ok(Self {
-            store: Arc::new(DynamoEventStore::new(
-                client.clone(),
-                adapters.events_table.clone(),
-            )),
+            store: Arc::new(
+                DynamoEventStore::new(client.clone(), adapters.events_table.clone())
+                    .with_push_back(push_back.clone()),
+            ),
             dynamodb: client,
+            push_back,
             dead_letters: DeadLetterTopic::new(Arc::new(publisher.clone()), kafka.topics.clone()),
             publisher,
             adapters,
@@ -99,7 +107,8 @@ impl FunctionContext {
     /// The Kafka-triggered function of `service`, its handler over these clients.
     pub fn service_function(&self, service: &str) -> Result<KafkaFunction, InitError> {
         let handler = ServiceHandler::new(service, self.store.clone(), self.kafka.topics.clone())
-            .map_err(|e| InitError::Definition(e.to_string()))?;
+            .map_err(|e| InitError::Definition(e.to_string()))?
+            .with_metrics(Arc::new(StdoutMetrics));
         Ok(self.kafka_function(Arc::new(handler)))
     }
 
@@ -129,10 +138,16 @@ impl FunctionContext {
     pub async fn analytics_function(&self) -> Result<AnalyticsFunction, InitError> {
         describe_table(&self.dynamodb, &self.adapters.analytics_table).await?;
         let read_model =
-            DynamoAnalyticsStore::new(self.dynamodb.clone(), self.adapters.analytics_table.clone());
-        let handler = AnalyticsHandler::new(Arc::new(read_model), self.kafka.topics.clone());
+            DynamoAnalyticsStore::new(self.dynamodb.clone(), self.adapters.analytics_table.clone())
+                .with_push_back(self.push_back.clone());
+        let handler = AnalyticsHandler::new(Arc::new(read_model), self.kafka.topics.clone())
+            .with_metrics(Arc::new(StdoutMetrics));
         AnalyticsFunction::new(handler, Arc::new(self.dead_letters.clone()))
-            .map(|function| function.with_metrics(Arc::new(StdoutMetrics)))
+            .map(|function| {
+                function
+                    .with_metrics(Arc::new(StdoutMetrics))
+                    .with_push_back(self.push_back_source())
+            })
             .map_err(|e| InitError::Definition(e.to_string()))
     }
 
@@ -146,6 +161,19 @@ impl FunctionContext {
             sagaflow_lambda_kafka::BatchConfig::default(),
         )
         .with_metrics(Arc::new(StdoutMetrics))
+        .with_push_back(self.push_back_source())
+    }
+
+    /// Reads and resets the push-back counts, for each batch's metrics.
+    fn push_back_source(&self) -> PushBackSource {
+        let push_back = self.push_back.clone();
+        Arc::new(move || {
+            let counts = push_back.take();
+            StorePushBack {
+                throttled: counts.throttled,
+                conflicts: counts.conflicts,
+            }
+        })
     }
 }
 

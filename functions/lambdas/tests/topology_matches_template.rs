@@ -227,6 +227,19 @@ fn the_alarms_and_the_dashboard_watch_metrics_the_functions_write() {
                 );
                 watched += 1;
             }
+            // A search expression names its metric as MetricName="...".
+            if let Some(expression) = metric[0]["expression"].as_str() {
+                let name = expression
+                    .split("MetricName=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("no metric in `{expression}`"));
+                assert!(
+                    expression.contains("{sagaflow,") && written.contains(&name),
+                    "the dashboard searches for `{name}`, which nothing writes"
+                );
+                watched += 1;
+            }
         }
     }
     assert!(watched > 0);

@@ -399,10 +399,11 @@ pub struct AnalyticsProjection {
 }
 
 /// What applying one event did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// The event changed the read model.
-    New,
+    /// The event changed the read model; these are the durations it completed (an order's
+    /// or a saga's, when the event ended one), each measured exactly once.
+    New(Vec<DurationSample>),
     /// The event was seen before (at or below its stream's position) and was ignored.
     Duplicate,
 }
@@ -455,7 +456,7 @@ impl AnalyticsProjection {
             Some(change) => {
                 self.summary.add(&change);
                 self.streams.insert(stream, change.progress);
-                Applied::New
+                Applied::New(change.durations)
             }
         }
     }

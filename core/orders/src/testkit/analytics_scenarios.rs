@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::domain::fixtures::address;
 use crate::domain::{CancelReason, Flow, Money, OrderEvent, PaymentEvent, RefundStatus};
 use crate::flow::{FlowEnvelope, FlowEvent};
-use crate::projection::{AnalyticsProjection, AnalyticsStore, Applied};
+use crate::projection::{AnalyticsProjection, AnalyticsStore, Applied, DurationMetric};
 use sagaflow_eventsourcing::event::{
     envelope_events, event_id_for, CommandMeta, DecodeError, EventEnvelope, StreamId, Timestamp,
 };
@@ -136,18 +136,29 @@ pub async fn applies_each_event_once<S: AnalyticsStore>(store: &S, prefix: &str)
     let stored = order_history(prefix, 9);
     let history = typed(&stored);
     let mut new = 0;
+    let mut order_durations = 0;
     for event in &history {
         for delivery in 0..2 {
             let applied = store.apply(event).await.expect("apply");
-            let wanted = if delivery == 0 {
-                Applied::New
-            } else {
-                Applied::Duplicate
-            };
-            assert_eq!(applied, wanted, "{} delivery {delivery}", event.event_id);
-            new += usize::from(applied == Applied::New);
+            match (&applied, delivery) {
+                (Applied::New(durations), 0) => {
+                    new += 1;
+                    // Only an order's or a saga's last event completes a duration.
+                    let ends =
+                        ["order.completed", "order.cancelled"].contains(&event.event_type.as_str());
+                    let orders = durations
+                        .iter()
+                        .filter(|d| d.metric == DurationMetric::Order)
+                        .count();
+                    assert_eq!(orders, usize::from(ends), "{}", event.event_type);
+                    order_durations += orders;
+                }
+                (Applied::Duplicate, 1) => {}
+                _ => panic!("{} delivery {delivery}: {applied:?}", event.event_id),
+            }
         }
     }
+    assert_eq!(order_durations, 9, "each order's duration, once");
     for stale in history.iter().filter(|e| e.sequence == 1) {
         assert_eq!(store.apply(stale).await, Ok(Applied::Duplicate));
     }
@@ -181,7 +192,7 @@ pub async fn bad_event_changes_nothing<S: AnalyticsStore>(store: &S, prefix: &st
     );
     assert_eq!(store.summary().await.expect("summary"), before);
     let created = FlowEvent::decode(&created).expect("created decodes");
-    assert_eq!(store.apply(&created).await, Ok(Applied::New));
+    assert_eq!(store.apply(&created).await, Ok(Applied::New(vec![])));
     let after = store.summary().await.expect("summary");
     assert_eq!(after.orders_by_status.get("created"), Some(&1));
 }
