@@ -416,7 +416,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    sagaflow_local_trigger::function_logs::install_and_say("chaos");
+    let _spans = sagaflow_local_trigger::function_logs::install_and_say("chaos");
     match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

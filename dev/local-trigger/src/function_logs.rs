@@ -2,6 +2,8 @@
 //! group: `<dir>/<function>.jsonl`, JSON lines with the fields the functions log on Lambda.
 //! `make run-local` and `make chaos` run every function in one process, so a layer routes each
 //! line by its `function` field; lines without one (the batch library's) go to `runtime.jsonl`.
+//! The same subscriber carries the functions' OpenTelemetry layer, as on Lambda, exporting
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (a local Jaeger or collector).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -10,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sagaflow_telemetry::export::Tracing;
 use serde_json::Value;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// Where the logs go unless `SAGAFLOW_LOG_DIR` says otherwise.
@@ -100,27 +104,49 @@ impl<S: Subscriber> Layer<S> for FunctionLogs {
     }
 }
 
-/// Installs the layer for the whole process under `SAGAFLOW_LOG_DIR` (or [`DEFAULT_DIR`]) and
-/// says where the logs are.
-pub fn install() -> std::io::Result<PathBuf> {
+/// Sends the spans still buffered when it is dropped (at the end of `main`).
+pub struct FlushOnDrop(Tracing);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+/// Installs the layer for the whole process under `SAGAFLOW_LOG_DIR` (or [`DEFAULT_DIR`]),
+/// with `tracing`'s OpenTelemetry layer at INFO as the functions have it; returns where the
+/// logs are.
+pub fn install(tracing: &Tracing) -> std::io::Result<PathBuf> {
     let dir = std::env::var("SAGAFLOW_LOG_DIR").unwrap_or_else(|_| DEFAULT_DIR.to_string());
     let logs = FunctionLogs::new(dir)?;
     let dir = logs.dir().to_path_buf();
-    let subscriber = tracing_subscriber::registry().with(logs);
+    let subscriber = tracing_subscriber::registry()
+        .with(logs)
+        .with(tracing.layer().with_filter(LevelFilter::INFO));
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(dir)
 }
 
-/// [`install`], saying on the console where the logs go, or why they do not.
-pub fn install_and_say(tool: &str) {
-    match install() {
+/// [`install`], saying on the console where the logs go (and the spans, when exported), or
+/// why they do not; keep what it returns until the end of `main`.
+pub fn install_and_say(tool: &str) -> FlushOnDrop {
+    let tracing = Tracing::from_env("sagaflow-local", |name| std::env::var(name).ok())
+        .unwrap_or_else(|e| {
+            eprintln!("{tool}: traces will not be exported: {e}");
+            Tracing::unexported("sagaflow-local")
+        });
+    match install(&tracing) {
         Ok(dir) => println!(
             "each function's JSON log: {}/<function>.jsonl",
             dir.display()
         ),
         Err(e) => eprintln!("{tool}: cannot write the function logs: {e}"),
     }
+    if let Some(endpoint) = tracing.endpoint() {
+        println!("spans: exported to {endpoint}");
+    }
+    FlushOnDrop(tracing)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    sagaflow_local_trigger::function_logs::install_and_say("local-demo");
+    let _spans = sagaflow_local_trigger::function_logs::install_and_say("local-demo");
     let name = format!("demo{}", std::process::id());
     let system = match LocalSystem::start(LocalSystemConfig {
         partitions: 3,
