@@ -73,7 +73,7 @@ impl MessageIds {
 
 /// Logs a record that failed: a warning when it is retried, an error when it is dead-lettered.
 pub fn record_failed(function: &str, record: &RecordId, ids: &MessageIds, error: &RecordError) {
-    let reason = error.reason();
+    let reason = without_quoted_values(&error.reason());
     let message_id = ids.message_id.as_deref().unwrap_or("");
     let correlation_id = ids.correlation_id.as_deref().unwrap_or("");
     let causation_id = ids.causation_id.as_deref().unwrap_or("");
@@ -98,6 +98,34 @@ pub fn record_failed(function: &str, record: &RecordId, ids: &MessageIds, error:
         Transience::Transient => failed!(tracing::Level::WARN, "record retried"),
         Transience::Permanent => failed!(tracing::Level::ERROR, "record dead-lettered"),
     }
+}
+
+/// `reason` with every double-quoted part masked: JSON decoders quote the values they could not
+/// read (`invalid type: string "Ada", expected u32`), which are pieces of a payload; names
+/// (fields, types) are in backticks and stay. The dead letter keeps the whole reason.
+pub fn without_quoted_values(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in reason.chars() {
+        if quoted {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    quoted = false;
+                    out.push_str("…\"");
+                }
+                _ => escaped = false,
+            }
+        } else {
+            out.push(c);
+            quoted = c == '"';
+        }
+    }
+    if quoted {
+        out.push('…');
+    }
+    out
 }
 
 /// What a record's result means for it, logged: a failure as [`record_failed`] says, a record
@@ -193,6 +221,29 @@ pub fn saga_transitions(events: &[StoredEvent]) {
             transition = %event.event_type,
             step,
             "saga transition"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_masked_and_names_kept() {
+        assert_eq!(
+            without_quoted_values(
+                r#"invalid type: string "Ada Lovelace", expected u32 at `lines`"#
+            ),
+            r#"invalid type: string "…", expected u32 at `lines`"#
+        );
+        assert_eq!(
+            without_quoted_values(r#"a "quote \" inside" and "cut off"#),
+            r#"a "…" and "…"#
+        );
+        assert_eq!(
+            without_quoted_values("command `order.teleport` is unknown"),
+            "command `order.teleport` is unknown"
         );
     }
 }

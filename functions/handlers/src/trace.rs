@@ -81,8 +81,8 @@ impl RecordTrace {
     ) -> RecordOutcome {
         if let Err(error) = &result {
             self.span.record("otel.status_code", "ERROR");
-            self.span
-                .record("otel.status_description", error.reason().as_str());
+            let reason = log::without_quoted_values(&error.reason());
+            self.span.record("otel.status_description", reason.as_str());
         }
         self.span
             .in_scope(|| log::settle(function, record, &self.ids, result))
