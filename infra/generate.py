@@ -310,13 +310,30 @@ def parameters():
             "Description": "Secrets Manager secret (username, password) for SASL/SCRAM-SHA-512, used by the"
             " event source mappings. Empty: MSK uses IAM auth; self-managed Kafka no auth.",
         },
+        "ProducerAuth": {
+            "Type": "String",
+            "Default": "none",
+            "AllowedValues": ["iam", "scram", "tls", "none"],
+            "Description": "How the functions' producers authenticate (SAGAFLOW_KAFKA_AUTH): iam (MSK IAM"
+            " tokens signed with each function's role; needs MskClusterArn; brokers on 9098), scram"
+            " (SASL/SCRAM-SHA-512 with the username and password read at init from KafkaSecretArn; 9096),"
+            " tls (TLS only; 9094) or none (plaintext). Every mode but none is TLS with the system CA.",
+        },
+        "KafkaSecretKmsKeyArn": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": "^$|^arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$",
+            "Description": "The customer managed KMS key KafkaSecretArn is encrypted with, if any (MSK"
+            " SCRAM secrets must use one): the functions get kms:Decrypt on it through Secrets Manager.",
+        },
         "KafkaClientProperties": {
             "Type": "String",
             "Default": "",
-            "NoEcho": True,
-            "Description": "librdkafka properties for the functions' producers, name=value;name=value"
-            " (SAGAFLOW_KAFKA_PROPERTIES), e.g. security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;"
-            "sasl.username=...;sasl.password=... Hidden (NoEcho) since it may hold a password.",
+            "AllowedPattern": "^[^;=]+=[^;]*(;[^;=]+=[^;]*)*;?$|^$",
+            "Description": "Other librdkafka properties for the functions' producers, name=value;name=value"
+            " (SAGAFLOW_KAFKA_PROPERTIES), e.g. client.id=shop. Never a secret: the functions refuse any"
+            " property that holds one (a password, secret, token or key) and ProducerAuth sets the security"
+            " properties.",
         },
         "SubnetIds": {
             "Type": "CommaDelimitedList",
@@ -472,13 +489,17 @@ def conditions():
         "UseMsk": Not(Equals(Ref("MskClusterArn"), "")),
         "UseSelfManagedKafka": Equals(Ref("MskClusterArn"), ""),
         "HasKafkaSecret": Not(Equals(Ref("KafkaSecretArn"), "")),
-        "UseMskIam": And(Condition("UseMsk"), Not(Condition("HasKafkaSecret"))),
         "HasVpc": Not(Equals(Join("", Ref("SubnetIds")), "")),
         "NeedsNetworkInterfaces": Or(Condition("UseMsk"), Condition("HasVpc")),
         "HasSelfManagedAccessConfig": Or(Condition("HasKafkaSecret"), Condition("HasVpc")),
         "HasReservedConcurrency": Not(Equals(Ref("ReservedConcurrency"), "")),
         "SharePollers": Equals(Ref("ShareKafkaPollers"), "true"),
         "HasAlarmTopic": Not(Equals(Ref("AlarmTopicArn"), "")),
+        "ProducerUsesIam": And(Condition("UseMsk"), Equals(Ref("ProducerAuth"), "iam")),
+        "ProducerUsesScram": And(Condition("HasKafkaSecret"), Equals(Ref("ProducerAuth"), "scram")),
+        "HasKafkaSecretKey": And(
+            Condition("HasKafkaSecret"), Not(Equals(Ref("KafkaSecretKmsKeyArn"), ""))
+        ),
     }
     # Slot 1 is HasVpc itself, so that linters see a VPC always gives the mapping a subnet.
     for i in range(1, SUBNET_SLOTS):
@@ -500,7 +521,25 @@ def rules():
                     "AssertDescription": "SecurityGroupIds must be given with SubnetIds",
                 }
             ],
-        }
+        },
+        "ProducerIamNeedsMsk": {
+            "RuleCondition": Equals(Ref("ProducerAuth"), "iam"),
+            "Assertions": [
+                {
+                    "Assert": Not(Equals(Ref("MskClusterArn"), "")),
+                    "AssertDescription": "ProducerAuth iam signs MSK IAM tokens: give MskClusterArn",
+                }
+            ],
+        },
+        "ProducerScramNeedsSecret": {
+            "RuleCondition": Equals(Ref("ProducerAuth"), "scram"),
+            "Assertions": [
+                {
+                    "Assert": Not(Equals(Ref("KafkaSecretArn"), "")),
+                    "AssertDescription": "ProducerAuth scram reads its credentials from KafkaSecretArn: give it",
+                }
+            ],
+        },
     }
 
 
@@ -530,6 +569,9 @@ def globals_():
                     "SAGAFLOW_KAFKA_BOOTSTRAP": Ref("KafkaBootstrapServers"),
                     "SAGAFLOW_TOPIC_PREFIX": Ref("TopicPrefix"),
                     "SAGAFLOW_KAFKA_PROPERTIES": Ref("KafkaClientProperties"),
+                    "SAGAFLOW_KAFKA_AUTH": Ref("ProducerAuth"),
+                    # The secret's ARN, not its content: the functions read it at init.
+                    "SAGAFLOW_KAFKA_SECRET_ARN": Ref("KafkaSecretArn"),
                     "SAGAFLOW_STEP_TIMEOUT_MS": Ref("StepTimeoutMilliseconds"),
                     "SAGAFLOW_STEP_ATTEMPTS": Ref("StepAttempts"),
                     "SAGAFLOW_FORWARD_ATTEMPTS": Ref("ForwardAttempts"),
@@ -648,13 +690,22 @@ def role(fn):
         )
     if fn.trigger == "stream":
         statements.append(statement("EventsStream", STREAM_READ_ACTIONS, GetAtt("EventsTable.StreamArn")))
-    if fn.is_kafka_triggered:
+    # The mappings read the secret with the function's role; a producer with SCRAM reads it at
+    # init. The key grant holds only through Secrets Manager.
+    secret_condition = "HasKafkaSecret" if fn.is_kafka_triggered else "ProducerUsesScram"
+    if fn.is_kafka_triggered or fn.writes_topics:
         statements.append(
             if_(
-                "HasKafkaSecret",
+                secret_condition,
                 statement("KafkaSecret", ["secretsmanager:GetSecretValue"], Ref("KafkaSecretArn")),
             )
         )
+        key = statement("KafkaSecretKey", ["kms:Decrypt"], Ref("KafkaSecretKmsKeyArn"))
+        key["Condition"] = {
+            "StringEquals": {"kms:ViaService": Sub("secretsmanager.${AWS::Region}.amazonaws.com")}
+        }
+        statements.append(If(secret_condition, if_("HasKafkaSecretKey", key), NO_VALUE))
+    if fn.is_kafka_triggered:
         # The Kafka mappings create network interfaces in the cluster's (MSK) or the given (self-
         # managed) VPC with this role; the Describe* actions and new interfaces take no narrower
         # resource than "*".
@@ -718,62 +769,68 @@ def role(fn):
 
 
 def msk_policy(fn):
-    """MSK access: the mapping's cluster look-ups, and with IAM auth the kafka-cluster actions.
+    """MSK access: the mapping's cluster look-ups and, with IAM auth, its kafka-cluster reads; with
+    ProducerAuth iam, the producer's connect and writes to its own topics.
 
-    A resource of its own with Condition UseMsk, so that the topic and group ARNs built from
-    MskClusterArn are never evaluated when it is empty.
+    A resource of its own with a condition (UseMsk, or ProducerUsesIam for a function that only
+    produces), so that the topic and group ARNs built from MskClusterArn are never evaluated when
+    it is empty.
     """
     cluster = Ref("MskClusterArn")
-    iam = []
     consumer = fn.is_kafka_triggered
+    mapping = []
     if consumer:
-        iam.append(
+        mapping.append(
             statement(
                 "ClusterConnect",
-                ["kafka-cluster:Connect", "kafka-cluster:DescribeClusterDynamicConfiguration"]
-                + ["kafka-cluster:WriteDataIdempotently"],
+                ["kafka-cluster:Connect", "kafka-cluster:DescribeClusterDynamicConfiguration"],
                 cluster,
             )
         )
-        iam.append(
+        mapping.append(
             statement(
                 "ReadTopics",
                 ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
                 [msk_arn("topic", "${TopicPrefix}." + t) for t in fn.reads],
             )
         )
-        iam.append(
+        mapping.append(
             statement(
                 "ConsumerGroups",
                 ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
                 [msk_arn("group", consumer_group(fn, t)) for t in fn.reads],
             )
         )
-    else:
-        iam.append(
+    producer = []
+    if fn.writes_topics:
+        # The idempotent producer needs WriteDataIdempotently on the cluster.
+        producer.append(
             statement(
-                "ClusterConnect",
+                "ProducerConnect",
                 ["kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"],
                 cluster,
             )
         )
-    iam.append(
-        statement(
-            "WriteTopics",
-            ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
-            [msk_arn("topic", "${TopicPrefix}." + t) for t in fn.writes_topics],
+        producer.append(
+            statement(
+                "WriteTopics",
+                ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+                [msk_arn("topic", "${TopicPrefix}." + t) for t in fn.writes_topics],
+            )
         )
-    )
     statements = []
     if consumer:
         statements.append(
             statement("MappingClusterLookup", ["kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"], cluster)
         )
-        statements += [If("HasKafkaSecret", NO_VALUE, s) for s in iam]
+        statements += [If("HasKafkaSecret", NO_VALUE, s) for s in mapping]
+        statements += [if_("ProducerUsesIam", s) for s in producer]
         condition = "UseMsk"
     else:
-        statements += iam
-        condition = "UseMskIam"
+        statements += producer
+        condition = "ProducerUsesIam"
+    if not statements:
+        return None
     return {
         "Type": "AWS::IAM::RolePolicy",
         "Condition": condition,
@@ -1068,7 +1125,9 @@ def resources():
     )
     for fn in FUNCTIONS:
         res[f"{fn.name}Role"] = role(fn)
-        res[f"{fn.name}MskPolicy"] = msk_policy(fn)
+        msk = msk_policy(fn)
+        if msk:
+            res[f"{fn.name}MskPolicy"] = msk
         res[f"{fn.name}LogGroup"] = log_group(fn)
         res[f"{fn.name}Function"] = function(fn)
         res[f"{fn.name}ErrorsAlarm"] = alarm(

@@ -3,8 +3,10 @@
 #   ~/.cache/sagaflow/infra-venv          aws-sam-cli, cfn-lint, cfn-lint-serverless,
 #                                          cargo-lambda and the zig it links with (ziglang)
 #   ~/.cache/sagaflow/infra-checkov-venv  checkov
-# Two venvs: aws-sam-cli and checkov each pin boto3 to a different exact version, so pip finds
-# no install that holds both.
+#   ~/.cache/sagaflow/signer-venv         AWS's MSK IAM SASL signer for Python and freezegun:
+#                                          the reference the MSK IAM token test signs against
+# Separate venvs: aws-sam-cli, checkov and the signer each want their own boto3, so pip finds
+# no install that holds all of them.
 # Needs only python3 with its venv module. Prints nothing when the pinned versions are there.
 #
 #   infra/tools.sh                 install what is missing (or pinned differently)
@@ -15,9 +17,11 @@ set -euo pipefail
 CACHE=${SAGAFLOW_CACHE:-$HOME/.cache/sagaflow}
 TOOLS_VENV=$CACHE/infra-venv
 CHECKOV_VENV=$CACHE/infra-checkov-venv
+SIGNER_VENV=$CACHE/signer-venv
 # Versions tested together; change one, and the next run reinstalls that venv.
 TOOLS_PINS="aws-sam-cli==1.170.0 cfn-lint==1.58.0 cfn-lint-serverless==0.3.6 cargo-lambda==1.9.2 ziglang==0.16.0"
 CHECKOV_PINS="checkov==3.3.30"
+SIGNER_PINS="aws-msk-iam-sasl-signer-python==1.0.2 botocore==1.44.8 freezegun==1.5.5"
 STAMP=.sagaflow-pins
 
 log() { printf 'infra_tools: %s\n' "$*" >&2; }
@@ -46,6 +50,7 @@ ensure_tools() {
   local todo=()
   installed "$TOOLS_VENV" "$TOOLS_PINS" || todo+=(tools)
   installed "$CHECKOV_VENV" "$CHECKOV_PINS" || todo+=(checkov)
+  installed "$SIGNER_VENV" "$SIGNER_PINS" || todo+=(signer)
   [ ${#todo[@]} -eq 0 ] && return 0
 
   command -v python3 > /dev/null || { log "python3 is needed"; return 1; }
@@ -59,6 +64,9 @@ ensure_tools() {
       checkov)
         log "installing $CHECKOV_PINS into $CHECKOV_VENV (once per machine)"
         install_venv "$CHECKOV_VENV" "$CHECKOV_PINS" "$CACHE/logs/infra-checkov-venv.log" & ;;
+      signer)
+        log "installing $SIGNER_PINS into $SIGNER_VENV (once per machine)"
+        install_venv "$SIGNER_VENV" "$SIGNER_PINS" "$CACHE/logs/signer-venv.log" & ;;
     esac
     pids+=($!)
   done

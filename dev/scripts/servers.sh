@@ -6,6 +6,8 @@
 #             (the chaos run's endpoint outages)
 #   tansu     (a Kafka-protocol broker, in-memory storage) built from crates.io once into
 #             ~/.cache/sagaflow/tansu (10 to 20 minutes cold on 2 cores)
+#   moto      (Secrets Manager only, which dynoxide does not serve: the SCRAM secret the functions
+#             read at init) from PyPI once into ~/.cache/sagaflow/moto-venv (about 20 seconds)
 # With SAGAFLOW_USE_DOCKER=1 and a Docker engine that answers, it runs localstack/docker-compose.yml
 # instead (Redpanda, and dynoxide's image or LocalStack for DynamoDB); never without being asked.
 # Everything binds to 127.0.0.1. `down` stops only the processes `up` started, by their PIDs.
@@ -29,6 +31,9 @@ DYNAMODB_PORT=${SAGAFLOW_DYNAMODB_PORT:-8000}
 TANSU_VERSION=0.6.0
 TANSU=$CACHE/tansu/bin/tansu
 KAFKA_PORT=${SAGAFLOW_KAFKA_PORT:-9092}
+MOTO_PIN="moto[server]==5.2.5"
+MOTO_VENV=$CACHE/moto-venv
+SECRETS_PORT=${SAGAFLOW_SECRETS_PORT:-8001}
 
 log() { printf 'servers: %s\n' "$*" >&2; }
 
@@ -66,6 +71,33 @@ cargo_install() {
 
 ensure_dynoxide() { cargo_install dynoxide dynoxide-rs "$DYNOXIDE_VERSION" native-sqlite,http-server,cli; }
 ensure_tansu() { cargo_install tansu tansu "$TANSU_VERSION" dynostore; }
+
+ensure_moto() {
+  if [ -x "$MOTO_VENV/bin/moto_server" ] && [ "$(cat "$MOTO_VENV/.sagaflow-pins" 2>/dev/null)" = "$MOTO_PIN" ]; then
+    return 0
+  fi
+  command -v python3 > /dev/null || { log "python3 is needed for moto"; return 1; }
+  log "installing $MOTO_PIN into $MOTO_VENV (once per machine)"
+  mkdir -p "$CACHE/logs"
+  rm -rf "$MOTO_VENV"
+  { python3 -m venv "$MOTO_VENV" && "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "$MOTO_PIN"; } \
+    > "$CACHE/logs/moto-venv.log" 2>&1 \
+    || { tail -30 "$CACHE/logs/moto-venv.log" >&2; log "installing moto failed"; return 1; }
+  printf '%s' "$MOTO_PIN" > "$MOTO_VENV/.sagaflow-pins"
+}
+
+start_moto() {
+  if running_pid secrets; then
+    log "moto already running (pid $(cat "$RUN/secrets.pid"))"; return 0
+  fi
+  if port_open "$SECRETS_PORT"; then
+    log "port $SECRETS_PORT is taken by a process this script did not start; set SAGAFLOW_SECRETS_PORT"; return 1
+  fi
+  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$SECRETS_PORT" > "$RUN/secrets.log" 2>&1 &
+  echo $! > "$RUN/secrets.pid"
+  wait_for_port secrets "$SECRETS_PORT" "$(cat "$RUN/secrets.pid")"
+  log "moto (Secrets Manager) on 127.0.0.1:$SECRETS_PORT (pid $(cat "$RUN/secrets.pid"))"
+}
 
 start_dynoxide() {
   if running_pid dynamodb; then
@@ -106,6 +138,7 @@ AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_EC2_METADATA_DISABLED=true
 SAGAFLOW_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$SECRETS_PORT
 ENV
 }
 
@@ -135,14 +168,19 @@ case "${1:-}" in
     if docker_wanted; then
       "$ROOT/localstack/up.sh"
       touch "$RUN/docker"
+      # Secrets Manager from moto beside the containers: dynoxide's image has none.
+      ensure_moto
+      start_moto
       DYNAMODB_PORT=${SAGAFLOW_DYNAMODB_PORT:-8000} write_env
       exit 0
     fi
     ensure_dynoxide
     ensure_tansu
+    ensure_moto
     if ! running_pid dynamodb; then rm -f "$RUN/dynamodb.db" "$RUN/dynamodb.db-wal" "$RUN/dynamodb.db-shm"; fi
     start_dynoxide
     start_tansu
+    start_moto
     write_env
     ;;
   down)
@@ -150,6 +188,7 @@ case "${1:-}" in
       COMPOSE_PROFILES=dynoxide,localstack docker compose -f "$ROOT/localstack/docker-compose.yml" down --volumes
       rm -f "$RUN/docker"
     fi
+    stop secrets
     stop tansu
     stop dynamodb
     rm -f "$RUN/env" "$RUN/dynamodb.db" "$RUN/dynamodb.db-wal" "$RUN/dynamodb.db-shm"
@@ -158,10 +197,10 @@ case "${1:-}" in
     # Exit 0 when the servers of an earlier `up` are all still running.
     [ -f "$RUN/env" ] || exit 1
     [ -f "$RUN/docker" ] && exit 0
-    for name in dynamodb tansu; do running_pid "$name" || exit 1; done
+    for name in dynamodb tansu secrets; do running_pid "$name" || exit 1; done
     ;;
   status)
-    for name in dynamodb tansu; do
+    for name in dynamodb tansu secrets; do
       if running_pid "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
     done
     ;;
@@ -176,6 +215,7 @@ case "${1:-}" in
   install)
     ensure_dynoxide
     ensure_tansu
+    ensure_moto
     ;;
   *)
     echo "usage: $0 up|down|running|status|outage dynamodb SECONDS|install" >&2; exit 2 ;;

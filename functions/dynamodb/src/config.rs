@@ -123,13 +123,18 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&shared)
 }
 
-/// The same client, counting every throttled attempt into `push_back` (see
+/// The AWS configuration of the standard environment, for every client a function builds.
+pub async fn aws_shared_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// A DynamoDB client over `shared`, counting every throttled attempt into `push_back` (see
 /// [`crate::push_back`]).
-pub async fn counting_dynamodb_client(
+pub fn counting_dynamodb_client(
+    shared: &aws_config::SdkConfig,
     push_back: &std::sync::Arc<crate::PushBack>,
 ) -> aws_sdk_dynamodb::Client {
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&shared)
+    let config = aws_sdk_dynamodb::config::Builder::from(shared)
         .interceptor(push_back.interceptor())
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)

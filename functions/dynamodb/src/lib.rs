@@ -11,6 +11,6 @@ pub mod push_back;
 pub mod tables;
 
 pub use analytics_store::DynamoAnalyticsStore;
-pub use config::{counting_dynamodb_client, dynamodb_client, AdapterConfig};
+pub use config::{aws_shared_config, counting_dynamodb_client, dynamodb_client, AdapterConfig};
 pub use dynamo_store::DynamoEventStore;
 pub use push_back::{PushBack, PushBackCounts};

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod msk_iam;
 pub mod producer;
 
 pub use config::KafkaConfig;

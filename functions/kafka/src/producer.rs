@@ -1,12 +1,15 @@
 //! The producer: idempotent, `acks=all`, records of one key sent in order.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use crate::config::KafkaConfig;
+use crate::config::{AuthMode, KafkaConfig};
+use crate::msk_iam::MskTokenSource;
 use sagaflow_records::{OutboundRecord, PublishFailure, PublishFuture, Publisher};
 
 /// Why records could not be published.
@@ -15,6 +18,9 @@ pub enum PublishError {
     /// The producer could not be created from the configuration.
     #[error("cannot create the Kafka producer: {0}")]
     Setup(KafkaError),
+    /// The authentication mode lacks what it needs.
+    #[error("cannot create the Kafka producer: {0}")]
+    Auth(&'static str),
     /// A record was not acknowledged; it and the ones after it must be sent again.
     #[error("record {index} to {topic} (key {key}) not acknowledged: {error}")]
     Delivery {
@@ -32,16 +38,67 @@ pub enum PublishError {
     Unreachable(KafkaError),
 }
 
+/// The producer's client context: with IAM, it answers librdkafka's token refreshes.
+#[derive(Debug, Default)]
+pub struct ProducerAuthContext {
+    tokens: Option<Arc<MskTokenSource>>,
+}
+
+impl ClientContext for ProducerAuthContext {
+    // librdkafka calls back only when the mechanism is OAUTHBEARER.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .ok_or("OAUTHBEARER without an MSK IAM token source: set SAGAFLOW_KAFKA_AUTH=iam")?;
+        let token = tokens.token_at(SystemTime::now()).inspect_err(|e| {
+            tracing::warn!(reason = %e, "no MSK IAM token; librdkafka asks again");
+        })?;
+        Ok(OAuthToken {
+            token: token.token,
+            // MSK reads the principal from the signed request, not from here.
+            principal_name: String::new(),
+            lifetime_ms: token.lifetime_ms,
+        })
+    }
+}
+
 /// Publishes records and waits until the broker has them all.
 #[derive(Clone)]
 pub struct EventPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerAuthContext>,
     delivery_timeout: Duration,
 }
 
 impl EventPublisher {
-    /// A publisher with `config`'s servers and properties.
+    /// A publisher with `config`'s servers, authentication and properties; for
+    /// [`AuthMode::Iam`] use [`EventPublisher::with_tokens`].
     pub fn new(config: &KafkaConfig) -> Result<Self, PublishError> {
+        Self::with_tokens(config, None)
+    }
+
+    /// A publisher that signs its MSK IAM tokens with `tokens` (needed for, and only used
+    /// by, [`AuthMode::Iam`]).
+    pub fn with_tokens(
+        config: &KafkaConfig,
+        tokens: Option<Arc<MskTokenSource>>,
+    ) -> Result<Self, PublishError> {
+        match config.auth {
+            AuthMode::Iam if tokens.is_none() => {
+                return Err(PublishError::Auth("IAM auth needs an MSK IAM token source"))
+            }
+            AuthMode::Scram if config.scram.is_none() => {
+                return Err(PublishError::Auth(
+                    "SCRAM auth needs the credentials read from its secret",
+                ))
+            }
+            _ => {}
+        }
         let mut client = config.client_config();
         client
             .set("acks", "all")
@@ -60,7 +117,9 @@ impl EventPublisher {
         for (name, value) in &config.properties {
             client.set(name, value);
         }
-        let producer = client.create().map_err(PublishError::Setup)?;
+        let producer = client
+            .create_with_context(ProducerAuthContext { tokens })
+            .map_err(PublishError::Setup)?;
         Ok(Self {
             producer,
             delivery_timeout: Duration::from_secs(30),
@@ -133,7 +192,7 @@ impl PublishError {
     pub fn first_unacknowledged(&self) -> usize {
         match self {
             PublishError::Delivery { index, .. } => *index,
-            PublishError::Setup(_) | PublishError::Unreachable(_) => 0,
+            PublishError::Setup(_) | PublishError::Auth(_) | PublishError::Unreachable(_) => 0,
         }
     }
 }
@@ -179,23 +238,92 @@ fn delivery_error(index: usize, record: &OutboundRecord, error: KafkaError) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ScramCredentials, AUTH_VAR, BOOTSTRAP_VAR, SECRET_ARN_VAR};
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_credential_types::Credentials;
 
-    /// MSK with SASL/SCRAM (and most managed Kafka) needs TLS: librdkafka refuses these settings
-    /// when it was built without it, so creating the producer proves the build can reach them.
-    #[test]
-    fn the_producer_accepts_tls_and_sasl_scram_settings() {
-        let config = KafkaConfig::from_lookup(|name| match name {
-            "SAGAFLOW_KAFKA_BOOTSTRAP" => Some("b-1.example:9096".into()),
-            "SAGAFLOW_KAFKA_PROPERTIES" => Some(
-                "security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;\
-                 sasl.username=app;sasl.password=secret"
-                    .into(),
-            ),
+    fn config(auth: &str, port: u16) -> KafkaConfig {
+        KafkaConfig::from_lookup(|name| match name {
+            BOOTSTRAP_VAR => Some(format!("b-1.example:{port}")),
+            AUTH_VAR => Some(auth.into()),
+            SECRET_ARN_VAR => Some("AmazonMSK_sagaflow".into()),
             _ => None,
         })
-        .unwrap();
-        if let Err(e) = EventPublisher::new(&config) {
+        .unwrap()
+    }
+
+    /// MSK needs TLS for every mode but plaintext: librdkafka refuses these settings when it
+    /// was built without TLS or SASL, so creating the producer proves the build can reach them.
+    #[tokio::test]
+    async fn the_producer_takes_each_msk_auth_mode_and_refuses_one_without_its_credentials() {
+        let scram = config("scram", 9096);
+        assert!(matches!(
+            EventPublisher::new(&scram),
+            Err(PublishError::Auth(_))
+        ));
+        let scram = scram.with_scram(ScramCredentials {
+            username: "app".into(),
+            password: "secret".into(),
+        });
+        if let Err(e) = EventPublisher::new(&scram) {
             panic!("TLS with SASL/SCRAM must be available: {e}");
         }
+        let iam = config("iam", 9098);
+        assert!(matches!(
+            EventPublisher::new(&iam),
+            Err(PublishError::Auth(_))
+        ));
+        let tokens = MskTokenSource::new(
+            "eu-west-1",
+            SharedCredentialsProvider::new(Credentials::new("AKID", "s", None, None, "t")),
+            tokio::runtime::Handle::current(),
+        );
+        if let Err(e) = EventPublisher::with_tokens(&iam, Some(Arc::new(tokens))) {
+            panic!("TLS with SASL/OAUTHBEARER must be available: {e}");
+        }
+        if let Err(e) = EventPublisher::new(&config("tls", 9094)) {
+            panic!("TLS must be available: {e}");
+        }
+    }
+
+    /// Counts the credential lookups librdkafka's token refreshes cause.
+    #[derive(Debug)]
+    struct Counting(Arc<std::sync::atomic::AtomicU32>);
+
+    impl aws_credential_types::provider::ProvideCredentials for Counting {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKID", "s", None, None, "counting",
+            )))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_iam_librdkafka_asks_the_token_source_for_its_first_token() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let tokens = MskTokenSource::new(
+            "eu-west-1",
+            SharedCredentialsProvider::new(Counting(calls.clone())),
+            tokio::runtime::Handle::current(),
+        );
+        // No broker answers there: the token is asked for before any connection.
+        let mut iam = config("iam", 9098);
+        iam.bootstrap_servers = "127.0.0.1:1".into();
+        let publisher = EventPublisher::with_tokens(&iam, Some(Arc::new(tokens))).unwrap();
+        let asked = async {
+            while calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), asked)
+            .await
+            .expect("librdkafka asked for a token");
+        drop(publisher);
     }
 }

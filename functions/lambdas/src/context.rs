@@ -9,9 +9,11 @@ use lambda_runtime::tracing;
 use crate::logging::StdoutMetrics;
 
 use sagaflow_dynamodb::{
-    counting_dynamodb_client, dynamodb_client, AdapterConfig, DynamoAnalyticsStore,
-    DynamoEventStore, PushBack,
+    aws_shared_config, counting_dynamodb_client, dynamodb_client, AdapterConfig,
+    DynamoAnalyticsStore, DynamoEventStore, PushBack,
 };
+
+use crate::kafka_auth::{self, KafkaAuthError};
 use sagaflow_handlers::metrics::{PushBackSource, StorePushBack};
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
@@ -32,6 +34,9 @@ pub enum InitError {
     /// The Kafka settings are malformed.
     #[error(transparent)]
     KafkaConfig(#[from] PropertyError),
+    /// The producers' credentials could not be resolved (the SCRAM secret, the IAM signer).
+    #[error(transparent)]
+    KafkaAuth(#[from] KafkaAuthError),
     /// Kafka could not be reached or configured.
     #[error(transparent)]
     Kafka(#[from] PublishError),
@@ -78,10 +83,12 @@ impl FunctionContext {
     pub async fn from_env() -> Result<Self, InitError> {
         let adapters = AdapterConfig::from_env()?;
         let kafka = KafkaConfig::from_env()?;
+        let shared = aws_shared_config().await;
         let push_back = Arc::new(PushBack::default());
-        let client = counting_dynamodb_client(&push_back).await;
+        let client = counting_dynamodb_client(&shared, &push_back);
         describe_table(&client, &adapters.events_table).await?;
-        let publisher = EventPublisher::new(&kafka)?;
+        let (kafka, tokens) = kafka_auth::resolve(&shared, kafka).await?;
+        let publisher = EventPublisher::with_tokens(&kafka, tokens)?;
         let warming = publisher.clone();
         tokio::spawn(async move {
             if let Err(e) = warming.warm().await {

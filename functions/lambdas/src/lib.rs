@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod context;
+pub mod kafka_auth;
 pub mod logging;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;

@@ -9,7 +9,7 @@ use lambda_runtime::tracing::{self, Instrument};
 use lambda_runtime::{Context, LambdaEvent};
 use sagaflow_dynamodb::AdapterConfig;
 use sagaflow_handlers::testkit::fixture_run::{load_kafka_fixture, MemoryFunction};
-use sagaflow_kafka::config::PROPERTIES_VAR;
+use sagaflow_kafka::config::{ScramCredentials, AUTH_VAR, SECRET_ARN_VAR};
 use sagaflow_kafka::KafkaConfig;
 use sagaflow_lambdas::{context::log_ready, kafka_batch, logging};
 use serde_json::Value;
@@ -150,14 +150,16 @@ fn the_ready_line_hides_the_kafka_password() {
     let captured = Captured::default();
     let writer = captured.clone();
     let dispatch = logging::dispatch(|_| None, move || writer.clone());
-    let kafka = KafkaConfig::from_lookup(|name| {
-        (name == PROPERTIES_VAR).then(|| {
-            "security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;sasl.username=app;\
-             sasl.password=correct-horse-battery"
-                .to_string()
-        })
+    let kafka = KafkaConfig::from_lookup(|name| match name {
+        AUTH_VAR => Some("scram".to_string()),
+        SECRET_ARN_VAR => Some("AmazonMSK_sagaflow".to_string()),
+        _ => None,
     })
-    .unwrap();
+    .unwrap()
+    .with_scram(ScramCredentials {
+        username: "app".into(),
+        password: "correct-horse-battery".into(),
+    });
     tracing::dispatcher::with_default(&dispatch, || log_ready(&AdapterConfig::default(), &kafka));
     let lines = captured.lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -165,7 +167,7 @@ fn the_ready_line_hides_the_kafka_password() {
     assert_eq!(ready["message"], "function ready");
     let kafka = ready["kafka"].as_str().unwrap();
     assert!(
-        kafka.contains("sasl.username") && kafka.contains("<redacted>"),
+        kafka.contains("\"app\"") && kafka.contains("<redacted>"),
         "{kafka}"
     );
     assert!(!captured.text().contains("correct-horse-battery"));

@@ -244,3 +244,148 @@ fn the_alarms_and_the_dashboard_watch_metrics_the_functions_write() {
     }
     assert!(watched > 0);
 }
+
+fn whole_template() -> Value {
+    let text = std::fs::read_to_string("../../infra/template.yaml").expect("infra/template.yaml");
+    serde_yaml::from_str(&text).expect("the template is YAML")
+}
+
+/// The parameter a `!Ref` names, if `value` is one.
+fn referenced(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str(),
+        _ => None,
+    }
+}
+
+#[test]
+fn no_secret_can_reach_a_functions_environment() {
+    let template = whole_template();
+    let parameters = template["Parameters"].as_mapping().unwrap();
+    for (name, parameter) in parameters {
+        assert!(
+            parameter.get("NoEcho").is_none(),
+            "parameter {name:?} is NoEcho: a secret would be passed as a parameter"
+        );
+    }
+    let mut environments = vec![&template["Globals"]["Function"]["Environment"]["Variables"]];
+    let resources = template["Resources"].as_mapping().unwrap();
+    environments.extend(
+        resources
+            .values()
+            .filter_map(|r| r["Properties"].get("Environment"))
+            .map(|e| &e["Variables"]),
+    );
+    for variables in environments {
+        for (variable, value) in variables.as_mapping().unwrap() {
+            let variable = variable.as_str().unwrap();
+            let mut texts = Vec::new();
+            strings(value, &mut texts);
+            for text in &texts {
+                assert!(
+                    !["password", "secret_string"]
+                        .iter()
+                        .any(|word| text.to_ascii_lowercase().contains(word)),
+                    "{variable} = {text}"
+                );
+            }
+            if let Some(parameter) = referenced(value).and_then(|name| parameters.get(name)) {
+                let description = parameter["Description"].as_str().unwrap_or("");
+                assert!(
+                    !description.to_ascii_lowercase().contains("sasl.password"),
+                    "{variable} takes a parameter whose description says it may hold a password"
+                );
+            }
+        }
+    }
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        referenced(&globals["SAGAFLOW_KAFKA_AUTH"]),
+        Some("ProducerAuth")
+    );
+    assert_eq!(
+        referenced(&globals["SAGAFLOW_KAFKA_SECRET_ARN"]),
+        Some("KafkaSecretArn"),
+        "the secret's ARN, which the functions read at init"
+    );
+    let arn = parameters["KafkaSecretArn"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(arn.contains("secretsmanager"), "only an ARN: {arn}");
+    let modes: Vec<&str> = parameters["ProducerAuth"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["iam", "scram", "tls", "none"]);
+}
+
+#[test]
+fn each_producer_is_granted_what_its_auth_mode_needs_and_only_then() {
+    let whole = whole_template();
+    let rules = whole["Rules"].as_mapping().unwrap();
+    assert!(
+        rules.contains_key("ProducerIamNeedsMsk") && rules.contains_key("ProducerScramNeedsSecret")
+    );
+    let resources = template();
+    for f in FUNCTIONS.iter().filter(|f| !f.writes.is_empty()) {
+        let role = &resources[&format!("{}Role", logical_id(f))];
+        let secret = statement(role, "KafkaSecret").expect("the secret grant, under a condition");
+        assert_eq!(
+            referenced(&secret["Resource"][0]),
+            Some("KafkaSecretArn"),
+            "{}",
+            f.name
+        );
+        assert_eq!(
+            secret["Action"][0].as_str(),
+            Some("secretsmanager:GetSecretValue")
+        );
+        let key = statement(role, "KafkaSecretKey").expect("the key grant");
+        assert_eq!(key["Action"][0].as_str(), Some("kms:Decrypt"));
+        assert!(
+            serde_yaml::to_string(&key["Condition"])
+                .unwrap()
+                .contains("kms:ViaService"),
+            "{}: the key only through Secrets Manager",
+            f.name
+        );
+        let mut conditions = Vec::new();
+        strings(&role["Properties"]["Policies"], &mut conditions);
+        let wanted = if f.trigger == Trigger::Kafka {
+            "HasKafkaSecret"
+        } else {
+            "ProducerUsesScram"
+        };
+        assert!(
+            conditions.iter().any(|c| c == wanted),
+            "{}: {wanted}",
+            f.name
+        );
+        let msk = &resources[&format!("{}MskPolicy", logical_id(f))];
+        let connect = statement(msk, "ProducerConnect").expect("the producer's connect");
+        let actions: Vec<&str> = connect["Action"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "kafka-cluster:Connect",
+                "kafka-cluster:WriteDataIdempotently"
+            ]
+        );
+        let mut guards = Vec::new();
+        strings(&msk["Properties"]["PolicyDocument"], &mut guards);
+        let guarded = msk["Condition"].as_str() == Some("ProducerUsesIam")
+            || guards.iter().any(|g| g == "ProducerUsesIam");
+        assert!(
+            guarded,
+            "{}: the IAM producer grants only with ProducerAuth iam",
+            f.name
+        );
+    }
+}
