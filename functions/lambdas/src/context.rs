@@ -14,6 +14,7 @@ use sagaflow_dynamodb::{
 };
 
 use crate::kafka_auth::{self, KafkaAuthError};
+use crate::table_check::TableCheck;
 use sagaflow_handlers::metrics::{PushBackSource, StorePushBack};
 use sagaflow_kafka::config::PropertyError;
 use sagaflow_kafka::{EventPublisher, KafkaConfig, PublishError};
@@ -43,14 +44,6 @@ pub enum InitError {
     /// The function was built for something that does not exist (a service, a saga).
     #[error("{0}")]
     Definition(String),
-    /// A table could not be reached.
-    #[error("cannot reach the table {table}: {reason}")]
-    Dynamo {
-        /// The table.
-        table: String,
-        /// What failed.
-        reason: String,
-    },
 }
 
 /// Clients shared by every invocation of a function.
@@ -70,23 +63,30 @@ pub struct FunctionContext {
     pub publisher: EventPublisher,
     /// The dead-letter path.
     pub dead_letters: DeadLetterTopic,
+    /// The check of the tables, begun at init; every invocation waits for it to pass.
+    pub tables: Arc<TableCheck>,
 }
 
 impl FunctionContext {
-    /// Builds the clients from the environment and opens their connections now, so the first
-    /// invocation does not pay for the handshakes.
+    /// Builds the clients from the environment and starts opening their connections, so the
+    /// first invocation does not pay for the handshakes; init awaits no round trip.
     ///
-    /// The events table is checked before the function reports ready, so a wrong table name
-    /// fails the init. Kafka is warmed alongside instead: librdkafka needs tens of
-    /// milliseconds to settle its broker connections, and the functions only produce dead
-    /// letters (the relay's records), which can wait for it.
-    pub async fn from_env() -> Result<Self, InitError> {
+    /// The events table (and with `analytics` the analytics table) is checked alongside
+    /// ([`TableCheck`]): a wrong table name fails the first invocation, clearly. Kafka is
+    /// warmed alongside too: librdkafka needs tens of milliseconds to settle its broker
+    /// connections, and the functions only produce dead letters (the relay its records),
+    /// which can wait for it.
+    pub async fn from_env(analytics: bool) -> Result<Self, InitError> {
         let adapters = AdapterConfig::from_env()?;
         let kafka = KafkaConfig::from_env()?;
         let shared = aws_shared_config().await;
         let push_back = Arc::new(PushBack::default());
         let client = counting_dynamodb_client(&shared, &push_back);
-        describe_table(&client, &adapters.events_table).await?;
+        let mut needed = vec![adapters.events_table.clone()];
+        if analytics {
+            needed.push(adapters.analytics_table.clone());
+        }
+        let tables = TableCheck::start(client.clone(), needed);
         let (kafka, tokens) = kafka_auth::resolve(&shared, kafka).await?;
         let publisher = EventPublisher::with_tokens(&kafka, tokens)?;
         let warming = publisher.clone();
@@ -108,6 +108,7 @@ impl FunctionContext {
             publisher,
             adapters,
             kafka,
+            tables,
         })
     }
 
@@ -127,23 +128,24 @@ impl FunctionContext {
     /// The scheduled deadline timer, built from the environment with its table checked and
     /// no Kafka client (it only reads and writes the events table): it ticks the same sagas the
     /// orchestrator runs, under the same definitions.
-    pub async fn deadline_timer_from_env() -> Result<DeadlineTimer<DynamoEventStore>, InitError> {
+    pub async fn deadline_timer_from_env(
+    ) -> Result<(DeadlineTimer<DynamoEventStore>, Arc<TableCheck>), InitError> {
         let adapters = AdapterConfig::from_env()?;
         let kafka = KafkaConfig::from_env()?;
         let client = dynamodb_client().await;
-        describe_table(&client, &adapters.events_table).await?;
+        let tables = TableCheck::start(client.clone(), vec![adapters.events_table.clone()]);
         log_ready(&adapters, &kafka);
         let store = Arc::new(DynamoEventStore::new(client, adapters.events_table.clone()));
-        deadline_timer(store, &kafka, &adapters)
+        Ok((deadline_timer(store, &kafka, &adapters)?, tables))
     }
 
     fn orchestrator(&self) -> Result<OrchestratorHandler<DynamoEventStore>, InitError> {
         orchestrator(self.store.clone(), &self.kafka, &self.adapters)
     }
 
-    /// The analytics function over the analytics table, whose connection it checks now.
-    pub async fn analytics_function(&self) -> Result<AnalyticsFunction, InitError> {
-        describe_table(&self.dynamodb, &self.adapters.analytics_table).await?;
+    /// The analytics function over the analytics table (checked with the events table when
+    /// the context was built `from_env(true)`).
+    pub fn analytics_function(&self) -> Result<AnalyticsFunction, InitError> {
         let read_model =
             DynamoAnalyticsStore::new(self.dynamodb.clone(), self.adapters.analytics_table.clone())
                 .with_push_back(self.push_back.clone());
@@ -215,18 +217,4 @@ pub fn log_ready(adapters: &AdapterConfig, kafka: &KafkaConfig) {
         kafka = ?kafka,
         "function ready"
     );
-}
-
-/// Opens the connection to DynamoDB and checks that `table` is there.
-async fn describe_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), InitError> {
-    client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| InitError::Dynamo {
-            table: table.to_string(),
-            reason: format!("{e:?}"),
-        })
 }

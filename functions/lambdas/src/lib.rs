@@ -10,6 +10,7 @@
 pub mod context;
 pub mod kafka_auth;
 pub mod logging;
+pub mod table_check;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
@@ -29,6 +30,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub use context::{FunctionContext, InitError};
+pub use table_check::TableCheck;
 
 /// Handles one batch from a Kafka trigger: a service's or the orchestrator's.
 pub async fn kafka_batch(
@@ -118,13 +120,22 @@ where
         .await
 }
 
+/// Runs `work` once the function's tables are known to be there: the first invocation waits
+/// for the check begun at init, and fails with its error when a table is missing.
+pub async fn checked<T>(
+    tables: &TableCheck,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tables.passed().await?;
+    work.await
+}
+
 /// Runs the Kafka-triggered function of `service` (`order`, `payment`, `inventory`, `shipment`).
 pub async fn run_service(service: &str) -> Result<(), Error> {
     let tracing = logging::init(service);
-    let function = FunctionContext::from_env()
-        .await?
-        .service_function(service)?;
-    let handler = service_fn(|event| kafka_batch(&function, event));
+    let context = FunctionContext::from_env(false).await?;
+    let function = context.service_function(service)?;
+    let handler = service_fn(|event| checked(&context.tables, kafka_batch(&function, event)));
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::PubSub,
@@ -136,8 +147,9 @@ pub async fn run_service(service: &str) -> Result<(), Error> {
 /// Runs the saga orchestrator.
 pub async fn run_orchestrator() -> Result<(), Error> {
     let tracing = logging::init("orchestrator");
-    let function = FunctionContext::from_env().await?.orchestrator_function()?;
-    let handler = service_fn(|event| kafka_batch(&function, event));
+    let context = FunctionContext::from_env(false).await?;
+    let function = context.orchestrator_function()?;
+    let handler = service_fn(|event| checked(&context.tables, kafka_batch(&function, event)));
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::PubSub,
@@ -149,11 +161,10 @@ pub async fn run_orchestrator() -> Result<(), Error> {
 /// Runs the analytics function.
 pub async fn run_analytics() -> Result<(), Error> {
     let tracing = logging::init("analytics");
-    let function = FunctionContext::from_env()
-        .await?
-        .analytics_function()
-        .await?;
-    let handler = service_fn(|event| analytics_invocation(&function, event));
+    let context = FunctionContext::from_env(true).await?;
+    let function = context.analytics_function()?;
+    let handler =
+        service_fn(|event| checked(&context.tables, analytics_invocation(&function, event)));
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::PubSub,
@@ -165,26 +176,27 @@ pub async fn run_analytics() -> Result<(), Error> {
 /// Runs the scheduled deadline timer.
 pub async fn run_deadline() -> Result<(), Error> {
     let tracing = logging::init("deadline");
-    let timer = FunctionContext::deadline_timer_from_env().await?;
-    let handler = service_fn(|event| scheduled_tick(&timer, event));
-    serve(
+    let (timer, tables) = FunctionContext::deadline_timer_from_env().await?;
+    let handler = service_fn(|event| checked(&tables, scheduled_tick(&timer, event)));
+    // Boxed: the timer's tick nests deep enough to pass the compiler's layout depth otherwise.
+    Box::pin(serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::Timer,
         tracing,
-    )
+    ))
     .await
 }
 
 /// Runs the outbox relay.
 pub async fn run_relay() -> Result<(), Error> {
     let tracing = logging::init("relay");
-    let context = FunctionContext::from_env().await?;
+    let context = FunctionContext::from_env(false).await?;
     let relay = Relay {
         publisher: Arc::new(context.publisher.clone()),
         topics: context.kafka.topics.clone(),
         dead_letters: context.dead_letters.clone(),
     };
-    let handler = service_fn(|event| stream_batch(&relay, event));
+    let handler = service_fn(|event| checked(&context.tables, stream_batch(&relay, event)));
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::Datasource,
