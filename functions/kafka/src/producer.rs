@@ -38,13 +38,23 @@ pub enum PublishError {
     Unreachable(KafkaError),
 }
 
-/// The producer's client context: with IAM, it answers librdkafka's token refreshes.
+/// The client context of sagaflow's Kafka clients: with IAM, it answers librdkafka's token
+/// refreshes.
 #[derive(Debug, Default)]
-pub struct ProducerAuthContext {
+pub struct AuthContext {
     tokens: Option<Arc<MskTokenSource>>,
 }
 
-impl ClientContext for ProducerAuthContext {
+impl AuthContext {
+    /// A context signing MSK IAM tokens with `tokens`, when given.
+    pub fn new(tokens: Option<Arc<MskTokenSource>>) -> Self {
+        Self { tokens }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for AuthContext {}
+
+impl ClientContext for AuthContext {
     // librdkafka calls back only when the mechanism is OAUTHBEARER.
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
@@ -71,7 +81,7 @@ impl ClientContext for ProducerAuthContext {
 /// Publishes records and waits until the broker has them all.
 #[derive(Clone)]
 pub struct EventPublisher {
-    producer: FutureProducer<ProducerAuthContext>,
+    producer: FutureProducer<AuthContext>,
     delivery_timeout: Duration,
 }
 
@@ -118,7 +128,7 @@ impl EventPublisher {
             client.set(name, value);
         }
         let producer = client
-            .create_with_context(ProducerAuthContext { tokens })
+            .create_with_context(AuthContext::new(tokens))
             .map_err(PublishError::Setup)?;
         Ok(Self {
             producer,

@@ -26,6 +26,11 @@ impl Topics {
         }
     }
 
+    /// The prefix every topic name starts with (`SAGAFLOW_TOPIC_PREFIX`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The topic of `aggregate_type`'s events, such as `sagaflow.events.payment`.
     pub fn events(&self, aggregate_type: &str) -> String {
         format!("{}.events.{aggregate_type}", self.prefix)

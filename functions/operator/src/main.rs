@@ -1,0 +1,392 @@
+//! `sagaflow`: follow an order across its streams, and find, show and redrive dead letters,
+//! against the deployment the environment names (the local servers through `.run/env`, or AWS).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use sagaflow_dynamodb::{aws_shared_config, counting_dynamodb_client, DynamoEventStore, PushBack};
+use sagaflow_kafka::producer::AuthContext;
+use sagaflow_kafka::{EventPublisher, KafkaConfig};
+use sagaflow_operator::letters::{self, Filter, Letter};
+use sagaflow_operator::time::parse_duration;
+use sagaflow_operator::{settings, timeline, OperatorError};
+use serde_json::json;
+
+/// Operate a sagaflow deployment: follow an order, find dead letters and put them back.
+///
+/// Configured like the functions: SAGAFLOW_EVENTS_TABLE, SAGAFLOW_KAFKA_BOOTSTRAP,
+/// SAGAFLOW_TOPIC_PREFIX, SAGAFLOW_KAFKA_AUTH (and its secret), AWS_* for the SDK; in a
+/// checkout, `.run/env` fills in what is unset, so it talks to the local servers.
+#[derive(Parser)]
+#[command(name = "sagaflow", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Orders: one order's timeline.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Dead letters: list, show, redrive.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(LetterCommand),
+}
+
+#[derive(Subcommand)]
+enum OrderCommand {
+    /// Every event of the order across its streams in time order, its saga's steps, and its
+    /// dead letters.
+    Show {
+        /// The order id.
+        order: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct FilterArgs {
+    /// Only letters written in this long (10m, 2h, 1d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only letters whose reason contains this text (any case).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only letters from this source topic.
+    #[arg(long)]
+    topic: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Result<Filter, OperatorError> {
+        Ok(Filter {
+            since: self.since.as_deref().map(parse_duration).transpose()?,
+            reason: self.reason.clone(),
+            topic: self.topic.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum LetterCommand {
+    /// The letters on the dead-letter topic, oldest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One letter, whole.
+    Show {
+        /// The letter's id, PARTITION:OFFSET.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish letters' records again to the topics they came from; a letter redriven before is
+    /// refused.
+    Redrive {
+        /// The letters' ids, PARTITION:OFFSET.
+        ids: Vec<String>,
+        /// Every letter the filter keeps, instead of ids.
+        #[arg(long, conflicts_with = "ids")]
+        all_matching: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    settings::load_env_file(Path::new(".run/env"));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The clients every command shares.
+struct Deployment {
+    store: DynamoEventStore,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    kafka: KafkaConfig,
+    tokens: Option<Arc<sagaflow_kafka::msk_iam::MskTokenSource>>,
+}
+
+impl Deployment {
+    async fn from_env() -> Result<Self, OperatorError> {
+        let (adapters, kafka) = settings::from_env()?;
+        let shared = aws_shared_config().await;
+        let (kafka, tokens) = sagaflow_lambdas::kafka_auth::resolve(&shared, kafka)
+            .await
+            .map_err(|e| OperatorError::Settings(e.to_string()))?;
+        let dynamodb = counting_dynamodb_client(&shared, &Arc::new(PushBack::default()));
+        Ok(Self {
+            store: DynamoEventStore::new(dynamodb.clone(), adapters.events_table.clone()),
+            dynamodb,
+            table: adapters.events_table,
+            kafka,
+            tokens,
+        })
+    }
+
+    fn dead_letter_topic(&self) -> String {
+        self.kafka.topics.dead_letter()
+    }
+
+    async fn letters(&self) -> Result<Vec<Letter>, OperatorError> {
+        let kafka = self.kafka.clone();
+        let context = AuthContext::new(self.tokens.clone());
+        let topic = self.dead_letter_topic();
+        tokio::task::spawn_blocking(move || letters::read_letters(&kafka, context, &topic))
+            .await
+            .map_err(|e| OperatorError::Settings(format!("the reader stopped: {e}")))?
+    }
+}
+
+fn now_ms() -> i64 {
+    sagaflow_handlers::clock::now().as_millis()
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+async fn run(command: Command) -> Result<(), OperatorError> {
+    match command {
+        Command::Order(OrderCommand::Show { order, json }) => {
+            timeline::check_order_id(&order)?;
+            let deployment = Deployment::from_env().await?;
+            let timeline = timeline::timeline(&deployment.store, &order).await?;
+            let letters: Vec<Letter> = deployment
+                .letters()
+                .await?
+                .into_iter()
+                .filter(|l| l.correlation_id.as_deref() == Some(order.as_str()))
+                .collect();
+            if json {
+                print_json(&json!({ "timeline": timeline, "dead_letters": letters }));
+            } else {
+                print_timeline(&timeline, &letters);
+            }
+            Ok(())
+        }
+        Command::DeadLetters(LetterCommand::List { filter, json }) => {
+            let filter = filter.filter()?;
+            let deployment = Deployment::from_env().await?;
+            let now = now_ms();
+            let kept: Vec<Letter> = deployment
+                .letters()
+                .await?
+                .into_iter()
+                .filter(|l| filter.keeps(l, now))
+                .collect();
+            if json {
+                print_json(&json!(kept));
+            } else if kept.is_empty() {
+                println!("no dead letters on {}", deployment.dead_letter_topic());
+            } else {
+                for letter in &kept {
+                    let source = letter
+                        .source
+                        .as_ref()
+                        .map_or("events table change".to_string(), |s| {
+                            format!("{}-{}@{}", s.topic, s.partition, s.offset)
+                        });
+                    println!(
+                        "{:<9} {}  {:<40} order {:<14} {}",
+                        letter.id,
+                        letter.at,
+                        source,
+                        letter.correlation_id.as_deref().unwrap_or("-"),
+                        letter.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::DeadLetters(LetterCommand::Show { id, json }) => {
+            letters::parse_id(&id)?;
+            let deployment = Deployment::from_env().await?;
+            let letter = find(&deployment, &id).await?;
+            let redriven = letters::redriven_at(
+                &deployment.dynamodb,
+                &deployment.table,
+                &deployment.dead_letter_topic(),
+                &id,
+            )
+            .await?;
+            if json {
+                print_json(&json!({ "letter": letter, "redriven_at_ms": redriven }));
+            } else {
+                println!(
+                    "dead letter {} on {}",
+                    letter.id,
+                    deployment.dead_letter_topic()
+                );
+                println!("  written   {}", letter.at);
+                println!("  reason    {}", letter.reason);
+                if let Some(source) = &letter.source {
+                    println!(
+                        "  from      {}-{}@{}",
+                        source.topic, source.partition, source.offset
+                    );
+                }
+                println!(
+                    "  order     {}",
+                    letter.correlation_id.as_deref().unwrap_or("-")
+                );
+                match (letter.not_redrivable, redriven) {
+                    (Some(why), _) => println!("  redrive   no: {why}"),
+                    (None, Some(at)) => {
+                        println!("  redrive   done at {}", sagaflow_operator::time::iso(at))
+                    }
+                    (None, None) => {
+                        println!("  redrive   sagaflow dead-letters redrive {}", letter.id)
+                    }
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&letter.value).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::DeadLetters(LetterCommand::Redrive {
+            ids,
+            all_matching,
+            filter,
+        }) => {
+            if ids.is_empty() && !all_matching {
+                return Err(OperatorError::Settings(
+                    "name the letters to redrive (PARTITION:OFFSET ...) or pass --all-matching"
+                        .into(),
+                ));
+            }
+            for id in &ids {
+                letters::parse_id(id)?;
+            }
+            let filter = filter.filter()?;
+            let deployment = Deployment::from_env().await?;
+            let all = deployment.letters().await?;
+            let now = now_ms();
+            let chosen: Vec<&Letter> = if all_matching {
+                all.iter()
+                    .filter(|l| filter.keeps(l, now) && l.not_redrivable.is_none())
+                    .collect()
+            } else {
+                ids.iter()
+                    .map(|id| {
+                        all.iter().find(|l| &l.id == id).ok_or_else(|| {
+                            OperatorError::NoSuchLetter {
+                                id: id.clone(),
+                                topic: deployment.dead_letter_topic(),
+                            }
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let publisher =
+                EventPublisher::with_tokens(&deployment.kafka, deployment.tokens.clone()).map_err(
+                    |e| OperatorError::Kafka {
+                        servers: deployment.kafka.bootstrap_servers.clone(),
+                        reason: e.to_string(),
+                    },
+                )?;
+            let asked = chosen.len();
+            let mut refused = Vec::new();
+            for letter in chosen {
+                match letters::redrive(
+                    letter,
+                    &deployment.dead_letter_topic(),
+                    &deployment.dynamodb,
+                    &deployment.table,
+                    &publisher,
+                    now,
+                )
+                .await
+                {
+                    Ok(source) => println!("redriven {} to {}", letter.id, source.topic),
+                    // With --all-matching, the ones redriven before are passed over.
+                    Err(OperatorError::AlreadyRedriven { .. }) if all_matching => {}
+                    Err(e) => refused.push(e),
+                }
+            }
+            match refused.len() {
+                0 => Ok(()),
+                1 if asked == 1 => Err(refused.remove(0)),
+                n => {
+                    for e in &refused {
+                        eprintln!("error: {e}");
+                    }
+                    Err(OperatorError::Settings(format!(
+                        "{n} of {asked} letters were not redriven"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+async fn find(deployment: &Deployment, id: &str) -> Result<Letter, OperatorError> {
+    deployment
+        .letters()
+        .await?
+        .into_iter()
+        .find(|l| l.id == id)
+        .ok_or_else(|| OperatorError::NoSuchLetter {
+            id: id.to_string(),
+            topic: deployment.dead_letter_topic(),
+        })
+}
+
+fn print_timeline(timeline: &timeline::Timeline, letters: &[Letter]) {
+    println!("order {}: {}", timeline.order, timeline.status);
+    for event in &timeline.events {
+        println!(
+            "  {}  {:<22} {:>3}  {:<34} caused by {}",
+            event.at, event.stream, event.sequence, event.event_type, event.causation_id
+        );
+    }
+    if !timeline.steps.is_empty() {
+        println!("saga steps");
+        for step in &timeline.steps {
+            let took = step
+                .duration_ms
+                .map_or("-".to_string(), |ms| format!("{ms} ms"));
+            println!(
+                "  {:<18} {:<12} attempt {}  {:>9}  {}",
+                step.step, step.kind, step.attempt, took, step.outcome
+            );
+        }
+    }
+    if letters.is_empty() {
+        println!("dead letters: none");
+    } else {
+        println!("dead letters");
+        for letter in letters {
+            println!("  {}  {}  {}", letter.id, letter.at, letter.reason);
+        }
+    }
+}

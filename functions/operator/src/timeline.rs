@@ -1,0 +1,215 @@
+//! One order's timeline: every event of its streams (order, payment, inventory, shipment,
+//! saga) in time order with its stream, sequence, type and cause, and its saga's steps with
+//! their attempts, durations and outcomes.
+//!
+//! The inventory's events live in the warehouse's one stream, shared by every order, so that
+//! stream is read whole and filtered by the order's correlation id.
+
+use sagaflow_dynamodb::DynamoEventStore;
+use sagaflow_eventsourcing::{EventStore, StoredEvent, StreamId};
+use sagaflow_saga::SagaEvent;
+use serde::Serialize;
+
+use crate::error::OperatorError;
+use crate::time::iso;
+
+/// The warehouse stream every order's stock moves are recorded in.
+const WAREHOUSE: &str = "main";
+
+/// An order's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct Timeline {
+    /// The order.
+    pub order: String,
+    /// Where it ended up: `completed`, `cancelled`, or `running`.
+    pub status: String,
+    /// Every event of the order, oldest first.
+    pub events: Vec<TimelineEvent>,
+    /// Its saga's steps, in the order they were requested (none for a choreographed order).
+    pub steps: Vec<StepRun>,
+}
+
+/// One event of the order.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineEvent {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// When, as ISO time.
+    pub at: String,
+    /// The stream, `type#id`.
+    pub stream: String,
+    /// Its place in the stream.
+    pub sequence: u64,
+    /// Its type.
+    pub event_type: String,
+    /// Its id.
+    pub event_id: String,
+    /// What caused it.
+    pub causation_id: String,
+}
+
+/// One attempt at a saga step or its compensation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StepRun {
+    /// The step.
+    pub step: String,
+    /// `forward` or `compensation`.
+    pub kind: &'static str,
+    /// Which attempt, from 1.
+    pub attempt: u32,
+    /// When it was requested, in milliseconds since the Unix epoch.
+    pub requested_ms: i64,
+    /// How long its answer took, if one came.
+    pub duration_ms: Option<i64>,
+    /// `succeeded`, `failed`, `timed out`, `compensated`, `compensation failed`, `cancelled`,
+    /// `resent` (a later attempt was sent before an answer came) or `waiting`.
+    pub outcome: String,
+}
+
+/// Whether `order` can be an order id.
+pub fn check_order_id(order: &str) -> Result<(), OperatorError> {
+    let fine = (1..=64).contains(&order.len())
+        && order
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fine {
+        Ok(())
+    } else {
+        Err(OperatorError::MalformedOrderId(order.to_string()))
+    }
+}
+
+/// The timeline of `order` in `store`.
+pub async fn timeline(store: &DynamoEventStore, order: &str) -> Result<Timeline, OperatorError> {
+    check_order_id(order)?;
+    let mut events: Vec<StoredEvent> = Vec::new();
+    for aggregate in ["order", "payment", "shipment", "saga"] {
+        events.extend(store.load(&StreamId::new(aggregate, order), 0).await?);
+    }
+    events.extend(
+        store
+            .load(&StreamId::new("inventory", WAREHOUSE), 0)
+            .await?
+            .into_iter()
+            .filter(|e| e.correlation_id == order),
+    );
+    if events.is_empty() {
+        return Err(OperatorError::UnknownOrder {
+            order: order.to_string(),
+            table: store.table().to_string(),
+        });
+    }
+    events.sort_by(|a, b| {
+        (
+            a.occurred_at.as_millis(),
+            a.stream_id().to_string(),
+            a.sequence,
+        )
+            .cmp(&(
+                b.occurred_at.as_millis(),
+                b.stream_id().to_string(),
+                b.sequence,
+            ))
+    });
+    let status = events
+        .iter()
+        .rev()
+        .find_map(|e| match e.event_type.as_str() {
+            "order.completed" => Some("completed"),
+            "order.cancelled" => Some("cancelled"),
+            _ => None,
+        })
+        .unwrap_or("running")
+        .to_string();
+    let saga: Vec<&StoredEvent> = events
+        .iter()
+        .filter(|e| e.aggregate_type == "saga")
+        .collect();
+    Ok(Timeline {
+        order: order.to_string(),
+        status,
+        steps: steps(&saga),
+        events: events
+            .iter()
+            .map(|e| TimelineEvent {
+                at_ms: e.occurred_at.as_millis(),
+                at: iso(e.occurred_at.as_millis()),
+                stream: e.stream_id().to_string(),
+                sequence: e.sequence,
+                event_type: e.event_type.clone(),
+                event_id: e.event_id.clone(),
+                causation_id: e.causation_id.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// The saga's step runs, read from its events in sequence order.
+pub fn steps(saga: &[&StoredEvent]) -> Vec<StepRun> {
+    let mut runs: Vec<StepRun> = Vec::new();
+    for event in saga {
+        let at = event.occurred_at.as_millis();
+        let Ok(decoded) = event.decode::<SagaEvent>() else {
+            continue;
+        };
+        match decoded.payload {
+            SagaEvent::StepRequested { step, attempt, .. } => {
+                open(&mut runs, step, "forward", attempt, at)
+            }
+            SagaEvent::CompensationRequested { step, attempt, .. } => {
+                open(&mut runs, step, "compensation", attempt, at)
+            }
+            SagaEvent::StepSucceeded { step, .. } => {
+                close(&mut runs, &step, "forward", at, "succeeded")
+            }
+            SagaEvent::StepFailed {
+                step, timed_out, ..
+            } => {
+                let outcome = if timed_out { "timed out" } else { "failed" };
+                close(&mut runs, &step, "forward", at, outcome)
+            }
+            SagaEvent::Cancelled { step, .. } => {
+                close(&mut runs, &step, "forward", at, "cancelled")
+            }
+            SagaEvent::StepCompensated { step, .. } => {
+                close(&mut runs, &step, "compensation", at, "compensated")
+            }
+            SagaEvent::CompensationFailed { step, .. } => {
+                close(&mut runs, &step, "compensation", at, "compensation failed")
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+/// A new attempt; one still waiting for the same step was resent by this one.
+fn open(runs: &mut Vec<StepRun>, step: String, kind: &'static str, attempt: u32, at: i64) {
+    for waiting in runs
+        .iter_mut()
+        .filter(|r| r.step == step && r.kind == kind && r.outcome == "waiting")
+    {
+        waiting.duration_ms = Some(at - waiting.requested_ms);
+        waiting.outcome = "resent".into();
+    }
+    runs.push(StepRun {
+        step,
+        kind,
+        attempt,
+        requested_ms: at,
+        duration_ms: None,
+        outcome: "waiting".into(),
+    });
+}
+
+/// The answer to the latest waiting attempt of `step`.
+fn close(runs: &mut [StepRun], step: &str, kind: &str, at: i64, outcome: &str) {
+    if let Some(run) = runs
+        .iter_mut()
+        .rev()
+        .find(|r| r.step == step && r.kind == kind && r.outcome == "waiting")
+    {
+        run.duration_ms = Some(at - run.requested_ms);
+        run.outcome = outcome.to_string();
+    }
+}
