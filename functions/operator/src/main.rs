@@ -6,12 +6,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sagaflow_dynamodb::{aws_shared_config, counting_dynamodb_client, DynamoEventStore, PushBack};
+use sagaflow_dynamodb::tables::ensure_analytics_table;
+use sagaflow_dynamodb::{
+    aws_shared_config, counting_dynamodb_client, DynamoAnalyticsStore, DynamoEventStore, PushBack,
+};
 use sagaflow_kafka::producer::AuthContext;
 use sagaflow_kafka::{EventPublisher, KafkaConfig};
 use sagaflow_operator::letters::{self, Filter, Letter};
+use sagaflow_operator::sagas::{self, SagaStatus};
 use sagaflow_operator::time::parse_duration;
+use sagaflow_operator::{place, replay};
 use sagaflow_operator::{settings, timeline, OperatorError};
+use sagaflow_orders::domain::Flow;
 use serde_json::json;
 
 /// Operate a sagaflow deployment: follow an order, find dead letters and put them back.
@@ -28,16 +34,64 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Orders: one order's timeline.
+    /// Orders: place one, show one's timeline.
     #[command(subcommand)]
     Order(OrderCommand),
     /// Dead letters: list, show, redrive.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(LetterCommand),
+    /// Sagas: the ones that need a person.
+    #[command(subcommand)]
+    Saga(SagaCommand),
+    /// Read models: rebuild and compare.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+}
+
+#[derive(Subcommand)]
+enum SagaCommand {
+    /// Sagas by status (running and compensating from the wake-up index; the others by a scan
+    /// of the saga streams); without --status, every saga not finished well.
+    List {
+        /// Only sagas with this status.
+        #[arg(long, value_enum)]
+        status: Option<SagaStatus>,
+        /// Only sagas started longer ago than this (10m, 2h, 1d).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplayCommand {
+    /// Rebuilds the analytics read model from the events table and prints where the live table
+    /// differs; with --into, also writes the rebuild to TABLE (created if missing; resumable).
+    Analytics {
+        /// A table to write the rebuild into.
+        #[arg(long)]
+        into: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum OrderCommand {
+    /// Places an order through the front door (saga.start or order.create, as its flow says);
+    /// prints its id. Placing the same order again is the same order.
+    Place {
+        /// A JSON file with the order (`CreateOrder`: order_id, customer_id, lines,
+        /// payment_method, shipping_address, flow).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The flow, over the file's.
+        #[arg(long, value_enum)]
+        flow: Option<FlowArg>,
+    },
     /// Every event of the order across its streams in time order, its saga's steps, and its
     /// dead letters.
     Show {
@@ -47,6 +101,15 @@ enum OrderCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The flows an order can be placed on.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FlowArg {
+    /// The orchestrator runs the order's saga.
+    Orchestrated,
+    /// The services react to each other's events.
+    Choreographed,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -127,6 +190,7 @@ struct Deployment {
     store: DynamoEventStore,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
+    analytics_table: String,
     kafka: KafkaConfig,
     tokens: Option<Arc<sagaflow_kafka::msk_iam::MskTokenSource>>,
 }
@@ -143,8 +207,18 @@ impl Deployment {
             store: DynamoEventStore::new(dynamodb.clone(), adapters.events_table.clone()),
             dynamodb,
             table: adapters.events_table,
+            analytics_table: adapters.analytics_table,
             kafka,
             tokens,
+        })
+    }
+
+    fn publisher(&self) -> Result<EventPublisher, OperatorError> {
+        EventPublisher::with_tokens(&self.kafka, self.tokens.clone()).map_err(|e| {
+            OperatorError::Kafka {
+                servers: self.kafka.bootstrap_servers.clone(),
+                reason: e.to_string(),
+            }
         })
     }
 
@@ -175,6 +249,116 @@ fn print_json(value: &serde_json::Value) {
 
 async fn run(command: Command) -> Result<(), OperatorError> {
     match command {
+        Command::Order(OrderCommand::Place { file, flow }) => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                OperatorError::Settings(format!("cannot read {}: {e}", file.display()))
+            })?;
+            let flow = flow.map(|f| match f {
+                FlowArg::Orchestrated => Flow::Orchestrated,
+                FlowArg::Choreographed => Flow::Choreographed,
+            });
+            let deployment = Deployment::from_env().await?;
+            let (order, record) = place::placement(
+                &text,
+                flow,
+                &deployment.kafka.topics,
+                sagaflow_handlers::clock::now(),
+            )?;
+            deployment
+                .publisher()?
+                .publish(std::slice::from_ref(&record))
+                .await
+                .map_err(|e| OperatorError::Kafka {
+                    servers: deployment.kafka.bootstrap_servers.clone(),
+                    reason: e.to_string(),
+                })?;
+            println!("{order}");
+            Ok(())
+        }
+        Command::Saga(SagaCommand::List {
+            status,
+            older_than,
+            json,
+        }) => {
+            let older = older_than.as_deref().map(parse_duration).transpose()?;
+            let deployment = Deployment::from_env().await?;
+            let rows = sagas::list(
+                Arc::new(deployment.store.clone()),
+                &deployment.dynamodb,
+                status,
+                older.map_or(0, |d| d.as_millis() as i64),
+                now_ms(),
+            )
+            .await?;
+            if json {
+                print_json(&json!(rows));
+            } else if rows.is_empty() {
+                println!("no saga needs a person");
+            } else {
+                for row in &rows {
+                    println!(
+                        "{:<20} {:<20} {:<9} started {}  waits on {}",
+                        row.saga_id,
+                        row.status,
+                        if row.cancelled { "cancelled" } else { "" },
+                        row.started.as_deref().unwrap_or("-"),
+                        row.awaiting.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Replay(ReplayCommand::Analytics { into, json }) => {
+            let deployment = Deployment::from_env().await?;
+            let (events, replayed) = replay::replayed(&deployment.store).await?;
+            let live = DynamoAnalyticsStore::new(
+                deployment.dynamodb.clone(),
+                deployment.analytics_table.clone(),
+            );
+            let live_summary = replay::live_summary(&live).await?;
+            let differences = replay::differences(&live_summary, &replayed);
+            let written = match &into {
+                Some(table) => {
+                    ensure_analytics_table(&deployment.dynamodb, table)
+                        .await
+                        .map_err(|e| OperatorError::Dynamo {
+                            operation: "CreateTable",
+                            reason: e.to_string(),
+                        })?;
+                    let target = Arc::new(DynamoAnalyticsStore::new(
+                        deployment.dynamodb.clone(),
+                        table.clone(),
+                    ));
+                    Some(replay::write_into(events.clone(), target).await?)
+                }
+                None => None,
+            };
+            if json {
+                print_json(&json!({
+                    "events": events.len(),
+                    "differences": differences,
+                    "written_into": into,
+                    "written": written,
+                }));
+            } else {
+                println!(
+                    "replayed {} events against {}",
+                    events.len(),
+                    deployment.analytics_table
+                );
+                if differences.is_empty() {
+                    println!("the live table equals the replay");
+                } else {
+                    for d in &differences {
+                        println!("  {:<44} live {}  replay {}", d.field, d.live, d.replayed);
+                    }
+                }
+                if let (Some(table), Some(n)) = (&into, written) {
+                    println!("wrote the replay of {n} events into {table}");
+                }
+            }
+            Ok(())
+        }
         Command::Order(OrderCommand::Show { order, json }) => {
             timeline::check_order_id(&order)?;
             let deployment = Deployment::from_env().await?;
@@ -307,13 +491,7 @@ async fn run(command: Command) -> Result<(), OperatorError> {
                     })
                     .collect::<Result<_, _>>()?
             };
-            let publisher =
-                EventPublisher::with_tokens(&deployment.kafka, deployment.tokens.clone()).map_err(
-                    |e| OperatorError::Kafka {
-                        servers: deployment.kafka.bootstrap_servers.clone(),
-                        reason: e.to_string(),
-                    },
-                )?;
+            let publisher = deployment.publisher()?;
             let asked = chosen.len();
             let mut refused = Vec::new();
             for letter in chosen {

@@ -51,6 +51,7 @@ fn sagaflow(system: &LocalSystem, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sagaflow"))
         .args(args)
         .env("SAGAFLOW_EVENTS_TABLE", system.store.table())
+        .env("SAGAFLOW_ANALYTICS_TABLE", system.analytics.table())
         .env("SAGAFLOW_TOPIC_PREFIX", system.topics.prefix())
         .output()
         .expect("sagaflow runs")
@@ -269,6 +270,71 @@ async fn an_operator_follows_an_order_and_redrives_its_dead_letters() {
         .len();
     assert_eq!(after, before, "the idempotency key: applied once");
 
+    // The front door, then the analytics: rebuilt, compared, and written into a table of its own.
+    let file = std::env::temp_dir().join(format!("ops-order-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&order("ord-ops-cli", Flow::Choreographed, "FR")).unwrap(),
+    )
+    .unwrap();
+    let placed = sagaflow(
+        &system,
+        &[
+            "order",
+            "place",
+            "--file",
+            file.to_str().unwrap(),
+            "--flow",
+            "orchestrated",
+        ],
+    );
+    assert!(
+        placed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&placed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&placed.stdout).trim(),
+        "ord-ops-cli"
+    );
+    std::fs::remove_file(&file).ok();
+    let placed = system
+        .wait_for_terminal("ord-ops-cli", Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(
+        placed.details.unwrap().flow,
+        Flow::Orchestrated,
+        "--flow wins over the file"
+    );
+    system
+        .wait_for_analytics(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let replay = json(&sagaflow(&system, &["replay", "analytics", "--json"]));
+    assert_eq!(replay["differences"], serde_json::json!([]), "{replay}");
+    let events = replay["events"].as_u64().unwrap();
+    assert!(events > 20, "{replay}");
+    let rebuilt = format!("{}-rebuilt", system.analytics.table());
+    let into = json(&sagaflow(
+        &system,
+        &["replay", "analytics", "--into", &rebuilt, "--json"],
+    ));
+    assert_eq!(into["written"].as_u64(), Some(events));
+    let again = Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        .args(["replay", "analytics", "--json"])
+        .env("SAGAFLOW_EVENTS_TABLE", system.store.table())
+        .env("SAGAFLOW_ANALYTICS_TABLE", &rebuilt)
+        .output()
+        .unwrap();
+    assert_eq!(
+        json(&again)["differences"],
+        serde_json::json!([]),
+        "the rebuilt table equals the replay"
+    );
+    let sagas = json(&sagaflow(&system, &["saga", "list", "--json"]));
+    assert_eq!(sagas, serde_json::json!([]), "every saga finished well");
+
     // Bad input: one clear line each.
     let unknown = failure(&sagaflow(&system, &["order", "show", "ord-nobody"]));
     assert!(unknown.contains("no order `ord-nobody`"), "{unknown}");
@@ -285,6 +351,71 @@ async fn an_operator_follows_an_order_and_redrives_its_dead_letters() {
         .unwrap();
     let unreachable = failure(&unreachable);
     assert!(unreachable.contains("DynamoDB"), "{unreachable}");
+    system.stop().await;
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saga_whose_step_is_never_answered_is_listed_as_running_with_its_step() {
+    require_servers();
+    let name = format!("opsw{}", std::process::id());
+    let system = LocalSystem::start(LocalSystemConfig {
+        stopped_services: vec!["shipment".into()],
+        step_timing: sagaflow_orders::flow::sagas::StepTiming {
+            timeout_ms: 600_000,
+            ..Default::default()
+        },
+        ..LocalSystemConfig::named(name)
+    })
+    .await
+    .expect("local system starts");
+    system.restock("MUG", 10).await.unwrap();
+    system
+        .place_order(&order("ord-ops-wait", Flow::Orchestrated, "FR"))
+        .await
+        .unwrap();
+    let mut rows = serde_json::json!([]);
+    for _ in 0..100 {
+        rows = json(&sagaflow(
+            &system,
+            &["saga", "list", "--status", "running", "--json"],
+        ));
+        if rows.as_array().is_some_and(|r| !r.is_empty())
+            && rows[0]["awaiting"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("schedule_shipment"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(rows[0]["saga_id"], "ord-ops-wait", "{rows}");
+    assert_eq!(rows[0]["status"], "Running");
+    assert!(
+        rows[0]["awaiting"]
+            .as_str()
+            .unwrap()
+            .starts_with("schedule_shipment"),
+        "{rows}"
+    );
+    let older = json(&sagaflow(
+        &system,
+        &[
+            "saga",
+            "list",
+            "--status",
+            "running",
+            "--older-than",
+            "1h",
+            "--json",
+        ],
+    ));
+    assert_eq!(older, serde_json::json!([]), "it started moments ago");
+    let failed = json(&sagaflow(
+        &system,
+        &["saga", "list", "--status", "compensation-failed", "--json"],
+    ));
+    assert_eq!(failed, serde_json::json!([]));
     system.stop().await;
 }
 
