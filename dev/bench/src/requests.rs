@@ -126,7 +126,12 @@ pub async fn run(settings: &Settings) -> Result<RequestFigures, String> {
     ensure_events_table(&client, &table)
         .await
         .map_err(|e| e.to_string())?;
-    let (cqrs_events, cqrs_snapshots) = (format!("{run_id}-Events"), format!("{run_id}-Snapshots"));
+    // dynoxide keeps tables in SQLite, whose names ignore case: `-events` and `-Events` would
+    // be one table there.
+    let (cqrs_events, cqrs_snapshots) = (
+        format!("{run_id}-dynamo-es-Events"),
+        format!("{run_id}-dynamo-es-Snapshots"),
+    );
     create_dynamo_es_tables(&client, &cqrs_events, &cqrs_snapshots).await?;
 
     let mut rows = Vec::new();

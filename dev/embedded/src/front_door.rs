@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sagaflow_eventsourcing::clock::SimClock;
-use sagaflow_eventsourcing::command::{command_id_for, CommandEnvelope};
+use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::mediator::{Command, Mediator, Query};
 use sagaflow_eventsourcing::pipeline::{Pipeline, StageStatus};
 use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::RepositoryError;
-use sagaflow_handlers::orchestrator::{cancel_command, SAGA_START};
+use sagaflow_handlers::orchestrator::{cancel_command, place_command};
 use sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE;
 use sagaflow_orders::domain::{Flow, InventoryError, StockLevel};
 use sagaflow_orders::flow::intake::{
@@ -215,46 +215,39 @@ impl Door {
         let Some(create) = order.priced else {
             return Err(PlaceError::NotPriced(order_id));
         };
-        let payload = serde_json::to_value(&create).map_err(|source| PlaceError::Encode {
-            order: order_id.clone(),
-            source,
-        })?;
         let now = self.clock.now();
-        let command_type = match create.flow {
-            Flow::Orchestrated => SAGA_START,
-            Flow::Choreographed => "order.create",
-            Flow::InProcess => {
-                let executor = SagaExecutor::new(
-                    Arc::new(ServicesDispatcher::new(
-                        self.services.clone(),
-                        self.clock.clone(),
-                    )),
-                    Arc::new(self.clock.clone()),
-                    Arc::new(SimSleeper::new(self.clock.clone())),
-                );
-                let outcome = executor
-                    .execute(&self.in_process_saga, &order_id, payload, &order_id)
-                    .await
-                    .map_err(|source| PlaceError::Saga {
-                        order: order_id.clone(),
-                        source,
-                    })?;
-                return Ok(Placement::Accepted {
-                    intake,
-                    in_process: Some(Box::new(outcome)),
-                });
-            }
-        };
-        let command = CommandEnvelope {
-            trace_context: None,
-            command_id: command_id_for(&order_id, command_type, "front-door"),
-            command_type: command_type.into(),
-            target_id: order_id.clone(),
-            payload,
-            correlation_id: order_id.clone(),
-            causation_id: format!("request-{order_id}"),
-            issued_at: now,
-        };
+        if create.flow == Flow::InProcess {
+            let payload = serde_json::to_value(&create).map_err(|source| PlaceError::Encode {
+                order: order_id.clone(),
+                source,
+            })?;
+            let executor = SagaExecutor::new(
+                Arc::new(ServicesDispatcher::new(
+                    self.services.clone(),
+                    self.clock.clone(),
+                )),
+                Arc::new(self.clock.clone()),
+                Arc::new(SimSleeper::new(self.clock.clone())),
+            );
+            let outcome = executor
+                .execute(&self.in_process_saga, &order_id, payload, &order_id)
+                .await
+                .map_err(|source| PlaceError::Saga {
+                    order: order_id.clone(),
+                    source,
+                })?;
+            return Ok(Placement::Accepted {
+                intake,
+                in_process: Some(Box::new(outcome)),
+            });
+        }
+        let command =
+            place_command(&create, &format!("request-{order_id}"), now).map_err(|source| {
+                PlaceError::Encode {
+                    order: order_id.clone(),
+                    source,
+                }
+            })?;
         self.publish(order_id, command).await?;
         Ok(Placement::Accepted {
             intake,

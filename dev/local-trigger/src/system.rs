@@ -10,11 +10,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sagaflow_dynamodb::tables::{ensure_analytics_table, ensure_events_table};
 use sagaflow_dynamodb::{dynamodb_client, DynamoAnalyticsStore, DynamoEventStore};
-use sagaflow_eventsourcing::command::{command_id_for, CommandEnvelope};
 use sagaflow_eventsourcing::mediator::Mediator;
 use sagaflow_handlers::dead_letter::DeadLetterTopic;
 use sagaflow_handlers::dead_letter::REASON_HEADER;
-use sagaflow_handlers::orchestrator::{cancel_command, SAGA_START};
+use sagaflow_handlers::orchestrator::{cancel_command, place_command};
 use sagaflow_handlers::{
     clock, AnalyticsHandler, DeadlineTimer, KafkaFunction, OrchestratorHandler, ServiceHandler,
     SERVICE_NAMES,
@@ -333,20 +332,8 @@ impl LocalSystem {
     /// The front door, over Kafka as on AWS: an orchestrated order is a `saga.start` command to
     /// the orchestrator, a choreographed one an `order.create` command to the order service.
     pub async fn place_order(&self, create: &CreateOrder) -> Result<(), String> {
-        let command_type = match create.flow {
-            Flow::Orchestrated => SAGA_START,
-            Flow::Choreographed | Flow::InProcess => "order.create",
-        };
-        let command = CommandEnvelope {
-            trace_context: None,
-            command_id: command_id_for(&create.order_id, command_type, "front-door"),
-            command_type: command_type.into(),
-            target_id: create.order_id.clone(),
-            payload: serde_json::to_value(create).map_err(|e| e.to_string())?,
-            correlation_id: create.order_id.clone(),
-            causation_id: format!("request-{}", create.order_id),
-            issued_at: clock::now(),
-        };
+        let causation = format!("request-{}", create.order_id);
+        let command = place_command(create, &causation, clock::now()).map_err(|e| e.to_string())?;
         self.publisher
             .publish(&[command_record(&self.topics, &command)])
             .await

@@ -223,6 +223,34 @@ pub const SAGA_START: &str = "saga.start";
 /// The command type that cancels an order's running saga.
 pub const SAGA_CANCEL: &str = "saga.cancel";
 
+/// The front-door command that places `order`, as `docs/events.md` documents it: `saga.start`
+/// to the orchestrator for an orchestrated order, `order.create` to the order service for the
+/// others. Its id derives from the order id, so placing the same order twice is one order.
+pub fn place_command(
+    order: &CreateOrder,
+    causation_id: &str,
+    issued_at: sagaflow_eventsourcing::Timestamp,
+) -> Result<CommandEnvelope, serde_json::Error> {
+    let command_type = match order.flow {
+        Flow::Orchestrated => SAGA_START,
+        Flow::Choreographed | Flow::InProcess => "order.create",
+    };
+    Ok(CommandEnvelope {
+        command_id: sagaflow_eventsourcing::command::command_id_for(
+            &order.order_id,
+            command_type,
+            "front-door",
+        ),
+        command_type: command_type.into(),
+        target_id: order.order_id.clone(),
+        payload: serde_json::to_value(order)?,
+        correlation_id: order.order_id.clone(),
+        causation_id: causation_id.to_string(),
+        issued_at,
+        trace_context: None,
+    })
+}
+
 /// The command type by which a customer asks to cancel a running choreographed order.
 pub const ORDER_REQUEST_CANCEL: &str = "order.request_cancel";
 

@@ -3,8 +3,8 @@
 //! an `order.create` to the order service's, with ids derived from the order id, so placing the
 //! same order twice is one order.
 
-use sagaflow_eventsourcing::command::{command_id_for, CommandEnvelope};
 use sagaflow_eventsourcing::Timestamp;
+use sagaflow_handlers::orchestrator::place_command;
 use sagaflow_orders::domain::{CreateOrder, Flow};
 use sagaflow_records::{command_record, OutboundRecord, Topics};
 
@@ -25,20 +25,7 @@ pub fn placement(
     order
         .validate()
         .map_err(|e| OperatorError::Settings(format!("the order is refused: {e}")))?;
-    let command_type = match order.flow {
-        Flow::Orchestrated => "saga.start",
-        Flow::Choreographed | Flow::InProcess => "order.create",
-    };
-    let command = CommandEnvelope {
-        command_id: command_id_for(&order.order_id, command_type, "front-door"),
-        command_type: command_type.into(),
-        target_id: order.order_id.clone(),
-        payload: serde_json::to_value(&order)
-            .map_err(|e| OperatorError::Settings(e.to_string()))?,
-        correlation_id: order.order_id.clone(),
-        causation_id: format!("cli-{}", order.order_id),
-        issued_at: now,
-        trace_context: None,
-    };
+    let command = place_command(&order, &format!("cli-{}", order.order_id), now)
+        .map_err(|e| OperatorError::Settings(e.to_string()))?;
     Ok((order.order_id.clone(), command_record(topics, &command)))
 }
