@@ -363,16 +363,27 @@ async fn run(command: Command) -> Result<(), OperatorError> {
             timeline::check_order_id(&order)?;
             let deployment = Deployment::from_env().await?;
             let timeline = timeline::timeline(&deployment.store, &order).await?;
-            let letters: Vec<Letter> = deployment
-                .letters()
-                .await?
-                .into_iter()
-                .filter(|l| l.correlation_id.as_deref() == Some(order.as_str()))
-                .collect();
+            // The timeline stands without Kafka: an unreachable broker only leaves the letters out.
+            let letters = deployment.letters().await.map(|all| {
+                all.into_iter()
+                    .filter(|l| l.correlation_id.as_deref() == Some(order.as_str()))
+                    .collect::<Vec<Letter>>()
+            });
             if json {
-                print_json(&json!({ "timeline": timeline, "dead_letters": letters }));
+                let (letters, unread) = match &letters {
+                    Ok(letters) => (json!(letters), None),
+                    Err(e) => (json!(null), Some(e.to_string())),
+                };
+                print_json(&json!({
+                    "timeline": timeline,
+                    "dead_letters": letters,
+                    "dead_letters_unread": unread,
+                }));
             } else {
-                print_timeline(&timeline, &letters);
+                print_timeline(&timeline, letters.as_deref().unwrap_or_default());
+                if let Err(e) = &letters {
+                    println!("dead letters: not read ({e})");
+                }
             }
             Ok(())
         }

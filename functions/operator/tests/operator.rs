@@ -351,6 +351,22 @@ async fn an_operator_follows_an_order_and_redrives_its_dead_letters() {
         .unwrap();
     let unreachable = failure(&unreachable);
     assert!(unreachable.contains("DynamoDB"), "{unreachable}");
+    let no_kafka = Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        .args(["order", "show", "ord-ops-aq", "--json"])
+        .env("SAGAFLOW_EVENTS_TABLE", system.store.table())
+        .env("SAGAFLOW_TOPIC_PREFIX", system.topics.prefix())
+        .env("SAGAFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let no_kafka = json(&no_kafka);
+    assert_eq!(
+        no_kafka["timeline"]["status"], "cancelled",
+        "the timeline without Kafka"
+    );
+    assert!(no_kafka["dead_letters_unread"]
+        .as_str()
+        .unwrap()
+        .contains("Kafka at 127.0.0.1:9"));
     system.stop().await;
 }
 
