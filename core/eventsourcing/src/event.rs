@@ -198,13 +198,17 @@ impl StoredEvent {
                 aggregate_type: self.aggregate_type.clone(),
                 event_type: self.event_type.clone(),
             })?;
-        let payload = match self.schema_version.cmp(&current) {
-            std::cmp::Ordering::Equal => self.payload.clone(),
-            std::cmp::Ordering::Less => E::upcasters().upcast(
+        let event = match self.schema_version.cmp(&current) {
+            // The common case reads the stored payload in place.
+            std::cmp::Ordering::Equal => E::from_payload_ref(&self.event_type, &self.payload)?,
+            std::cmp::Ordering::Less => E::from_payload(
                 &self.event_type,
-                self.schema_version,
-                current,
-                self.payload.clone(),
+                E::upcasters().upcast(
+                    &self.event_type,
+                    self.schema_version,
+                    current,
+                    self.payload.clone(),
+                )?,
             )?,
             std::cmp::Ordering::Greater => {
                 return Err(DecodeError::UnknownSchemaVersion {
@@ -214,7 +218,6 @@ impl StoredEvent {
                 })
             }
         };
-        let event = E::from_payload(&self.event_type, payload)?;
         Ok(self.with_payload(event))
     }
 }
@@ -325,11 +328,83 @@ pub trait DomainEvent:
 
     /// Builds the typed event from its type name and current-version payload.
     fn from_payload(event_type: &str, payload: Value) -> Result<Self, DecodeError> {
-        let tagged = serde_json::json!({ "event_type": event_type, "payload": payload });
-        serde_json::from_value(tagged).map_err(|e| DecodeError::InvalidPayload {
+        Self::from_payload_ref(event_type, &payload)
+    }
+
+    /// The same, reading the payload where it is: no copy of it and no tagged object built
+    /// around it (rehydration decodes every event of a stream this way).
+    fn from_payload_ref(event_type: &str, payload: &Value) -> Result<Self, DecodeError> {
+        Self::deserialize(Tagged {
+            event_type,
+            payload,
+        })
+        .map_err(|e| DecodeError::InvalidPayload {
             event_type: event_type.to_string(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// An event's type and payload seen as the adjacently tagged map
+/// `{"event_type": ..., "payload": ...}` that [`DomainEvent`] enums deserialize from, without
+/// building it.
+struct Tagged<'a> {
+    event_type: &'a str,
+    payload: &'a Value,
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(TaggedFields {
+            tagged: self,
+            next: 0,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+/// The two fields of [`Tagged`], in order.
+struct TaggedFields<'de> {
+    tagged: Tagged<'de>,
+    next: u8,
+}
+
+impl<'de> serde::de::MapAccess<'de> for TaggedFields<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        use serde::de::IntoDeserializer;
+        let key = match self.next {
+            0 => "event_type",
+            1 => "payload",
+            _ => return Ok(None),
+        };
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::IntoDeserializer;
+        self.next += 1;
+        match self.next {
+            1 => seed.deserialize(self.tagged.event_type.into_deserializer()),
+            _ => seed.deserialize(self.tagged.payload),
+        }
     }
 }
 
