@@ -69,3 +69,20 @@ pub enum OperatorError {
     #[error("{0}")]
     Settings(String),
 }
+
+impl OperatorError {
+    /// The error of the DynamoDB call `operation`: the service's own message when it answered,
+    /// else why no answer came.
+    pub fn dynamo<E: std::error::Error + 'static>(
+        operation: &'static str,
+        error: &aws_sdk_dynamodb::error::SdkError<E>,
+    ) -> Self {
+        OperatorError::Dynamo {
+            operation,
+            reason: match error.as_service_error() {
+                Some(service) => service.to_string(),
+                None => error.to_string(),
+            },
+        }
+    }
+}

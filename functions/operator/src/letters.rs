@@ -302,24 +302,12 @@ pub async fn redriven_at(
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| OperatorError::Dynamo {
-            operation: "GetItem",
-            reason: sdk_reason(&e),
-        })?;
+        .map_err(|e| OperatorError::dynamo("GetItem", &e))?;
     Ok(item
         .item()
         .and_then(|item| item.get("redriven_at"))
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok()))
-}
-
-fn sdk_reason<E: std::error::Error + 'static>(
-    error: &aws_sdk_dynamodb::error::SdkError<E>,
-) -> String {
-    match error.as_service_error() {
-        Some(service) => service.to_string(),
-        None => error.to_string(),
-    }
 }
 
 /// Publishes `letter`'s record again to its source topic and records the redrive; refuses a
@@ -387,10 +375,7 @@ pub async fn redrive(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await
-        .map_err(|e| OperatorError::Dynamo {
-            operation: "PutItem",
-            reason: sdk_reason(&e),
-        })?;
+        .map_err(|e| OperatorError::dynamo("PutItem", &e))?;
     Ok(source.clone())
 }
 

@@ -142,12 +142,7 @@ async fn scan_saga_ids(
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(|e| OperatorError::Dynamo {
-                operation: "Scan",
-                reason: e
-                    .as_service_error()
-                    .map_or_else(|| e.to_string(), |s| s.to_string()),
-            })?;
+            .map_err(|e| OperatorError::dynamo("Scan", &e))?;
         scanned += page.scanned_count() as usize;
         eprint!("\rscanned {scanned} items, {} sagas", ids.len());
         for item in page.items() {
