@@ -27,8 +27,9 @@ test: lint lint-infra check-core-purity test-unit test-demo test-chaos ## everyt
 
 # The tests that need the local servers are #[ignore]d with that reason, so a plain `cargo test`
 # passes anywhere; here they run too.
-test-unit: ## every crate's tests, the server-bound, end-to-end and runtime-proof ones included, against the local servers (dynoxide, tansu)
+test-unit: ## every crate's tests, the server-bound, end-to-end, runtime-proof and browser ones included, against the local servers (dynoxide, tansu) and headless Chromium
 	@infra/tools.sh
+	@dev/scripts/browser.sh
 	@$(call with_servers,SAGAFLOW_CARGO_LAMBDA=$(CARGO_LAMBDA) $(CARGO) test --workspace -- --include-ignored)
 
 test-e2e: ## only the end-to-end tests: the whole flow through the functions' local triggers on dynoxide and tansu

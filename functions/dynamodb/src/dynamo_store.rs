@@ -152,20 +152,39 @@ impl DynamoEventStore {
     /// Every event in the table, each stream in sequence order: the source for rebuilding read
     /// models and for checking them. A full `Scan` (consistent, paged): a tool, not a hot path.
     pub async fn all_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        self.scan_events(None).await
+    }
+
+    /// Every event of the streams of `aggregate_type` (`order`, `saga`, ...), each stream in
+    /// sequence order: a full `Scan` that returns only those streams' events.
+    pub async fn events_of_type(
+        &self,
+        aggregate_type: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.scan_events(Some(aggregate_type)).await
+    }
+
+    async fn scan_events(
+        &self,
+        aggregate_type: Option<&str>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let scan = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("kind = :event")
                 .expression_attribute_values(":event", s("event"))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Scan", &e))?;
+                .set_exclusive_start_key(start.take());
+            let scan = match aggregate_type {
+                Some(kind) => scan
+                    .filter_expression("kind = :event AND begins_with(pk, :streams)")
+                    .expression_attribute_values(":streams", s(format!("{kind}#"))),
+                None => scan.filter_expression("kind = :event"),
+            };
+            let page = scan.send().await.map_err(|e| unavailable("Scan", &e))?;
             for item in page.items() {
                 let pk = get_s(item, "pk").unwrap_or("?");
                 let corrupt = |reason: String| StoreError::Corrupt {

@@ -310,6 +310,72 @@ pub async fn redriven_at(
         .and_then(|n| n.parse().ok()))
 }
 
+/// Which of `ids` were redriven: one `BatchGetItem` per hundred letters, unprocessed keys asked
+/// again.
+pub async fn redriven_of(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    dead_letter_topic: &str,
+    ids: &[String],
+) -> Result<std::collections::HashSet<String>, OperatorError> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut done = std::collections::HashSet::new();
+    for chunk in ids.chunks(100) {
+        let keys = chunk
+            .iter()
+            .map(|id| {
+                std::collections::HashMap::from([
+                    (
+                        "pk".to_string(),
+                        AttributeValue::S(redrive_key(dead_letter_topic, id)),
+                    ),
+                    ("sk".to_string(), AttributeValue::N("0".into())),
+                ])
+            })
+            .collect::<Vec<_>>();
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("pk")
+                .consistent_read(true)
+                .build()
+                .map_err(|e| OperatorError::Dynamo {
+                    operation: "BatchGetItem",
+                    reason: e.to_string(),
+                })?,
+        );
+        while let Some(keys) = request.take() {
+            let out = client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+                .map_err(|e| OperatorError::dynamo("BatchGetItem", &e))?;
+            let prefix = redrive_key(dead_letter_topic, "");
+            for item in out
+                .responses()
+                .and_then(|r| r.get(table))
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix(&prefix))
+                {
+                    done.insert(id.to_string());
+                }
+            }
+            request = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+    }
+    Ok(done)
+}
+
 /// Publishes `letter`'s record again to its source topic and records the redrive; refuses a
 /// letter that cannot be redriven or was redriven before.
 pub async fn redrive(

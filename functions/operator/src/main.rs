@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sagaflow_dynamodb::tables::ensure_analytics_table;
-use sagaflow_dynamodb::{
-    aws_shared_config, counting_dynamodb_client, DynamoAnalyticsStore, DynamoEventStore, PushBack,
-};
-use sagaflow_kafka::producer::AuthContext;
-use sagaflow_kafka::{EventPublisher, KafkaConfig};
+use sagaflow_dynamodb::DynamoAnalyticsStore;
+use sagaflow_operator::console::guard::Guard;
+use sagaflow_operator::console::Console;
+use sagaflow_operator::deployment::Deployment;
 use sagaflow_operator::letters::{self, Filter, Letter};
 use sagaflow_operator::sagas::{self, SagaStatus};
 use sagaflow_operator::time::parse_duration;
@@ -46,6 +45,20 @@ enum Command {
     /// Read models: rebuild and compare.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// The web console: orders, an order's timeline, sagas, dead letters (with redrive) and
+    /// analytics, served on 127.0.0.1 unless told otherwise.
+    Console {
+        /// The port (0 picks a free one, printed at start).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on; any but a loopback one needs an access token.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// The token every request must carry (at least 16 characters); also
+        /// SAGAFLOW_CONSOLE_TOKEN.
+        #[arg(long, env = "SAGAFLOW_CONSOLE_TOKEN", hide_env_values = true)]
+        access_token: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,57 +198,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The clients every command shares.
-struct Deployment {
-    store: DynamoEventStore,
-    dynamodb: aws_sdk_dynamodb::Client,
-    table: String,
-    analytics_table: String,
-    kafka: KafkaConfig,
-    tokens: Option<Arc<sagaflow_kafka::msk_iam::MskTokenSource>>,
-}
-
-impl Deployment {
-    async fn from_env() -> Result<Self, OperatorError> {
-        let (adapters, kafka) = settings::from_env()?;
-        let shared = aws_shared_config().await;
-        let (kafka, tokens) = sagaflow_lambdas::kafka_auth::resolve(&shared, kafka)
-            .await
-            .map_err(|e| OperatorError::Settings(e.to_string()))?;
-        let dynamodb = counting_dynamodb_client(&shared, &Arc::new(PushBack::default()));
-        Ok(Self {
-            store: DynamoEventStore::new(dynamodb.clone(), adapters.events_table.clone()),
-            dynamodb,
-            table: adapters.events_table,
-            analytics_table: adapters.analytics_table,
-            kafka,
-            tokens,
-        })
-    }
-
-    fn publisher(&self) -> Result<EventPublisher, OperatorError> {
-        EventPublisher::with_tokens(&self.kafka, self.tokens.clone()).map_err(|e| {
-            OperatorError::Kafka {
-                servers: self.kafka.bootstrap_servers.clone(),
-                reason: e.to_string(),
-            }
-        })
-    }
-
-    fn dead_letter_topic(&self) -> String {
-        self.kafka.topics.dead_letter()
-    }
-
-    async fn letters(&self) -> Result<Vec<Letter>, OperatorError> {
-        let kafka = self.kafka.clone();
-        let context = AuthContext::new(self.tokens.clone());
-        let topic = self.dead_letter_topic();
-        tokio::task::spawn_blocking(move || letters::read_letters(&kafka, context, &topic))
-            .await
-            .map_err(|e| OperatorError::Settings(format!("the reader stopped: {e}")))?
-    }
-}
-
 fn now_ms() -> i64 {
     sagaflow_handlers::clock::now().as_millis()
 }
@@ -249,6 +211,34 @@ fn print_json(value: &serde_json::Value) {
 
 async fn run(command: Command) -> Result<(), OperatorError> {
     match command {
+        Command::Console {
+            port,
+            bind,
+            access_token,
+        } => {
+            let wanted = std::net::SocketAddr::new(bind, port);
+            // Refuse a wide address without a token before opening anything.
+            Guard::new(wanted, access_token.clone())?;
+            let listener = tokio::net::TcpListener::bind(wanted)
+                .await
+                .map_err(|e| OperatorError::Settings(format!("cannot listen on {wanted}: {e}")))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| OperatorError::Settings(format!("cannot listen on {wanted}: {e}")))?;
+            let guard = Guard::new(address, access_token)?;
+            let deployment = Deployment::from_env().await?;
+            let token_hint = if guard.needs_access_token() {
+                " (open it with ?token=<your access token>)"
+            } else {
+                ""
+            };
+            println!("console on http://{address}/{token_hint}");
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            Arc::new(Console::new(deployment, guard))
+                .serve(listener)
+                .await
+        }
         Command::Order(OrderCommand::Place { file, flow }) => {
             let text = std::fs::read_to_string(&file).map_err(|e| {
                 OperatorError::Settings(format!("cannot read {}: {e}", file.display()))
@@ -311,10 +301,7 @@ async fn run(command: Command) -> Result<(), OperatorError> {
         Command::Replay(ReplayCommand::Analytics { into, json }) => {
             let deployment = Deployment::from_env().await?;
             let (events, replayed) = replay::replayed(&deployment.store).await?;
-            let live = DynamoAnalyticsStore::new(
-                deployment.dynamodb.clone(),
-                deployment.analytics_table.clone(),
-            );
+            let live = deployment.analytics();
             let live_summary = replay::live_summary(&live).await?;
             let differences = replay::differences(&live_summary, &replayed);
             let written = match &into {
@@ -424,7 +411,7 @@ async fn run(command: Command) -> Result<(), OperatorError> {
         Command::DeadLetters(LetterCommand::Show { id, json }) => {
             letters::parse_id(&id)?;
             let deployment = Deployment::from_env().await?;
-            let letter = find(&deployment, &id).await?;
+            let letter = deployment.letter(&id).await?;
             let redriven = letters::redriven_at(
                 &deployment.dynamodb,
                 &deployment.table,
@@ -536,18 +523,6 @@ async fn run(command: Command) -> Result<(), OperatorError> {
             }
         }
     }
-}
-
-async fn find(deployment: &Deployment, id: &str) -> Result<Letter, OperatorError> {
-    deployment
-        .letters()
-        .await?
-        .into_iter()
-        .find(|l| l.id == id)
-        .ok_or_else(|| OperatorError::NoSuchLetter {
-            id: id.to_string(),
-            topic: deployment.dead_letter_topic(),
-        })
 }
 
 fn print_timeline(timeline: &timeline::Timeline, letters: &[Letter]) {

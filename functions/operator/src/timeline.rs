@@ -46,6 +46,16 @@ pub struct TimelineEvent {
     pub event_id: String,
     /// What caused it.
     pub causation_id: String,
+    /// For a saga event, the step it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// For a saga's request, which attempt it is, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// For a saga's request, the id of the command it sent (the service's event names it as
+    /// its cause).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
 }
 
 /// One attempt at a saga step or its compensation.
@@ -129,19 +139,52 @@ pub async fn timeline(store: &DynamoEventStore, order: &str) -> Result<Timeline,
         order: order.to_string(),
         status,
         steps: steps(&saga),
-        events: events
-            .iter()
-            .map(|e| TimelineEvent {
-                at_ms: e.occurred_at.as_millis(),
-                at: iso(e.occurred_at.as_millis()),
-                stream: e.stream_id().to_string(),
-                sequence: e.sequence,
-                event_type: e.event_type.clone(),
-                event_id: e.event_id.clone(),
-                causation_id: e.causation_id.clone(),
-            })
-            .collect(),
+        events: events.iter().map(timeline_event).collect(),
     })
+}
+
+/// One event as the timeline shows it; a saga event also says its step, attempt and command.
+fn timeline_event(e: &StoredEvent) -> TimelineEvent {
+    let (step, attempt, command_id) = if e.aggregate_type == "saga" {
+        match e.decode::<SagaEvent>().map(|d| d.payload) {
+            Ok(
+                SagaEvent::StepRequested {
+                    step,
+                    attempt,
+                    command,
+                    ..
+                }
+                | SagaEvent::CompensationRequested {
+                    step,
+                    attempt,
+                    command,
+                    ..
+                },
+            ) => (Some(step), Some(attempt), Some(command.command_id)),
+            Ok(
+                SagaEvent::StepSucceeded { step, .. }
+                | SagaEvent::StepFailed { step, .. }
+                | SagaEvent::StepCompensated { step, .. }
+                | SagaEvent::CompensationFailed { step, .. }
+                | SagaEvent::Cancelled { step, .. },
+            ) => (Some(step), None, None),
+            _ => (None, None, None),
+        }
+    } else {
+        (None, None, None)
+    };
+    TimelineEvent {
+        at_ms: e.occurred_at.as_millis(),
+        at: iso(e.occurred_at.as_millis()),
+        stream: e.stream_id().to_string(),
+        sequence: e.sequence,
+        event_type: e.event_type.clone(),
+        event_id: e.event_id.clone(),
+        causation_id: e.causation_id.clone(),
+        step,
+        attempt,
+        command_id,
+    }
 }
 
 /// The saga's step runs, read from its events in sequence order.
