@@ -1,5 +1,6 @@
 //! The core's `AnalyticsStore` on DynamoDB: the analytics read model in its own table, each
-//! event applied exactly once by one conditional transaction.
+//! event applied exactly once by one conditional transaction, which carries all of a stream's
+//! consecutive events of a batch.
 //!
 //! Item layout of the analytics table (`pk` string):
 //!
@@ -27,8 +28,8 @@ use aws_sdk_dynamodb::Client;
 use sagaflow_eventsourcing::Timestamp;
 use sagaflow_orders::flow::FlowEnvelope;
 use sagaflow_orders::projection::{
-    analytics_change, AnalyticsChange, AnalyticsStore, AnalyticsSummary, Applied, DurationMetric,
-    DurationStats, Metric, ReadModelError, StreamProgress,
+    analytics_run_change, same_stream, AnalyticsChange, AnalyticsStore, AnalyticsSummary, Applied,
+    DurationMetric, DurationSample, DurationStats, Metric, ReadModelError, StreamProgress,
 };
 
 use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
@@ -126,6 +127,42 @@ fn add_shard(summary: &mut AnalyticsSummary, item: &HashMap<String, AttributeVal
             .or_default()
             .merge(&stats);
     }
+}
+
+/// A run's duration samples of one metric and outcome, added up.
+struct FoldedDurations<'a> {
+    metric: DurationMetric,
+    outcome: &'a str,
+    count: i64,
+    total_ms: i64,
+    min_ms: i64,
+    max_ms: i64,
+}
+
+fn folded_durations(samples: &[DurationSample]) -> Vec<FoldedDurations<'_>> {
+    let mut folded: Vec<FoldedDurations<'_>> = Vec::new();
+    for sample in samples {
+        match folded
+            .iter_mut()
+            .find(|f| f.metric == sample.metric && f.outcome == sample.outcome)
+        {
+            Some(f) => {
+                f.count += 1;
+                f.total_ms = f.total_ms.saturating_add(sample.ms);
+                f.min_ms = f.min_ms.min(sample.ms);
+                f.max_ms = f.max_ms.max(sample.ms);
+            }
+            None => folded.push(FoldedDurations {
+                metric: sample.metric,
+                outcome: &sample.outcome,
+                count: 1,
+                total_ms: sample.ms,
+                min_ms: sample.ms,
+                max_ms: sample.ms,
+            }),
+        }
+    }
+    folded
 }
 
 /// Why one attempt at applying an event did not commit.
@@ -243,23 +280,29 @@ impl DynamoAnalyticsStore {
                 &mut names,
             );
         }
-        for sample in &change.durations {
+        // One expression may name an attribute once, so a run's samples of one metric and
+        // outcome are added up first.
+        let durations = folded_durations(&change.durations);
+        for stats in &durations {
             add(
-                duration_attribute(sample.metric, &sample.outcome, "count"),
-                1,
+                duration_attribute(stats.metric, stats.outcome, "count"),
+                stats.count,
                 &mut names,
             );
             add(
-                duration_attribute(sample.metric, &sample.outcome, "total"),
-                sample.ms,
+                duration_attribute(stats.metric, stats.outcome, "total"),
+                stats.total_ms,
                 &mut names,
             );
         }
-        for (i, sample) in change.durations.iter().enumerate() {
-            for (field, beats) in [("min", i64::lt as fn(&i64, &i64) -> bool), ("max", i64::gt)] {
-                let attribute = duration_attribute(sample.metric, &sample.outcome, field);
+        for (i, stats) in durations.iter().enumerate() {
+            for (field, ms, beats) in [
+                ("min", stats.min_ms, i64::lt as fn(&i64, &i64) -> bool),
+                ("max", stats.max_ms, i64::gt),
+            ] {
+                let attribute = duration_attribute(stats.metric, stats.outcome, field);
                 let known: Option<i64> = get_n(extremes, &attribute);
-                if known.is_some_and(|known| !beats(&sample.ms, &known)) {
+                if known.is_some_and(|known| !beats(&ms, &known)) {
                     continue;
                 }
                 let (name, value) = (format!("#{field}{i}"), format!(":{field}{i}"));
@@ -269,7 +312,7 @@ impl DynamoAnalyticsStore {
                 ));
                 sets.push(format!("{name} = {value}"));
                 names.insert(name, attribute);
-                values.insert(value, n(sample.ms));
+                values.insert(value, n(ms));
             }
         }
         let mut expression = format!("ADD {}", adds.join(", "));
@@ -332,9 +375,14 @@ impl DynamoAnalyticsStore {
     }
 }
 
-impl AnalyticsStore for DynamoAnalyticsStore {
-    async fn apply(&self, event: &FlowEnvelope) -> Result<Applied, ReadModelError> {
-        let stream = event.stream_id().to_string();
+impl DynamoAnalyticsStore {
+    /// Applies consecutive events of one stream in one conditional transaction: the stream's
+    /// progress after the last new one, and their counters added to the stream's shard.
+    async fn apply_stream_run(&self, run: &[FlowEnvelope]) -> Result<Vec<Applied>, ReadModelError> {
+        let Some(first) = run.first() else {
+            return Ok(Vec::new());
+        };
+        let stream = first.stream_id().to_string();
         let stream_pk = format!("stream#{stream}");
         let shard = summary_shard(&stream);
         for attempt in 0..MAX_ATTEMPTS {
@@ -347,8 +395,9 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 Some(progress) => Some(progress),
                 None => read_progress(self.get_item(&stream_pk).await?.as_ref()),
             };
-            let Some(change) = analytics_change(&read.clone().unwrap_or_default(), event) else {
-                return Ok(Applied::Duplicate);
+            let outcome = analytics_run_change(&read.clone().unwrap_or_default(), run);
+            let Some(change) = outcome.change else {
+                return Ok(outcome.applied);
             };
             let extremes = if change.durations.is_empty() {
                 HashMap::new()
@@ -366,7 +415,7 @@ impl AnalyticsStore for DynamoAnalyticsStore {
             match committed? {
                 Attempt::Committed => {
                     self.remember(&stream_pk, &change.progress);
-                    return Ok(Applied::New(change.durations));
+                    return Ok(outcome.applied);
                 }
                 Attempt::Moved => {
                     self.push_back.conflict();
@@ -380,6 +429,21 @@ impl AnalyticsStore for DynamoAnalyticsStore {
             reason: format!("{stream}: gave up after {MAX_ATTEMPTS} contended attempts"),
             transience: Transience::Transient,
         })
+    }
+}
+
+impl AnalyticsStore for DynamoAnalyticsStore {
+    async fn apply(&self, event: &FlowEnvelope) -> Result<Applied, ReadModelError> {
+        let mut applied = self.apply_stream_run(std::slice::from_ref(event)).await?;
+        Ok(applied.pop().unwrap_or(Applied::Duplicate))
+    }
+
+    async fn apply_run(&self, run: &[FlowEnvelope]) -> Result<Vec<Applied>, ReadModelError> {
+        let mut applied = Vec::with_capacity(run.len());
+        for stream_run in run.chunk_by(same_stream) {
+            applied.extend(self.apply_stream_run(stream_run).await?);
+        }
+        Ok(applied)
     }
 
     async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {

@@ -81,23 +81,65 @@ impl<A: AnalyticsStore + 'static> AnalyticsHandler<A> {
 
     /// Applies one event record to the read model.
     pub async fn handle_record(&self, record: &InboundRecord) -> RecordOutcome {
-        let mut prepared = parse_record(record, &self.subscriptions);
-        let trace = RecordTrace::begin(ANALYTICS, record, &mut prepared);
-        let result = match prepared {
-            Ok(Inbound::Event(event)) => self
+        self.handle_records(std::slice::from_ref(record))
+            .await
+            .pop()
+            .unwrap_or_else(|| RecordOutcome::Retry("no outcome for the record".into()))
+    }
+
+    /// Applies the event records of one key group: each run of consecutive events in one
+    /// write per stream ([`AnalyticsStore::apply_run`]), so a stream's events of one batch
+    /// cost one transaction instead of one each. A record that is no event is dead-lettered
+    /// on its own; after a failed write the rest of the group is retried behind it.
+    pub async fn handle_records(&self, records: &[InboundRecord]) -> Vec<RecordOutcome> {
+        let mut traces = Vec::with_capacity(records.len());
+        let mut reads = Vec::with_capacity(records.len());
+        for record in records {
+            let mut read = parse_record(record, &self.subscriptions);
+            traces.push(RecordTrace::begin(ANALYTICS, record, &mut read));
+            reads.push(match read {
+                Ok(Inbound::Event(event)) => Ok(*event),
+                Ok(Inbound::Command(command)) => Err(RecordError::dead_letter(format!(
+                    "command `{}` on an events topic",
+                    command.command_type
+                ))),
+                Err(error) => Err(error),
+            });
+        }
+        let settle = |i: usize, result| traces[i].settle(ANALYTICS, &records[i], result);
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut pending = reads.into_iter().enumerate().peekable();
+        while let Some((first, read)) = pending.next() {
+            let event = match read {
+                Ok(event) => event,
+                Err(error) => {
+                    outcomes.push(settle(first, Err(error)));
+                    continue;
+                }
+            };
+            let mut run = vec![event];
+            while let Some((_, Ok(next))) = pending.next_if(|(_, read)| read.is_ok()) {
+                run.push(next);
+            }
+            let applied = self
                 .read_model
-                .apply(&event)
-                .instrument(trace.span().clone())
-                .await
-                .map(|applied| self.measure(applied))
-                .map_err(RecordError::from),
-            Ok(Inbound::Command(command)) => Err(RecordError::dead_letter(format!(
-                "command `{}` on an events topic",
-                command.command_type
-            ))),
-            Err(error) => Err(error),
-        };
-        trace.settle(ANALYTICS, record, result)
+                .apply_run(&run)
+                .instrument(traces[first].span().clone())
+                .await;
+            match applied {
+                Ok(applied) => {
+                    for (k, applied) in applied.into_iter().enumerate() {
+                        self.measure(applied);
+                        outcomes.push(settle(first + k, Ok(())));
+                    }
+                }
+                Err(error) => {
+                    outcomes.push(settle(first, Err(RecordError::from(error))));
+                    return outcomes;
+                }
+            }
+        }
+        outcomes
     }
 }
 
@@ -124,6 +166,11 @@ impl<A: AnalyticsStore + 'static> RecordHandler for AnalyticsHandler<A> {
     fn handle(&self, record: InboundRecord) -> BoxFuture<RecordOutcome> {
         let this = self.clone();
         Box::pin(async move { this.handle_record(&record).await })
+    }
+
+    fn handle_group(&self, records: Vec<InboundRecord>) -> BoxFuture<Vec<RecordOutcome>> {
+        let this = self.clone();
+        Box::pin(async move { this.handle_records(&records).await })
     }
 }
 
@@ -273,5 +320,95 @@ mod tests {
             .filter(|l| l.get("OrderDuration").is_some() && l["outcome"] == "completed")
             .count();
         assert_eq!(completed, 2, "every third order is cancelled");
+    }
+
+    /// The in-memory read model, counting the writes it is asked for.
+    #[derive(Default)]
+    struct CountingReadModel {
+        inner: InMemoryAnalyticsStore,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl AnalyticsStore for CountingReadModel {
+        async fn apply(
+            &self,
+            event: &sagaflow_orders::flow::FlowEnvelope,
+        ) -> Result<Applied, ReadModelError> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.apply(event).await
+        }
+
+        async fn apply_run(
+            &self,
+            run: &[sagaflow_orders::flow::FlowEnvelope],
+        ) -> Result<Vec<Applied>, ReadModelError> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.apply_run(run).await
+        }
+
+        async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {
+            self.inner.summary().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_groups_events_are_written_together_and_a_command_among_them_is_dead_lettered_alone()
+    {
+        let read_model = Arc::new(CountingReadModel::default());
+        let handler = AnalyticsHandler::new(read_model.clone(), Topics::default());
+        let topics = Topics::default();
+        let history = order_history("ord-g", 1);
+        let inbound = |offset: i64, record: sagaflow_records::OutboundRecord| InboundRecord {
+            id: RecordId {
+                topic: topics.events("order"),
+                partition: 0,
+                offset,
+            },
+            timestamp_ms: 0,
+            key: Some(record.key.into_bytes()),
+            value: Some(record.value),
+            headers: record.headers,
+        };
+        let order_events: Vec<_> = history
+            .iter()
+            .filter(|e| e.aggregate_type == "order")
+            .collect();
+        assert_eq!(order_events.len(), 2, "created and completed");
+        let command = sagaflow_eventsourcing::command::CommandEnvelope {
+            trace_context: None,
+            command_id: "cmd-g".into(),
+            command_type: "order.complete".into(),
+            target_id: "ord-g-0".into(),
+            payload: serde_json::json!({}),
+            correlation_id: "ord-g-0".into(),
+            causation_id: "cause".into(),
+            issued_at: sagaflow_eventsourcing::Timestamp(1),
+        };
+        let group = vec![
+            inbound(1, event_record(&topics, order_events[0])),
+            inbound(2, event_record(&topics, order_events[0])),
+            inbound(3, sagaflow_records::command_record(&topics, &command)),
+            inbound(4, event_record(&topics, order_events[1])),
+        ];
+        let outcomes = handler.handle_records(&group).await;
+        assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+        assert_eq!(outcomes[0], RecordOutcome::Done);
+        assert_eq!(outcomes[1], RecordOutcome::Done, "a redelivery in the run");
+        assert!(
+            matches!(&outcomes[2], RecordOutcome::DeadLetter(r) if r.contains("event envelope")),
+            "{:?}",
+            outcomes[2]
+        );
+        assert_eq!(outcomes[3], RecordOutcome::Done);
+        assert_eq!(
+            read_model.writes.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the run before the command in one write, the event after it in another"
+        );
+        let summary = read_model.summary().await.unwrap();
+        assert_eq!(summary.orders_by_status.get("completed"), Some(&1));
+        assert_eq!(summary.events_by_type.get("order.created"), Some(&1));
     }
 }

@@ -238,6 +238,15 @@ impl AnalyticsChange {
         }
     }
 
+    /// Adds a later event's change of the same stream to this one.
+    fn absorb(&mut self, later: AnalyticsChange) {
+        self.progress = later.progress;
+        for counter in later.counters {
+            self.count(counter.metric, &counter.key, counter.delta);
+        }
+        self.durations.extend(later.durations);
+    }
+
     fn set_status(&mut self, status: &str) {
         if let Some(old) = self.progress.status.replace(status.to_string()) {
             self.count(Metric::OrdersByStatus, &old, -1);
@@ -316,6 +325,54 @@ pub fn analytics_change(
     }
     change.count(Metric::EventsByType, &event.event_type, 1);
     Some(change)
+}
+
+/// What a run of one stream's events does to the read model taken together, and what it did
+/// to each of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunChange {
+    /// The new events' changes folded into one: the progress after the last of them, their
+    /// counter changes summed (those that cancel out left out), every duration they complete;
+    /// `None` if every event of the run was applied before.
+    pub change: Option<AnalyticsChange>,
+    /// For each event of the run, in order, whether it was new.
+    pub applied: Vec<Applied>,
+}
+
+/// Whether two events are of one stream (without building their stream ids).
+pub fn same_stream(a: &FlowEnvelope, b: &FlowEnvelope) -> bool {
+    a.aggregate_type == b.aggregate_type && a.aggregate_id == b.aggregate_id
+}
+
+/// The change a run of events of one stream makes given the stream's `progress`, as if each
+/// were applied in turn; a store writes it at once, so several events of a stream in one
+/// batch cost one write instead of one each.
+pub fn analytics_run_change<'a>(
+    progress: &StreamProgress,
+    run: impl IntoIterator<Item = &'a FlowEnvelope>,
+) -> RunChange {
+    let mut current = progress.clone();
+    let mut folded: Option<AnalyticsChange> = None;
+    let mut applied = Vec::new();
+    for event in run {
+        let Some(change) = analytics_change(&current, event) else {
+            applied.push(Applied::Duplicate);
+            continue;
+        };
+        current = change.progress.clone();
+        applied.push(Applied::New(change.durations.clone()));
+        match &mut folded {
+            None => folded = Some(change),
+            Some(folded) => folded.absorb(change),
+        }
+    }
+    if let Some(folded) = &mut folded {
+        folded.counters.retain(|c| c.delta != 0);
+    }
+    RunChange {
+        change: folded,
+        applied,
+    }
 }
 
 impl AnalyticsSummary {
@@ -444,6 +501,28 @@ impl AnalyticsProjection {
         self.duplicates_ignored
     }
 
+    /// Applies a run of events, each stream's consecutive events as one change (the same
+    /// result as applying them one by one, which a test checks).
+    pub fn apply_run(&mut self, run: &[FlowEnvelope]) -> Vec<Applied> {
+        let mut applied = Vec::with_capacity(run.len());
+        for stream_run in run.chunk_by(same_stream) {
+            let stream = stream_run[0].stream_id().to_string();
+            let progress = self.streams.get(&stream).cloned().unwrap_or_default();
+            let outcome = analytics_run_change(&progress, stream_run);
+            if let Some(change) = &outcome.change {
+                self.summary.add(change);
+                self.streams.insert(stream, change.progress.clone());
+            }
+            self.duplicates_ignored += outcome
+                .applied
+                .iter()
+                .filter(|a| matches!(a, Applied::Duplicate))
+                .count() as u64;
+            applied.extend(outcome.applied);
+        }
+        applied
+    }
+
     /// Applies one event, ignoring it if its stream has already passed its sequence.
     pub fn apply(&mut self, event: &FlowEnvelope) -> Applied {
         let stream = event.stream_id().to_string();
@@ -495,6 +574,15 @@ pub trait AnalyticsStore: Send + Sync {
         event: &FlowEnvelope,
     ) -> impl Future<Output = Result<Applied, ReadModelError>> + Send;
 
+    /// Applies a run of events exactly once each, in order, as [`AnalyticsStore::apply`] would
+    /// one by one, but writing each stream's consecutive events of the run together; one
+    /// result per event. On an error the whole run is retried: what was written of it is
+    /// recognised as applied then.
+    fn apply_run(
+        &self,
+        run: &[FlowEnvelope],
+    ) -> impl Future<Output = Result<Vec<Applied>, ReadModelError>> + Send;
+
     /// The summary as of now.
     fn summary(&self) -> impl Future<Output = Result<AnalyticsSummary, ReadModelError>> + Send;
 }
@@ -525,6 +613,10 @@ impl InMemoryAnalyticsStore {
 impl AnalyticsStore for InMemoryAnalyticsStore {
     async fn apply(&self, event: &FlowEnvelope) -> Result<Applied, ReadModelError> {
         Ok(self.lock().apply(event))
+    }
+
+    async fn apply_run(&self, run: &[FlowEnvelope]) -> Result<Vec<Applied>, ReadModelError> {
+        Ok(self.lock().apply_run(run))
     }
 
     async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {

@@ -3,7 +3,8 @@
 pub mod analytics;
 
 pub use analytics::{
-    analytics_change, AnalyticsChange, AnalyticsProjection, AnalyticsStore, AnalyticsSummary,
-    Applied, CounterDelta, DurationMetric, DurationSample, DurationStats, GetAnalyticsSummary,
-    InMemoryAnalyticsStore, Metric, ReadModelError, StreamProgress,
+    analytics_change, analytics_run_change, same_stream, AnalyticsChange, AnalyticsProjection,
+    AnalyticsStore, AnalyticsSummary, Applied, CounterDelta, DurationMetric, DurationSample,
+    DurationStats, GetAnalyticsSummary, InMemoryAnalyticsStore, Metric, ReadModelError, RunChange,
+    StreamProgress,
 };

@@ -171,6 +171,78 @@ pub async fn applies_each_event_once<S: AnalyticsStore>(store: &S, prefix: &str)
     assert_eq!(summary.order_durations["completed"].count, 6);
 }
 
+/// Events applied in runs, as a batch brings them: a stream's events in one run (one with a
+/// redelivery inside it), then runs mixing the streams of one order, then the whole history
+/// again as one run. Each event is new exactly once, the durations come with the events that
+/// end them, and the summary equals a replay of the history.
+pub async fn applies_runs_as_one<S: AnalyticsStore>(store: &S, prefix: &str) {
+    let stored = order_history(prefix, 9);
+    let history = typed(&stored);
+    let (by_stream, mixed): (Vec<_>, Vec<_>) = history
+        .iter()
+        .partition(|e| e.aggregate_id.ends_with(['0', '1', '2', '3', '4']));
+    let mut streams: Vec<Vec<FlowEnvelope>> = Vec::new();
+    for event in by_stream {
+        match streams
+            .iter_mut()
+            .find(|run| crate::projection::same_stream(&run[0], event))
+        {
+            Some(run) => run.push(event.clone()),
+            None => streams.push(vec![event.clone()]),
+        }
+    }
+    let mut new = 0;
+    let mut order_durations = 0;
+    for mut run in streams {
+        // The first event delivered again right behind itself.
+        run.insert(1, run[0].clone());
+        let applied = store.apply_run(&run).await.expect("apply_run");
+        assert_eq!(applied.len(), run.len());
+        assert_eq!(applied[1], Applied::Duplicate, "{}", run[0].event_id);
+        for (event, applied) in run
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| **a != Applied::Duplicate)
+        {
+            let Applied::New(durations) = applied else {
+                unreachable!("duplicates filtered out")
+            };
+            new += 1;
+            let ends = ["order.completed", "order.cancelled"].contains(&event.event_type.as_str());
+            let orders = durations
+                .iter()
+                .filter(|d| d.metric == DurationMetric::Order)
+                .count();
+            assert_eq!(orders, usize::from(ends), "{}", event.event_type);
+            order_durations += orders;
+        }
+    }
+    let mixed: Vec<FlowEnvelope> = mixed.into_iter().cloned().collect();
+    for order_run in mixed.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
+        let applied = store.apply_run(order_run).await.expect("apply_run");
+        assert_eq!(applied.len(), order_run.len());
+        for applied in applied {
+            let Applied::New(durations) = applied else {
+                panic!(
+                    "{}: a first delivery was a duplicate",
+                    order_run[0].aggregate_id
+                )
+            };
+            new += 1;
+            order_durations += durations
+                .iter()
+                .filter(|d| d.metric == DurationMetric::Order)
+                .count();
+        }
+    }
+    assert_eq!(new, history.len());
+    assert_eq!(order_durations, 9, "each order's duration, once");
+    let again = store.apply_run(&history).await.expect("apply_run");
+    assert!(again.iter().all(|a| *a == Applied::Duplicate), "{again:?}");
+    let summary = store.summary().await.expect("summary");
+    assert_eq!(&summary, replayed(&stored).summary());
+}
+
 /// An event whose payload cannot be read is refused where it is decoded, before any read
 /// model sees it, and changes nothing; the stream's next good event still applies.
 pub async fn bad_event_changes_nothing<S: AnalyticsStore>(store: &S, prefix: &str) {
@@ -206,6 +278,7 @@ macro_rules! analytics_scenarios {
     ($(#[$attr:meta])* read_model: $read_model:expr) => {
         $crate::analytics_scenarios!(@each [$(#[$attr])*] $read_model;
             applies_each_event_once,
+            applies_runs_as_one,
             bad_event_changes_nothing,
         );
     };
