@@ -41,6 +41,10 @@ pub struct EndToEndFigures {
     pub read_units_per_order: f64,
     /// Estimated write request units per order.
     pub write_units_per_order: f64,
+    /// The same, of the events table (the services, the orchestrator, the timer).
+    pub event_write_units_per_order: f64,
+    /// The same, of the analytics table (the analytics function).
+    pub analytics_write_units_per_order: f64,
     /// Share of the wall time the functions spent waiting on DynamoDB, summed over requests:
     /// near or above 1, the serialized local endpoint is the ceiling.
     pub endpoint_busy: f64,
@@ -121,6 +125,12 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
     }
     let wall = started.elapsed().as_secs_f64();
     let counts = counter.snapshot();
+    let by_table = counter.write_units_by_table();
+    let table_units = |table: &str| by_table.get(table).copied().unwrap_or(0);
+    let (event_units, analytics_units) = (
+        table_units(system.store.table()),
+        table_units(system.analytics.table()),
+    );
     let store = system.store.clone();
     let stats = system.stop().await;
     let events = store.all_events().await.map_err(|e| e.to_string())?;
@@ -162,6 +172,8 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
             .collect(),
         read_units_per_order: per_order(total(|c| c.read_units)),
         write_units_per_order: per_order(total(|c| c.write_units)),
+        event_write_units_per_order: per_order(event_units),
+        analytics_write_units_per_order: per_order(analytics_units),
         endpoint_busy: total(|c| c.waited_micros) as f64 / 1e6 / wall,
         completed,
     };
@@ -197,6 +209,10 @@ fn print(f: &EndToEndFigures) {
         by_op.join(", "),
         f.read_units_per_order,
         f.write_units_per_order
+    );
+    println!(
+        "  write units per order by table: events ~{:.1}, analytics ~{:.1}",
+        f.event_write_units_per_order, f.analytics_write_units_per_order
     );
     println!(
         "  the functions waited on DynamoDB {:.1}x the wall time (summed over concurrent requests)",

@@ -44,6 +44,7 @@ impl Storable for SentAt {
 #[derive(Clone, Debug, Default)]
 pub struct RequestCounter {
     counts: Arc<Mutex<BTreeMap<String, OperationCount>>>,
+    write_units_by_table: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl RequestCounter {
@@ -60,6 +61,14 @@ impl RequestCounter {
             .clone()
     }
 
+    /// Estimated write units so far, by the table written.
+    pub fn write_units_by_table(&self) -> BTreeMap<String, u64> {
+        self.write_units_by_table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Requests so far, every operation together.
     pub fn total_requests(&self) -> u64 {
         self.snapshot().values().map(|c| c.requests).sum()
@@ -68,6 +77,10 @@ impl RequestCounter {
     /// Sets every count back to zero.
     pub fn reset(&self) {
         self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.write_units_by_table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -99,41 +112,67 @@ fn operation(target: Option<&str>) -> &str {
         .unwrap_or("unknown")
 }
 
-/// Write units of a request whose body is `body`: a transaction costs 2 per KB of each item,
-/// a single write 1 per KB; items are taken as the body's bytes spread evenly over them.
-fn write_units(operation: &str, body: &[u8]) -> (u64, u64) {
+/// What a write request costs: the items it touches, its estimated write units, and the
+/// table it writes (every write of ours touches one table).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct WriteCost {
+    items: u64,
+    units: u64,
+    table: Option<String>,
+}
+
+/// The write cost of a request whose body is `body`: a transaction costs 2 per KB of each
+/// item, a single write 1 per KB; items are taken as the body's bytes spread evenly over them.
+fn write_cost(operation: &str, body: &[u8]) -> WriteCost {
     let kb = |bytes: u64| bytes.div_ceil(1024).max(1);
+    let parsed = || serde_json::from_slice::<serde_json::Value>(body).ok();
+    let name = |v: Option<&serde_json::Value>| v.and_then(|t| t.as_str()).map(str::to_string);
     match operation {
         "TransactWriteItems" => {
-            let items = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| {
-                    v.get("TransactItems")
-                        .and_then(|t| t.as_array())
-                        .map(Vec::len)
-                })
-                .unwrap_or(1) as u64;
+            let parsed = parsed();
+            let items = parsed
+                .as_ref()
+                .and_then(|v| v.get("TransactItems"))
+                .and_then(|t| t.as_array());
+            let table = items
+                .and_then(|items| items.first())
+                .and_then(|item| item.as_object())
+                .and_then(|item| item.values().next())
+                .and_then(|write| name(write.get("TableName")));
+            let items = items.map(Vec::len).unwrap_or(1) as u64;
             let per_item = kb(body.len() as u64 / items.max(1));
-            (items, 2 * items * per_item)
+            WriteCost {
+                items,
+                units: 2 * items * per_item,
+                table,
+            }
         }
-        "PutItem" | "UpdateItem" | "DeleteItem" => (1, kb(body.len() as u64)),
+        "PutItem" | "UpdateItem" | "DeleteItem" => WriteCost {
+            items: 1,
+            units: kb(body.len() as u64),
+            table: parsed().and_then(|v| name(v.get("TableName"))),
+        },
         "BatchWriteItem" => {
-            let items = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| {
-                    v.get("RequestItems")
-                        .and_then(|r| r.as_object())
-                        .map(|tables| {
-                            tables
-                                .values()
-                                .filter_map(|w| w.as_array().map(Vec::len))
-                                .sum::<usize>()
-                        })
+            let parsed = parsed();
+            let tables = parsed
+                .as_ref()
+                .and_then(|v| v.get("RequestItems"))
+                .and_then(|r| r.as_object());
+            let items = tables
+                .map(|tables| {
+                    tables
+                        .values()
+                        .filter_map(|w| w.as_array().map(Vec::len))
+                        .sum::<usize>()
                 })
                 .unwrap_or(1) as u64;
-            (items, items * kb(body.len() as u64 / items.max(1)))
+            WriteCost {
+                items,
+                units: items * kb(body.len() as u64 / items.max(1)),
+                table: tables.and_then(|t| t.keys().next().cloned()),
+            }
         }
-        _ => (0, 0),
+        _ => WriteCost::default(),
     }
 }
 
@@ -155,13 +194,21 @@ impl Intercept for CountingInterceptor {
         cfg.interceptor_state()
             .store_put(SentAt(std::time::Instant::now(), operation.to_string()));
         let body = request.body().bytes().unwrap_or_default();
-        let (items, units) = write_units(operation, body);
+        let cost = write_cost(operation, body);
         self.counter.add(operation, |c| {
             c.requests += 1;
-            c.items_written += items;
-            c.write_units += units;
+            c.items_written += cost.items;
+            c.write_units += cost.units;
             c.request_bytes += body.len() as u64;
         });
+        if let Some(table) = cost.table {
+            let mut by_table = self
+                .counter
+                .write_units_by_table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *by_table.entry(table).or_default() += cost.units;
+        }
         Ok(())
     }
 
@@ -202,10 +249,29 @@ mod tests {
     fn operations_and_units_come_from_the_request() {
         assert_eq!(operation(Some("DynamoDB_20120810.Query")), "Query");
         assert_eq!(operation(None), "unknown");
-        let body = br#"{"TransactItems":[{"Put":{}},{"Put":{}},{"ConditionCheck":{}}]}"#;
-        assert_eq!(write_units("TransactWriteItems", body), (3, 6));
+        let body = br#"{"TransactItems":[{"Put":{"TableName":"t-events"}},{"Put":{}},{"ConditionCheck":{}}]}"#;
+        assert_eq!(
+            write_cost("TransactWriteItems", body),
+            WriteCost {
+                items: 3,
+                units: 6,
+                table: Some("t-events".into())
+            }
+        );
         let big = vec![b' '; 3000];
-        assert_eq!(write_units("PutItem", &big), (1, 3));
-        assert_eq!(write_units("Query", body), (0, 0));
+        assert_eq!(
+            write_cost("PutItem", &big),
+            WriteCost {
+                items: 1,
+                units: 3,
+                table: None
+            }
+        );
+        let put = br#"{"TableName":"t-analytics","Item":{}}"#;
+        assert_eq!(
+            write_cost("PutItem", put).table.as_deref(),
+            Some("t-analytics")
+        );
+        assert_eq!(write_cost("Query", body), WriteCost::default());
     }
 }
