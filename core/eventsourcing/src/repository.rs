@@ -194,17 +194,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// snapshots, the events alone. Only a snapshot of an older state shape costs a second read.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, RepositoryError<A::Error>> {
         let stream = Self::stream_id(id);
-        let (snapshot, events) = match self.snapshot_every {
-            // A snapshot is saved with the append that crosses each multiple of `every`, so
-            // the tail after the latest is shorter than `every` but for a long last append.
-            Some(every) => self.store.load_latest(&stream, every).await,
-            None => self
-                .store
-                .load(&stream, 0)
-                .await
-                .map(|events| (None, events)),
-        }
-        .map_err(RepositoryError::Store)?;
+        // A snapshot is saved with the append that crosses each multiple of `every`, so the
+        // tail after the latest is shorter than `every` but for a long last append.
+        let Some(every) = self.snapshot_every else {
+            return self.replay_stored(&stream).await;
+        };
+        let (snapshot, events) = self
+            .store
+            .load_latest(&stream, every)
+            .await
+            .map_err(RepositoryError::Store)?;
         // A snapshot of an older state shape is ignored rather than trusted: replaying is
         // always correct, a misread snapshot is not.
         let had_snapshot = snapshot.is_some();
@@ -215,19 +214,25 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     .ok()
                     .map(|a| (a, s.version))
             });
-        let (state, version, events) = match restored {
-            Some((state, version)) => (state, version, events),
-            None if had_snapshot => (
-                A::default(),
-                0,
-                self.store
-                    .load(&stream, 0)
-                    .await
-                    .map_err(RepositoryError::Store)?,
-            ),
-            None => (A::default(), 0, events),
-        };
-        self.replay(&stream, state, version, &events)
+        match restored {
+            Some((state, version)) => self.replay(&stream, state, version, &events),
+            None if had_snapshot => self.replay_stored(&stream).await,
+            None => self.replay(&stream, A::default(), 0, &events),
+        }
+    }
+
+    /// The state replayed from the whole stream, each event decoded where the store keeps it
+    /// (no copy out of an in-memory store).
+    async fn replay_stored(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Loaded<A>, RepositoryError<A::Error>> {
+        let mut replay = Replay::new(stream, A::default(), 0);
+        self.store
+            .visit(stream, 0, |stored| replay.apply(stored))
+            .await
+            .map_err(RepositoryError::Store)??;
+        Ok(replay.finish())
     }
 
     /// The state of aggregate `id` as this process last saw or wrote it, read from the store
@@ -252,35 +257,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     fn replay(
         &self,
         stream: &StreamId,
-        mut state: A,
+        state: A,
         version: u64,
         events: &[StoredEvent],
     ) -> Result<Loaded<A>, RepositoryError<A::Error>> {
-        let mut current = version;
-        for stored in events {
-            if stored.sequence != current + 1 {
-                return Err(RepositoryError::Store(StoreError::Corrupt {
-                    stream: stream.clone(),
-                    reason: format!(
-                        "sequence {} follows {current}: the stream has a gap",
-                        stored.sequence
-                    ),
-                }));
-            }
-            let event = stored
-                .decode::<A::Event>()
-                .map_err(|source| RepositoryError::Decode {
-                    stream: stream.clone(),
-                    source,
-                })?;
-            state.apply(&event.payload);
-            current = stored.sequence;
-        }
-        Ok(Loaded {
-            state,
-            version: current,
-            replayed: events.len() as u64,
-        })
+        let mut replay = Replay::new(stream, state, version);
+        events.iter().try_for_each(|stored| replay.apply(stored))?;
+        Ok(replay.finish())
     }
 
     /// Handles `command` on aggregate `id`: load, decide, append; retries conflicts by policy.
@@ -617,6 +600,56 @@ impl<A: Aggregate> Decided<A> {
             version,
             taken_at,
             outcomes,
+        }
+    }
+}
+
+/// An aggregate's state being rebuilt from its stream, one stored event at a time.
+struct Replay<'a, A> {
+    stream: &'a StreamId,
+    state: A,
+    version: u64,
+    replayed: u64,
+}
+
+impl<'a, A: Aggregate> Replay<'a, A> {
+    fn new(stream: &'a StreamId, state: A, version: u64) -> Self {
+        Self {
+            stream,
+            state,
+            version,
+            replayed: 0,
+        }
+    }
+
+    /// Applies the next stored event: it must follow the last one, and decode.
+    fn apply(&mut self, stored: &StoredEvent) -> Result<(), RepositoryError<A::Error>> {
+        if stored.sequence != self.version + 1 {
+            return Err(RepositoryError::Store(StoreError::Corrupt {
+                stream: self.stream.clone(),
+                reason: format!(
+                    "sequence {} follows {}: the stream has a gap",
+                    stored.sequence, self.version
+                ),
+            }));
+        }
+        let event = stored
+            .decode::<A::Event>()
+            .map_err(|source| RepositoryError::Decode {
+                stream: self.stream.clone(),
+                source,
+            })?;
+        self.state.apply(&event.payload);
+        self.version = stored.sequence;
+        self.replayed += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Loaded<A> {
+        Loaded {
+            state: self.state,
+            version: self.version,
+            replayed: self.replayed,
         }
     }
 }

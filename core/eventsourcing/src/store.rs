@@ -209,6 +209,26 @@ pub trait EventStore: Send + Sync {
         after_version: u64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
+    /// Hands each event of `stream` with a sequence greater than `after_version` to `visit`,
+    /// in order, stopping at the first error `visit` returns: what replaying an aggregate
+    /// needs. A store that holds its events in memory lends them instead of copying them out;
+    /// the default loads them.
+    fn visit<E, F>(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        mut visit: F,
+    ) -> impl Future<Output = Result<Result<(), E>, StoreError>> + Send
+    where
+        E: Send,
+        F: FnMut(&StoredEvent) -> Result<(), E> + Send,
+    {
+        async move {
+            let events = self.load(stream, after_version).await?;
+            Ok(events.iter().try_for_each(&mut visit))
+        }
+    }
+
     /// Whether an effect with this idempotency key was recorded.
     fn is_processed(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -378,6 +398,24 @@ impl EventStore for InMemoryEventStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn visit<E, F>(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        visit: F,
+    ) -> Result<Result<(), E>, StoreError>
+    where
+        E: Send,
+        F: FnMut(&StoredEvent) -> Result<(), E> + Send,
+    {
+        let state = self.lock();
+        let Some(events) = state.streams.get(stream) else {
+            return Ok(Ok(()));
+        };
+        let skip = usize::try_from(after_version).unwrap_or(usize::MAX);
+        Ok(events.iter().skip(skip).try_for_each(visit))
     }
 
     async fn is_processed(&self, key: &str) -> Result<bool, StoreError> {
