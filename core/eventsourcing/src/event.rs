@@ -193,6 +193,12 @@ impl StoredEvent {
     /// Decodes the payload into the typed event `E`, upcasting older schema versions first
     /// through `E`'s own upcasters.
     pub fn decode<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, DecodeError> {
+        Ok(self.with_payload(self.decode_payload()?))
+    }
+
+    /// Decodes only the payload, as [`StoredEvent::decode`] does, without copying the
+    /// envelope's ids: what replaying an aggregate needs.
+    pub fn decode_payload<E: DomainEvent>(&self) -> Result<E, DecodeError> {
         let current =
             E::schema_version(&self.event_type).ok_or_else(|| DecodeError::UnknownEventType {
                 aggregate_type: self.aggregate_type.clone(),
@@ -218,7 +224,7 @@ impl StoredEvent {
                 })
             }
         };
-        Ok(self.with_payload(event))
+        Ok(event)
     }
 }
 

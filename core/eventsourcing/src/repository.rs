@@ -633,13 +633,14 @@ impl<'a, A: Aggregate> Replay<'a, A> {
                 ),
             }));
         }
-        let event = stored
-            .decode::<A::Event>()
-            .map_err(|source| RepositoryError::Decode {
-                stream: self.stream.clone(),
-                source,
-            })?;
-        self.state.apply(&event.payload);
+        let event =
+            stored
+                .decode_payload::<A::Event>()
+                .map_err(|source| RepositoryError::Decode {
+                    stream: self.stream.clone(),
+                    source,
+                })?;
+        self.state.apply(&event);
         self.version = stored.sequence;
         self.replayed += 1;
         Ok(())

@@ -38,6 +38,8 @@ const CQRS_ES: &str = "cqrs-es 0.5.0";
 
 /// The target issue 6 sets: sagaflow handles at least this many times cqrs-es's commands/s.
 const TARGET: f64 = 2.0;
+/// Rehydration must be at least as fast as cqrs-es's typed in-memory store (issue 18).
+const REHYDRATION_TARGET: f64 = 1.0;
 
 /// Commands each warehouse receives in the mix: its stream ends a few dozen events long.
 const COMMANDS_PER_WAREHOUSE: usize = 40;
@@ -121,12 +123,15 @@ pub async fn run(settings: &Settings) {
         mem,
         json,
     ));
+    let first_rehydration = rows.len();
     for length in STREAM_LENGTHS {
         rows.push(rehydration(length, &plan).await);
     }
+    let rehydration_target = rehydration_target_line(&rows[first_rehydration..]);
 
     print_table(&rows);
     note(&target);
+    note(&rehydration_target);
     match agreement {
         Ok(()) => note(&format!(
             "checked: all three end each of the {} warehouses in the same state, with the same \
@@ -257,6 +262,37 @@ impl Row {
                 TARGET / ratio
             )
         }
+    }
+}
+
+/// Rehydration against its target: at least cqrs-es `MemStore`'s events per second at every
+/// stream length, or by how much the slowest length misses it.
+fn rehydration_target_line(rows: &[Row]) -> String {
+    let what =
+        format!("target: rehydration >= {REHYDRATION_TARGET}x cqrs-es MemStore at every length");
+    let mut ratios = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (Ok(ours), Ok(theirs)) = (&row.sagaflow, &row.mem) else {
+            return format!("{what}: not measured ({})", row.label);
+        };
+        ratios.push((
+            row.label.trim_start_matches("rehydrate ").to_string(),
+            ours / theirs,
+        ));
+    }
+    let listed: Vec<String> = ratios
+        .iter()
+        .map(|(label, r)| format!("{} {r:.2}x", label.trim_end_matches(", events/s")))
+        .collect();
+    let slowest = ratios.iter().map(|(_, r)| *r).fold(f64::INFINITY, f64::min);
+    if slowest >= REHYDRATION_TARGET {
+        format!("{what}: met ({})", listed.join(", "))
+    } else {
+        format!(
+            "{what}: missed by {:.2}x at the slowest ({})",
+            REHYDRATION_TARGET / slowest,
+            listed.join(", ")
+        )
     }
 }
 

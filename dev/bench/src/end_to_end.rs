@@ -45,6 +45,8 @@ pub struct EndToEndFigures {
     pub event_write_units_per_order: f64,
     /// The same, of the analytics table (the analytics function).
     pub analytics_write_units_per_order: f64,
+    /// Transaction items per order by what they write: how many, and their write units.
+    pub transaction_items_per_order: Vec<(String, f64, f64)>,
     /// Share of the wall time the functions spent waiting on DynamoDB, summed over requests:
     /// near or above 1, the serialized local endpoint is the ceiling.
     pub endpoint_busy: f64,
@@ -126,6 +128,8 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
     let wall = started.elapsed().as_secs_f64();
     let counts = counter.snapshot();
     let by_table = counter.write_units_by_table();
+    let mut items = counter.transaction_items().into_iter().collect::<Vec<_>>();
+    items.sort_by_key(|(_, (_, units))| std::cmp::Reverse(*units));
     let table_units = |table: &str| by_table.get(table).copied().unwrap_or(0);
     let (event_units, analytics_units) = (
         table_units(system.store.table()),
@@ -174,6 +178,10 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
         write_units_per_order: per_order(total(|c| c.write_units)),
         event_write_units_per_order: per_order(event_units),
         analytics_write_units_per_order: per_order(analytics_units),
+        transaction_items_per_order: items
+            .into_iter()
+            .map(|(kind, (n, units))| (kind, per_order(n), per_order(units)))
+            .collect(),
         endpoint_busy: total(|c| c.waited_micros) as f64 / 1e6 / wall,
         completed,
     };
@@ -213,6 +221,15 @@ fn print(f: &EndToEndFigures) {
     println!(
         "  write units per order by table: events ~{:.1}, analytics ~{:.1}",
         f.event_write_units_per_order, f.analytics_write_units_per_order
+    );
+    let items: Vec<String> = f
+        .transaction_items_per_order
+        .iter()
+        .map(|(kind, n, units)| format!("{kind} {n:.1} (~{units:.1})"))
+        .collect();
+    println!(
+        "  transaction items per order (write units): {}",
+        items.join(", ")
     );
     println!(
         "  the functions waited on DynamoDB {:.1}x the wall time (summed over concurrent requests)",
