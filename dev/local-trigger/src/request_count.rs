@@ -45,6 +45,7 @@ impl Storable for SentAt {
 pub struct RequestCounter {
     counts: Arc<Mutex<BTreeMap<String, OperationCount>>>,
     write_units_by_table: Arc<Mutex<BTreeMap<String, u64>>>,
+    transaction_items: Arc<Mutex<BTreeMap<String, (u64, u64)>>>,
 }
 
 impl RequestCounter {
@@ -69,6 +70,15 @@ impl RequestCounter {
             .clone()
     }
 
+    /// The items transactions wrote so far, by what they write (an event, an idempotency
+    /// record, a version check, ...): how many, and their estimated write units.
+    pub fn transaction_items(&self) -> BTreeMap<String, (u64, u64)> {
+        self.transaction_items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Requests so far, every operation together.
     pub fn total_requests(&self) -> u64 {
         self.snapshot().values().map(|c| c.requests).sum()
@@ -81,6 +91,10 @@ impl RequestCounter {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.write_units_by_table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.transaction_items
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -119,6 +133,37 @@ struct WriteCost {
     items: u64,
     units: u64,
     table: Option<String>,
+    /// A transaction's items by what they write ([`item_kind`]).
+    kinds: Vec<&'static str>,
+}
+
+/// What one item of a transaction writes, read from its key as sagaflow's tables lay them
+/// out (`dynamo_store.rs`, `analytics_store.rs`).
+fn item_kind(item: &serde_json::Value) -> &'static str {
+    let Some((action, write)) = item.as_object().and_then(|o| o.iter().next()) else {
+        return "unknown";
+    };
+    let fields = write.get("Item").or_else(|| write.get("Key"));
+    let pk = fields
+        .and_then(|f| f.get("pk"))
+        .and_then(|pk| pk.get("S"))
+        .and_then(|pk| pk.as_str())
+        .unwrap_or("");
+    let is_snapshot = fields
+        .and_then(|f| f.get("kind"))
+        .and_then(|k| k.get("S"))
+        .is_some_and(|k| k == "snapshot");
+    match (action.as_str(), pk) {
+        (_, pk) if pk.starts_with("processed#") => "idempotency record",
+        ("Delete", pk) if pk.starts_with("wake#") => "wake-up delete",
+        (_, pk) if pk.starts_with("wake#") => "wake-up put",
+        (_, pk) if pk.starts_with("stream#") => "analytics progress",
+        (_, pk) if pk.starts_with("summary#") => "analytics counters",
+        ("ConditionCheck", _) => "version check",
+        ("Put", _) if is_snapshot => "snapshot",
+        ("Put", _) => "event",
+        _ => "other",
+    }
 }
 
 /// The write cost of a request whose body is `body`: a transaction costs 2 per KB of each
@@ -139,18 +184,23 @@ fn write_cost(operation: &str, body: &[u8]) -> WriteCost {
                 .and_then(|item| item.as_object())
                 .and_then(|item| item.values().next())
                 .and_then(|write| name(write.get("TableName")));
+            let kinds = items
+                .map(|items| items.iter().map(item_kind).collect())
+                .unwrap_or_default();
             let items = items.map(Vec::len).unwrap_or(1) as u64;
             let per_item = kb(body.len() as u64 / items.max(1));
             WriteCost {
                 items,
                 units: 2 * items * per_item,
                 table,
+                kinds,
             }
         }
         "PutItem" | "UpdateItem" | "DeleteItem" => WriteCost {
             items: 1,
             units: kb(body.len() as u64),
             table: parsed().and_then(|v| name(v.get("TableName"))),
+            kinds: Vec::new(),
         },
         "BatchWriteItem" => {
             let parsed = parsed();
@@ -170,6 +220,7 @@ fn write_cost(operation: &str, body: &[u8]) -> WriteCost {
                 items,
                 units: items * kb(body.len() as u64 / items.max(1)),
                 table: tables.and_then(|t| t.keys().next().cloned()),
+                kinds: Vec::new(),
             }
         }
         _ => WriteCost::default(),
@@ -201,6 +252,19 @@ impl Intercept for CountingInterceptor {
             c.write_units += cost.units;
             c.request_bytes += body.len() as u64;
         });
+        if !cost.kinds.is_empty() {
+            let per_item = cost.units / cost.items.max(1);
+            let mut by_kind = self
+                .counter
+                .transaction_items
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for kind in &cost.kinds {
+                let entry = by_kind.entry((*kind).to_string()).or_default();
+                entry.0 += 1;
+                entry.1 += per_item;
+            }
+        }
         if let Some(table) = cost.table {
             let mut by_table = self
                 .counter
@@ -249,13 +313,14 @@ mod tests {
     fn operations_and_units_come_from_the_request() {
         assert_eq!(operation(Some("DynamoDB_20120810.Query")), "Query");
         assert_eq!(operation(None), "unknown");
-        let body = br#"{"TransactItems":[{"Put":{"TableName":"t-events"}},{"Put":{}},{"ConditionCheck":{}}]}"#;
+        let body = br#"{"TransactItems":[{"Put":{"TableName":"t-events","Item":{"pk":{"S":"order#o-1"}}}},{"Put":{"Item":{"pk":{"S":"processed#k"}}}},{"ConditionCheck":{"Key":{"pk":{"S":"order#o-1"}}}}]}"#;
         assert_eq!(
             write_cost("TransactWriteItems", body),
             WriteCost {
                 items: 3,
                 units: 6,
-                table: Some("t-events".into())
+                table: Some("t-events".into()),
+                kinds: vec!["event", "idempotency record", "version check"],
             }
         );
         let big = vec![b' '; 3000];
@@ -264,7 +329,8 @@ mod tests {
             WriteCost {
                 items: 1,
                 units: 3,
-                table: None
+                table: None,
+                kinds: Vec::new(),
             }
         );
         let put = br#"{"TableName":"t-analytics","Item":{}}"#;
