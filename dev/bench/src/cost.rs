@@ -28,6 +28,25 @@ const SFN_PER_THOUSAND_TRANSITIONS: f64 = 0.025;
 /// reserve, schedule shipping, complete the order, succeed (compensation adds more).
 const SFN_TRANSITIONS: f64 = 6.0;
 
+/// Issue 18's write units per order: half of what an order cost before it (about 105).
+const WRITE_UNITS_TARGET: f64 = 50.0;
+/// Issue 18's cost per million orders: a quarter of Step Functions Standard's orchestration
+/// fee for the same saga.
+const COST_PER_MILLION_TARGET: f64 = 37.50;
+
+/// `target: what <= limit: met (value)` or `missed by ...`, one line as the other sections print.
+fn target_line(what: &str, value: f64, limit: f64, unit: &str) -> String {
+    if value <= limit {
+        format!("  target: {what} <= {unit}{limit:.2}: met ({unit}{value:.2})")
+    } else {
+        format!(
+            "  target: {what} <= {unit}{limit:.2}: missed by {unit}{:.2} ({unit}{value:.2}, {:.2}x the target)",
+            value - limit,
+            value / limit
+        )
+    }
+}
+
 /// Prints the cost per order and per million orders.
 pub fn print(requests: &RequestFigures, e2e: &EndToEndFigures) {
     let million = 1_000_000.0;
@@ -64,6 +83,24 @@ pub fn print(requests: &RequestFigures, e2e: &EndToEndFigures) {
     println!(
         "    Step Functions Standard orchestration fee alone: ${:.2} ({SFN_TRANSITIONS} transitions x ${SFN_PER_THOUSAND_TRANSITIONS} per 1,000), before the same services' Lambda and DynamoDB costs",
         sfn * million
+    );
+    println!(
+        "{}",
+        target_line(
+            "DynamoDB write units per order",
+            e2e.write_units_per_order,
+            WRITE_UNITS_TARGET,
+            ""
+        )
+    );
+    println!(
+        "{}",
+        target_line(
+            "cost per million orders",
+            total * million,
+            COST_PER_MILLION_TARGET,
+            "$"
+        )
     );
     println!(
         "  event store floor: {:.2} requests per command one by one, {:.2} when a batch holds several for one aggregate",
