@@ -340,17 +340,13 @@ impl Console {
             Err(e) => return self.problem(&e),
         };
         // The timeline stands without Kafka: an unreachable broker only leaves the letters out.
-        let letters: Result<Vec<Letter>, String> = self
-            .deployment
-            .letters()
-            .await
-            .map(|all| {
+        let letters: Result<Vec<Letter>, OperatorError> =
+            self.deployment.letters().await.map(|all| {
                 all.into_iter()
                     .filter(|l| l.correlation_id.as_deref() == Some(id))
                     .collect()
-            })
-            .map_err(|e| e.to_string());
-        let page = pages::order(&timeline, letters.as_deref().map_err(Clone::clone));
+            });
+        let page = pages::order(&timeline, letters.as_deref());
         self.page(StatusCode::OK, page)
     }
 

@@ -8,6 +8,7 @@ use sagaflow_orders::projection::AnalyticsSummary;
 use crate::console::charts::{self, Bar};
 use crate::console::html::{badge, encode, escape, table};
 use crate::console::swimlane;
+use crate::error::OperatorError;
 use crate::letters::Letter;
 use crate::orders::{OrderFilter, OrderRow};
 use crate::sagas::SagaRow;
@@ -117,7 +118,7 @@ pub fn orders(rows: &[OrderRow], filter: &OrderFilter, older_than: &str, now_ms:
 
 /// One order: its swimlane, its saga's steps, its events and its dead letters (or why they
 /// could not be read).
-pub fn order(timeline: &Timeline, letters: Result<&[Letter], String>) -> Page {
+pub fn order(timeline: &Timeline, letters: Result<&[Letter], &OperatorError>) -> Page {
     let shown: &[Letter] = letters.as_deref().unwrap_or(&[]);
     let mut body = format!(
         "<h1>Order {} {}</h1>",
@@ -170,7 +171,11 @@ pub fn order(timeline: &Timeline, letters: Result<&[Letter], String>) -> Page {
     body.push_str("<h2>Dead letters</h2>");
     match &letters {
         Err(why) => {
-            let _ = write!(body, "<p class=\"error\">not read: {}</p>", escape(why));
+            let _ = write!(
+                body,
+                "<p class=\"error\">not read: {}</p>",
+                escape(&why.to_string())
+            );
         }
         Ok([]) => body.push_str("<p class=\"note\">none</p>"),
         Ok(letters) => body.push_str(&letter_table(letters, &[])),
