@@ -401,13 +401,7 @@ async fn an_operator_follows_an_order_and_redrives_a_letter_in_the_console() {
         arrows.len(),
         events.len()
     );
-    let steps = client
-        .find(Locator::Css("#steps"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let steps = text_of(&client, "#steps").await;
     assert!(
         steps.contains("compensated") && steps.contains("failed"),
         "{steps}"
@@ -416,13 +410,7 @@ async fn an_operator_follows_an_order_and_redrives_a_letter_in_the_console() {
 
     // Sagas: none needs a person; the page says so.
     client.goto(&format!("{console}/sagas")).await.unwrap();
-    let sagas = client
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let sagas = text_of(&client, "main").await;
     assert!(sagas.contains("no saga needs a person"), "{sagas}");
     save(&client, "sagas").await;
 
@@ -459,13 +447,7 @@ async fn an_operator_follows_an_order_and_redrives_a_letter_in_the_console() {
         .await
         .unwrap();
     assert_eq!(letter_rows.len(), 1);
-    let id = client
-        .find(Locator::Css("#letters tbody tr td a"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let id = text_of(&client, "#letters tbody tr td a").await;
     save(&client, "dead-letters").await;
     client
         .find(Locator::Css("#letters button.danger"))
@@ -474,13 +456,7 @@ async fn an_operator_follows_an_order_and_redrives_a_letter_in_the_console() {
         .click()
         .await
         .unwrap();
-    let question = client
-        .find(Locator::Css("#confirm"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let question = text_of(&client, "#confirm").await;
     assert!(
         question.contains(&system.topics.commands("order")),
         "{question}"
@@ -519,13 +495,7 @@ async fn an_operator_follows_an_order_and_redrives_a_letter_in_the_console() {
         ))
         .await
         .unwrap();
-    let page = client
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&client, "main").await;
     assert!(page.contains("a second redrive is refused"), "{page}");
     assert!(
         client.find(Locator::Css("#redrive")).await.is_err(),
@@ -561,13 +531,7 @@ async fn an_operator_follows_an_order_and_redrives_a_letter_in_the_console() {
     client.goto(&hostile).await.unwrap();
     let started = Instant::now();
     let refused = loop {
-        let text = client
-            .find(Locator::Css("body"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = text_of(&client, "body").await;
         if text.contains("Refused") || started.elapsed() > Duration::from_secs(10) {
             break text;
         }

@@ -6,7 +6,9 @@ use serde_json::json;
 use crate::domain::fixtures::address;
 use crate::domain::{CancelReason, Flow, Money, OrderEvent, PaymentEvent, RefundStatus};
 use crate::flow::{FlowEnvelope, FlowEvent};
-use crate::projection::{AnalyticsProjection, AnalyticsStore, Applied, DurationMetric};
+use crate::projection::{
+    AnalyticsProjection, AnalyticsStore, Applied, DurationMetric, DurationSample,
+};
 use sagaflow_eventsourcing::event::{
     envelope_events, event_id_for, CommandMeta, DecodeError, EventEnvelope, StreamId, Timestamp,
 };
@@ -130,6 +132,19 @@ fn replayed(events: &[StoredEvent]) -> AnalyticsProjection {
     AnalyticsProjection::replay(events).expect("history decodes")
 }
 
+/// How many order durations a newly applied `event` completed, checked: one if it ends its
+/// order, none otherwise.
+fn checked_order_durations(event: &FlowEnvelope, durations: &[DurationSample]) -> usize {
+    // Only an order's or a saga's last event completes a duration.
+    let ends = ["order.completed", "order.cancelled"].contains(&event.event_type.as_str());
+    let orders = durations
+        .iter()
+        .filter(|d| d.metric == DurationMetric::Order)
+        .count();
+    assert_eq!(orders, usize::from(ends), "{}", event.event_type);
+    orders
+}
+
 /// Every event delivered twice, and each stream's first event again at the end: each applies
 /// once, and the summary equals a replay of the history.
 pub async fn applies_each_event_once<S: AnalyticsStore>(store: &S, prefix: &str) {
@@ -143,15 +158,7 @@ pub async fn applies_each_event_once<S: AnalyticsStore>(store: &S, prefix: &str)
             match (&applied, delivery) {
                 (Applied::New(durations), 0) => {
                     new += 1;
-                    // Only an order's or a saga's last event completes a duration.
-                    let ends =
-                        ["order.completed", "order.cancelled"].contains(&event.event_type.as_str());
-                    let orders = durations
-                        .iter()
-                        .filter(|d| d.metric == DurationMetric::Order)
-                        .count();
-                    assert_eq!(orders, usize::from(ends), "{}", event.event_type);
-                    order_durations += orders;
+                    order_durations += checked_order_durations(event, durations);
                 }
                 (Applied::Duplicate, 1) => {}
                 _ => panic!("{} delivery {delivery}: {applied:?}", event.event_id),
@@ -208,13 +215,7 @@ pub async fn applies_runs_as_one<S: AnalyticsStore>(store: &S, prefix: &str) {
                 unreachable!("duplicates filtered out")
             };
             new += 1;
-            let ends = ["order.completed", "order.cancelled"].contains(&event.event_type.as_str());
-            let orders = durations
-                .iter()
-                .filter(|d| d.metric == DurationMetric::Order)
-                .count();
-            assert_eq!(orders, usize::from(ends), "{}", event.event_type);
-            order_durations += orders;
+            order_durations += checked_order_durations(event, durations);
         }
     }
     let mixed: Vec<FlowEnvelope> = mixed.into_iter().cloned().collect();
