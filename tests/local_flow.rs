@@ -140,13 +140,7 @@ async fn orders_flow_through_the_functions_on_local_servers() {
         }
     }
     // Compensation gave every reserved unit back: only the completed orders' mugs left.
-    let stock = system
-        .services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state;
+    let stock = Stockroom::of(&system).await;
     assert_eq!(
         stock.level("MUG").shipped,
         4,
@@ -347,13 +341,7 @@ async fn a_restart_resumes_from_committed_offsets_without_losing_or_repeating_ef
         };
         assert_eq!(types, expected, "{id}: each payment effect exactly once");
     }
-    let stock = second
-        .services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state;
+    let stock = Stockroom::of(&second).await;
     assert_eq!(
         stock.level("MUG").shipped,
         4,
@@ -411,13 +399,7 @@ async fn a_step_that_never_answers_times_out_and_its_saga_compensates() {
     assert_eq!(ended.refund_status, Some(RefundStatus::Refunded));
     let payment = system.services.payments().load("ord-silent").await.unwrap();
     assert_eq!(payment.state.status, PaymentStatus::Refunded);
-    let stock = system
-        .services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state;
+    let stock = Stockroom::of(&system).await;
     assert_eq!(
         stock.level("MUG").reserved,
         0,
@@ -470,16 +452,27 @@ async fn with_ten_mugs(name: &str) -> LocalSystem {
     system
 }
 
-/// The warehouse's mugs as the events table has them now.
+/// The mugs as the events table has them now.
 async fn mugs(system: &LocalSystem) -> sagaflow_orders::domain::StockLevel {
-    system
-        .services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state
-        .level("MUG")
+    Stockroom::of(system).await.level("MUG")
+}
+
+/// The levels of the SKUs the tests stock, each read from its own stream.
+struct Stockroom(std::collections::BTreeMap<String, sagaflow_orders::domain::StockLevel>);
+
+impl Stockroom {
+    async fn of(system: &LocalSystem) -> Self {
+        let mut levels = std::collections::BTreeMap::new();
+        for sku in ["MUG", "TEE", "LAMP"] {
+            let stock = system.services.stock().load(sku).await.unwrap().state;
+            levels.insert(sku.to_string(), stock.level);
+        }
+        Self(levels)
+    }
+
+    fn level(&self, sku: &str) -> sagaflow_orders::domain::StockLevel {
+        self.0.get(sku).copied().unwrap_or_default()
+    }
 }
 
 /// The front door as `docs/events.md` documents it, tried as a new user would: the JSON

@@ -10,6 +10,9 @@ use crate::event::{envelope_events, CommandMeta, DecodeError, StoredEvent, Strea
 use crate::store::{AppendOutcome, AppendRequest, EventStore, Snapshot, StoreError, Wake};
 use crate::transience::{Classified, Transience};
 
+mod joint;
+pub use joint::JointDecision;
+
 /// An aggregate's state with the stream version it reflects.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Loaded<A> {
@@ -467,12 +470,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// The snapshot to save with an append that takes the stream from `before` past a multiple
     /// of the snapshot interval, if the state is small enough for any store's item.
     fn snapshot(&self, stream: &StreamId, before: u64, decided: &Decided<A>) -> Option<Snapshot> {
+        self.snapshot_of(
+            stream,
+            before,
+            decided.version,
+            &decided.state,
+            decided.taken_at,
+        )
+    }
+
+    /// The snapshot of `state` at version `after` to save with an append from `before`, if
+    /// the append crosses a multiple of the interval.
+    fn snapshot_of(
+        &self,
+        stream: &StreamId,
+        before: u64,
+        after: u64,
+        state: &A,
+        taken_at: crate::event::Timestamp,
+    ) -> Option<Snapshot> {
         let every = self.snapshot_every?;
-        let after = decided.version;
         if before / every == after / every {
             return None;
         }
-        let state = serde_json::to_value(&decided.state).ok()?;
+        let state = serde_json::to_value(state).ok()?;
         // A snapshot is only a shortcut: one too big to store is skipped, never allowed to
         // make the append itself fail.
         if state.to_string().len() > MAX_SNAPSHOT_BYTES {
@@ -483,7 +504,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version: after,
             state_version: A::SNAPSHOT_VERSION,
             state,
-            taken_at: decided.taken_at,
+            taken_at,
         })
     }
 }

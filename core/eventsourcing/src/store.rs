@@ -193,6 +193,27 @@ pub fn validate_append(request: &AppendRequest) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks requests to append together: each well formed, at least one, no stream twice.
+pub fn validate_together(requests: &[AppendRequest]) -> Result<(), StoreError> {
+    if requests.is_empty() {
+        return Err(StoreError::InvalidAppend {
+            stream: StreamId::new("none", "none"),
+            reason: "an append together needs at least one stream".into(),
+        });
+    }
+    let mut seen = HashSet::with_capacity(requests.len());
+    for request in requests {
+        validate_append(request)?;
+        if !seen.insert(&request.stream) {
+            return Err(StoreError::InvalidAppend {
+                stream: request.stream.clone(),
+                reason: format!("{} appears twice in one append", request.stream),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Where events live: append with an expected version, load a stream from a version.
 pub trait EventStore: Send + Sync {
     /// Appends the events atomically if the stream is at the expected version and the
@@ -200,6 +221,15 @@ pub trait EventStore: Send + Sync {
     fn append(
         &self,
         request: AppendRequest,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// Appends to several streams in one atomic write: each request's events if its stream is
+    /// at its expected version and no request's idempotency key was ever recorded, or nothing
+    /// at all. What one decision that changes several aggregates (an order's hold on the stock
+    /// of each of its SKUs) needs. The outcome's version is the first request's stream's.
+    fn append_together(
+        &self,
+        requests: Vec<AppendRequest>,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
 
     /// The events of `stream` with a sequence greater than `after_version`, in order.
@@ -338,46 +368,59 @@ impl InMemoryEventStore {
 
 impl EventStore for InMemoryEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate_append(&request)?;
+        self.append_together(vec![request]).await
+    }
+
+    async fn append_together(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<AppendOutcome, StoreError> {
+        validate_together(&requests)?;
         let mut state = self.lock();
-        if request
-            .idempotency_keys
+        if requests
             .iter()
+            .flat_map(|r| &r.idempotency_keys)
             .any(|key| state.processed.contains(key))
         {
             return Ok(AppendOutcome::Duplicate);
         }
-        let actual = state
-            .streams
-            .get(&request.stream)
-            .map_or(0, |events| events.len() as u64);
-        if actual != request.expected_version {
-            return Err(StoreError::Conflict {
-                stream: request.stream,
-                expected: request.expected_version,
-                actual,
-            });
-        }
-        state.processed.extend(request.idempotency_keys);
-        if let Some(snapshot) = request.snapshot {
-            state.snapshots.insert(snapshot.stream.clone(), snapshot);
-        }
-        match request.wake {
-            Wake::Unchanged => {}
-            Wake::At(at) => {
-                state.wake.insert(request.stream.clone(), at);
-            }
-            Wake::Never => {
-                state.wake.remove(&request.stream);
+        for request in &requests {
+            let actual = state
+                .streams
+                .get(&request.stream)
+                .map_or(0, |events| events.len() as u64);
+            if actual != request.expected_version {
+                return Err(StoreError::Conflict {
+                    stream: request.stream.clone(),
+                    expected: request.expected_version,
+                    actual,
+                });
             }
         }
-        let version = actual + request.events.len() as u64;
-        state.log.extend(request.events.iter().cloned());
-        state
-            .streams
-            .entry(request.stream)
-            .or_default()
-            .extend(request.events);
+        let version = requests
+            .first()
+            .map_or(0, |r| r.expected_version + r.events.len() as u64);
+        for request in requests {
+            state.processed.extend(request.idempotency_keys);
+            if let Some(snapshot) = request.snapshot {
+                state.snapshots.insert(snapshot.stream.clone(), snapshot);
+            }
+            match request.wake {
+                Wake::Unchanged => {}
+                Wake::At(at) => {
+                    state.wake.insert(request.stream.clone(), at);
+                }
+                Wake::Never => {
+                    state.wake.remove(&request.stream);
+                }
+            }
+            state.log.extend(request.events.iter().cloned());
+            state
+                .streams
+                .entry(request.stream)
+                .or_default()
+                .extend(request.events);
+        }
         Ok(AppendOutcome::Appended { version })
     }
 

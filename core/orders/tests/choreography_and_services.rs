@@ -131,7 +131,7 @@ fn given_each_reply_then_the_next_commands() {
                     amount: Money::eur(3_000),
                 },
             ),
-            vec![("inventory.reserve", "main")],
+            vec![("inventory.reserve", "ord-7")],
         ),
         (
             stored(
@@ -148,7 +148,7 @@ fn given_each_reply_then_the_next_commands() {
         (
             stored(
                 "inventory",
-                "main",
+                "ord-7",
                 InventoryEvent::Reserved {
                     order_id: "ord-7".into(),
                     lines: vec![],
@@ -159,7 +159,7 @@ fn given_each_reply_then_the_next_commands() {
         (
             stored(
                 "inventory",
-                "main",
+                "ord-7",
                 InventoryEvent::ReservationFailed {
                     order_id: "ord-7".into(),
                     lines: vec![],
@@ -188,7 +188,7 @@ fn given_each_reply_then_the_next_commands() {
                     order_id: "ord-7".into(),
                 },
             ),
-            vec![("inventory.ship", "main")],
+            vec![("inventory.ship", "ord-7")],
         ),
         (
             stored(
@@ -201,7 +201,7 @@ fn given_each_reply_then_the_next_commands() {
             ),
             vec![
                 ("payment.refund", "ord-7"),
-                ("inventory.release", "main"),
+                ("inventory.release", "ord-7"),
                 ("shipment.cancel", "ord-7"),
             ],
         ),
@@ -214,7 +214,7 @@ fn given_each_reply_then_the_next_commands() {
                     reason: "far".into(),
                 },
             ),
-            vec![("inventory.release", "main"), ("payment.refund", "ord-7")],
+            vec![("inventory.release", "ord-7"), ("payment.refund", "ord-7")],
         ),
         (
             stored(
@@ -231,7 +231,7 @@ fn given_each_reply_then_the_next_commands() {
         (
             stored(
                 "inventory",
-                "main",
+                "ord-7",
                 InventoryEvent::Released {
                     order_id: "ord-7".into(),
                     lines: vec![],
@@ -472,45 +472,42 @@ fn given_a_cancel_request_then_the_order_is_not_completed_and_ends_cancelled_by_
 
 #[test]
 fn given_stock_released_before_it_was_reserved_then_the_late_reservation_fails() {
-    use sagaflow_orders::domain::{Inventory, InventoryCommand};
-    let mut stock = Inventory::default();
-    stock.apply(&InventoryEvent::Restocked {
-        sku: "MUG".into(),
-        quantity: 5,
-    });
+    use sagaflow_orders::domain::{
+        decide_with_stock, InventoryCommand, Reservation, Stock, StockEvent,
+    };
+    use std::collections::BTreeMap;
+    let stock = BTreeMap::from([(
+        "MUG".to_string(),
+        Stock::from_events(&[StockEvent::Restocked { quantity: 5 }]),
+    )]);
+    let mugs = |order: &str| InventoryCommand::Reserve {
+        order_id: order.into(),
+        lines: vec![StockLine {
+            sku: "MUG".into(),
+            quantity: 2,
+        }],
+    };
     // The customer's cancel reached the warehouse before the reservation did.
-    for event in stock
-        .decide(&InventoryCommand::Release {
-            order_id: "ord-7".into(),
-            reason: "customer_cancelled: changed my mind".into(),
-        })
-        .unwrap()
-    {
-        stock.apply(&event);
-    }
-    let late = stock
-        .decide(&InventoryCommand::Reserve {
-            order_id: "ord-7".into(),
-            lines: vec![StockLine {
-                sku: "MUG".into(),
-                quantity: 2,
-            }],
-        })
-        .unwrap();
+    let mut reservation = Reservation::default();
+    let release = InventoryCommand::Release {
+        order_id: "ord-7".into(),
+        reason: "customer_cancelled: changed my mind".into(),
+    };
+    let released = decide_with_stock(&reservation, &stock, &release).unwrap();
+    assert!(released.parts.is_empty(), "nothing was held to give back");
+    released.events.iter().for_each(|e| reservation.apply(e));
+    let late = decide_with_stock(&reservation, &stock, &mugs("ord-7")).unwrap();
     assert!(
-        matches!(&late[..], [InventoryEvent::ReservationFailed { reason, .. }] if reason.contains("released before")),
-        "{late:?}"
+        matches!(&late.events[..], [InventoryEvent::ReservationFailed { reason, .. }] if reason.contains("released before")),
+        "{:?}",
+        late.events
     );
-    assert_eq!(stock.level("MUG").available, 5);
+    assert!(late.parts.is_empty(), "no stock is held for it");
     // Another order still reserves.
-    let other = stock
-        .decide(&InventoryCommand::Reserve {
-            order_id: "ord-8".into(),
-            lines: vec![StockLine {
-                sku: "MUG".into(),
-                quantity: 2,
-            }],
-        })
-        .unwrap();
-    assert!(matches!(&other[..], [InventoryEvent::Reserved { .. }]));
+    let other = decide_with_stock(&Reservation::default(), &stock, &mugs("ord-8")).unwrap();
+    assert!(matches!(
+        &other.events[..],
+        [InventoryEvent::Reserved { .. }]
+    ));
+    assert_eq!(other.parts.len(), 1);
 }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use sagaflow_eventsourcing::DomainEvent;
-use sagaflow_orders::domain::{InventoryEvent, OrderEvent, PaymentEvent, ShipmentEvent};
+use sagaflow_orders::domain::{
+    InventoryEvent, OrderEvent, PaymentEvent, ShipmentEvent, StockEvent,
+};
 use sagaflow_saga::SagaEvent;
 
 /// The rows of the "Event types" table: type name to version.
@@ -37,6 +39,7 @@ fn in_code() -> BTreeMap<String, u32> {
         PaymentEvent::SCHEMA,
         InventoryEvent::SCHEMA,
         ShipmentEvent::SCHEMA,
+        StockEvent::SCHEMA,
         SagaEvent::SCHEMA,
     ]
     .into_iter()

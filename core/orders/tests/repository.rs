@@ -22,15 +22,15 @@ use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_eventsourcing::StreamId;
 use sagaflow_eventsourcing::Timestamp;
 use sagaflow_eventsourcing::Wake;
-use sagaflow_orders::domain::inventory::InventoryCommand;
-use sagaflow_orders::domain::{Inventory, InventoryEvent, StockLine};
+use sagaflow_orders::domain::StockLine;
+use sagaflow_orders::testkit::warehouse::{Warehouse, WarehouseCommand, WarehouseEvent};
 
 fn meta(cause: &str) -> CommandMeta {
     CommandMeta::new("corr", cause, Timestamp(10))
 }
 
-fn restock(quantity: u32) -> InventoryCommand {
-    InventoryCommand::Restock {
+fn restock(quantity: u32) -> WarehouseCommand {
+    WarehouseCommand::Restock {
         sku: "MUG".into(),
         quantity,
     }
@@ -39,7 +39,7 @@ fn restock(quantity: u32) -> InventoryCommand {
 #[tokio::test]
 async fn snapshots_shorten_loading_and_give_the_same_state() {
     let store = Arc::new(InMemoryEventStore::new());
-    let with_snapshots = Repository::<Inventory, _>::new(store.clone()).with_snapshots_every(10);
+    let with_snapshots = Repository::<Warehouse, _>::new(store.clone()).with_snapshots_every(10);
     for i in 0..25 {
         with_snapshots
             .execute("main", &restock(1), &meta(&format!("c{i}")))
@@ -47,7 +47,7 @@ async fn snapshots_shorten_loading_and_give_the_same_state() {
             .unwrap();
     }
     let snapshot = store
-        .load_snapshot(&StreamId::new("inventory", "main"))
+        .load_snapshot(&StreamId::new("warehouse", "main"))
         .await
         .unwrap()
         .unwrap();
@@ -56,28 +56,28 @@ async fn snapshots_shorten_loading_and_give_the_same_state() {
     assert_eq!(fast.version, 25);
     assert_eq!(fast.replayed, 5);
     let stored = store
-        .load(&StreamId::new("inventory", "main"), 0)
+        .load(&StreamId::new("warehouse", "main"), 0)
         .await
         .unwrap();
     assert_eq!(stored.len(), 25);
-    let events: Vec<InventoryEvent> = stored
+    let events: Vec<WarehouseEvent> = stored
         .iter()
-        .map(|e| e.decode::<InventoryEvent>().unwrap().payload)
+        .map(|e| e.decode::<WarehouseEvent>().unwrap().payload)
         .collect();
-    assert_eq!(fast.state, Inventory::from_events(&events));
+    assert_eq!(fast.state, Warehouse::from_events(&events));
     assert_eq!(fast.state.level("MUG").available, 25);
 }
 
 #[tokio::test]
 async fn a_snapshot_of_another_state_version_is_ignored() {
     let store = Arc::new(InMemoryEventStore::new());
-    let repo = Repository::<Inventory, _>::new(store.clone());
+    let repo = Repository::<Warehouse, _>::new(store.clone());
     repo.execute("main", &restock(3), &meta("c1"))
         .await
         .unwrap();
     store
         .save_snapshot(Snapshot {
-            stream: StreamId::new("inventory", "main"),
+            stream: StreamId::new("warehouse", "main"),
             version: 1,
             state_version: 99,
             state: serde_json::json!({"not": "an inventory"}),
@@ -93,9 +93,9 @@ async fn a_snapshot_of_another_state_version_is_ignored() {
 #[tokio::test]
 async fn a_redelivered_command_appends_nothing_even_when_it_would_now_be_refused() {
     let store = Arc::new(InMemoryEventStore::new());
-    let repo = Repository::<Inventory, _>::new(store.clone());
+    let repo = Repository::<Warehouse, _>::new(store.clone());
     repo.execute("main", &restock(2), &meta("r")).await.unwrap();
-    let reserve = InventoryCommand::Reserve {
+    let reserve = WarehouseCommand::Reserve {
         order_id: "ord-1".into(),
         lines: vec![StockLine {
             sku: "MUG".into(),
@@ -110,7 +110,7 @@ async fn a_redelivered_command_appends_nothing_even_when_it_would_now_be_refused
     assert!(again.duplicate);
     assert!(again.events.is_empty());
     // The same key on a command that the new state refuses is still only a duplicate.
-    let other = InventoryCommand::Reserve {
+    let other = WarehouseCommand::Reserve {
         order_id: "ord-1".into(),
         lines: vec![StockLine {
             sku: "MUG".into(),
@@ -130,7 +130,7 @@ async fn a_redelivered_command_appends_nothing_even_when_it_would_now_be_refused
 #[tokio::test]
 async fn invalid_commands_append_nothing() {
     let store = Arc::new(InMemoryEventStore::new());
-    let repo = Repository::<Inventory, _>::new(store.clone());
+    let repo = Repository::<Warehouse, _>::new(store.clone());
     let err = repo
         .execute("main", &restock(0), &meta("c"))
         .await
@@ -155,7 +155,7 @@ impl EventStore for RacingStore {
             let rival: Vec<StoredEvent> = envelope_events(
                 &request.stream,
                 request.expected_version,
-                &[sagaflow_orders::domain::InventoryEvent::Restocked {
+                &[WarehouseEvent::Restocked {
                     sku: "TEE".into(),
                     quantity: 1,
                 }],
@@ -173,6 +173,12 @@ impl EventStore for RacingStore {
                 .await?;
         }
         self.inner.append(request).await
+    }
+    async fn append_together(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.inner.append_together(requests).await
     }
     async fn load(&self, s: &StreamId, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.load(s, after).await
@@ -208,7 +214,7 @@ fn racing(races: u32) -> Arc<RacingStore> {
 #[tokio::test]
 async fn a_conflict_is_retried_on_fresh_state_and_no_write_is_lost() {
     let store = racing(2);
-    let repo = Repository::<Inventory, _>::new(store.clone());
+    let repo = Repository::<Warehouse, _>::new(store.clone());
     let outcome = repo.execute("main", &restock(5), &meta("c")).await.unwrap();
     assert!(store.raced.load(Ordering::SeqCst));
     assert_eq!(outcome.attempts, 3);
@@ -221,7 +227,7 @@ async fn a_conflict_is_retried_on_fresh_state_and_no_write_is_lost() {
 #[tokio::test]
 async fn endless_contention_gives_up_with_a_typed_error() {
     let store = racing(100);
-    let repo = Repository::<Inventory, _>::new(store.clone())
+    let repo = Repository::<Warehouse, _>::new(store.clone())
         .with_conflict_retry(ConflictRetry { max_attempts: 3 });
     let err = repo
         .execute("main", &restock(5), &meta("c"))
@@ -243,8 +249,8 @@ async fn endless_contention_gives_up_with_a_typed_error() {
     );
 }
 
-fn reserve(order: &str, quantity: u32) -> InventoryCommand {
-    InventoryCommand::Reserve {
+fn reserve(order: &str, quantity: u32) -> WarehouseCommand {
+    WarehouseCommand::Reserve {
         order_id: order.into(),
         lines: vec![StockLine {
             sku: "MUG".into(),
@@ -256,7 +262,7 @@ fn reserve(order: &str, quantity: u32) -> InventoryCommand {
 #[tokio::test]
 async fn given_stock_when_a_batch_of_reservations_runs_then_one_append_records_every_effect() {
     let store = racing(0);
-    let repo = Repository::<Inventory, _>::new(store.clone());
+    let repo = Repository::<Warehouse, _>::new(store.clone());
     repo.execute("main", &restock(5), &meta("stock"))
         .await
         .unwrap();
@@ -277,7 +283,7 @@ async fn given_stock_when_a_batch_of_reservations_runs_then_one_append_records_e
     let third = outcomes[2].as_ref().unwrap();
     assert_eq!((third.version, third.state.level("MUG").available), (3, 0));
     let fourth = outcomes[3].as_ref().unwrap();
-    assert_eq!(fourth.events[0].event_type, "inventory.reservation_failed");
+    assert_eq!(fourth.events[0].event_type, "warehouse.reservation_failed");
     assert_eq!(fourth.events[0].causation_id, "r4");
     for key in ["k1", "k3", "k4"] {
         assert!(store.is_processed(key).await.unwrap(), "{key}");
@@ -296,7 +302,7 @@ async fn given_stock_when_a_batch_of_reservations_runs_then_one_append_records_e
 #[tokio::test]
 async fn a_batch_that_loses_a_race_is_decided_again_on_fresh_state() {
     let store = racing(1);
-    let repo = Repository::<Inventory, _>::new(store.clone()).with_snapshots_every(2);
+    let repo = Repository::<Warehouse, _>::new(store.clone()).with_snapshots_every(2);
     let commands = [
         (restock(4), meta("a").with_idempotency_key("a")),
         (reserve("ord-1", 3), meta("b").with_idempotency_key("b")),
@@ -310,7 +316,7 @@ async fn a_batch_that_loses_a_race_is_decided_again_on_fresh_state() {
         "after the rival's event"
     );
     let snapshot = store
-        .load_snapshot(&StreamId::new("inventory", "main"))
+        .load_snapshot(&StreamId::new("warehouse", "main"))
         .await
         .unwrap()
         .unwrap();
@@ -326,7 +332,7 @@ async fn a_command_costs_one_read_and_one_write_with_or_without_snapshots() {
     use sagaflow_eventsourcing::testkit::CountingStore;
     for snapshots in [None, Some(3)] {
         let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
-        let mut repo = Repository::<Inventory, _>::new(store.clone());
+        let mut repo = Repository::<Warehouse, _>::new(store.clone());
         if let Some(every) = snapshots {
             repo = repo.with_snapshots_every(every);
         }
@@ -351,7 +357,7 @@ async fn a_command_costs_one_read_and_one_write_with_or_without_snapshots() {
 async fn with_a_state_cache_a_command_costs_one_write_and_no_read() {
     use sagaflow_eventsourcing::testkit::CountingStore;
     let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
-    let repo = Repository::<Inventory, _>::new(store.clone()).with_state_cache(8);
+    let repo = Repository::<Warehouse, _>::new(store.clone()).with_state_cache(8);
     for i in 0..10 {
         let key = format!("c{i}");
         repo.execute(
@@ -377,8 +383,8 @@ async fn with_a_state_cache_a_command_costs_one_write_and_no_read() {
 #[tokio::test]
 async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_the_stored_one() {
     let store = Arc::new(InMemoryEventStore::new());
-    let cached = Repository::<Inventory, _>::new(store.clone()).with_state_cache(8);
-    let other = Repository::<Inventory, _>::new(store.clone());
+    let cached = Repository::<Warehouse, _>::new(store.clone()).with_state_cache(8);
+    let other = Repository::<Warehouse, _>::new(store.clone());
     cached
         .execute("main", &restock(1), &meta("s"))
         .await
@@ -393,7 +399,7 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         .await
         .unwrap();
     assert_eq!(outcome.attempts, 2, "the stale decision conflicted");
-    assert_eq!(outcome.events[0].event_type, "inventory.reservation_failed");
+    assert_eq!(outcome.events[0].event_type, "warehouse.reservation_failed");
 
     // A command that changes nothing must not be recorded on a stale state either: shipping
     // an order the cache has never seen reserved would be a no-op there.
@@ -405,7 +411,7 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         .execute("main", &reserve("ord-3", 1), &meta("r3"))
         .await
         .unwrap();
-    let ship = InventoryCommand::Ship {
+    let ship = WarehouseCommand::Ship {
         order_id: "ord-3".into(),
     };
     let shipped = cached
@@ -416,7 +422,7 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         )
         .await
         .unwrap();
-    assert_eq!(shipped.events[0].event_type, "inventory.shipped");
+    assert_eq!(shipped.events[0].event_type, "warehouse.shipped");
 
     // A refusal decided on a cached state is checked against the stored one first.
     cached
@@ -426,7 +432,7 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
     other
         .execute(
             "main",
-            &InventoryCommand::Release {
+            &WarehouseCommand::Release {
                 order_id: "ord-1".into(),
                 reason: "cancelled".into(),
             },
@@ -438,7 +444,7 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         .execute("main", &restock(2), &meta("s3"))
         .await
         .unwrap();
-    let different = InventoryCommand::Reserve {
+    let different = WarehouseCommand::Reserve {
         order_id: "ord-9".into(),
         lines: vec![StockLine {
             sku: "MUG".into(),
@@ -449,13 +455,13 @@ async fn given_a_stale_cached_state_when_a_command_runs_then_it_is_decided_on_th
         .execute("main", &different, &meta("r9b"))
         .await
         .unwrap();
-    assert_eq!(again.events[0].event_type, "inventory.reserved");
+    assert_eq!(again.events[0].event_type, "warehouse.reserved");
 }
 
 #[tokio::test]
 async fn a_command_repeated_within_a_batch_takes_effect_once() {
     let store = Arc::new(InMemoryEventStore::new());
-    let repo = Repository::<Inventory, _>::new(store.clone()).with_state_cache(8);
+    let repo = Repository::<Warehouse, _>::new(store.clone()).with_state_cache(8);
     repo.execute("main", &restock(5), &meta("s")).await.unwrap();
     let command = reserve("ord-1", 2);
     let keyed = meta("r1").with_idempotency_key("r1");

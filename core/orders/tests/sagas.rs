@@ -7,7 +7,6 @@ use sagaflow_eventsourcing::clock::SimClock;
 use sagaflow_eventsourcing::pipeline::StageStatus;
 use sagaflow_eventsourcing::Aggregate;
 use sagaflow_eventsourcing::Classified;
-use sagaflow_eventsourcing::CommandMeta;
 use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::Timestamp;
 use sagaflow_orders::domain::order::CreateOrder;
@@ -195,7 +194,7 @@ fn given_a_reservation_when_shipping_fails_then_release_refund_and_cancel_in_rev
         vec![
             (
                 "inventory.release".into(),
-                "main".into(),
+                "ord-9".into(),
                 StepKind::Compensation
             ),
             (
@@ -292,7 +291,11 @@ fn when_every_step_succeeds_then_the_order_completes_and_the_stock_ships() {
                 "ord-9".into(),
                 StepKind::Completion
             ),
-            ("inventory.ship".into(), "main".into(), StepKind::Completion),
+            (
+                "inventory.ship".into(),
+                "ord-9".into(),
+                StepKind::Completion
+            ),
         ]
     );
 }
@@ -305,19 +308,7 @@ async fn services_over(
     store: Arc<InMemoryEventStore>,
 ) -> (FlowServices<InMemoryEventStore>, SimClock) {
     let services = FlowServices::new(store, 10);
-    let meta = CommandMeta::new("restock", "restock", Timestamp(1));
-    services
-        .inventory()
-        .execute(
-            "main",
-            &sagaflow_orders::domain::InventoryCommand::Restock {
-                sku: "MUG".into(),
-                quantity: 5,
-            },
-            &meta,
-        )
-        .await
-        .unwrap();
+    services.restock("MUG", 5, Timestamp(1)).await.unwrap();
     (services, SimClock::starting_at(Timestamp(10)))
 }
 
@@ -338,13 +329,7 @@ async fn the_shipping_saga_reserves_ships_and_confirms() {
         outcome.steps_run,
         ["reserve_inventory", "create_shipment", "confirm_shipment"]
     );
-    let stock = services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state
-        .level("MUG");
+    let stock = services.stock().load("MUG").await.unwrap().state.level;
     assert_eq!((stock.available, stock.reserved, stock.shipped), (3, 0, 2));
     let shipment = services.shipments().load("ord-9").await.unwrap().state;
     assert_eq!(
@@ -373,13 +358,7 @@ async fn the_shipping_saga_releases_the_stock_when_no_carrier_delivers() {
         Some("create_shipment")
     );
     assert_eq!(outcome.compensated, ["reserve_inventory"]);
-    let stock = services
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state
-        .level("MUG");
+    let stock = services.stock().load("MUG").await.unwrap().state.level;
     assert_eq!((stock.available, stock.reserved, stock.shipped), (5, 0, 0));
 }
 

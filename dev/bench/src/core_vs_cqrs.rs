@@ -27,9 +27,9 @@ use sagaflow_eventsourcing::RepositoryError;
 use sagaflow_eventsourcing::Timestamp;
 use sagaflow_eventsourcing::Wake;
 use sagaflow_orders::domain::types::StockLine;
-use sagaflow_orders::domain::{Inventory, InventoryCommand, InventoryEvent};
+use sagaflow_orders::testkit::warehouse::{Warehouse, WarehouseCommand, WarehouseEvent};
 
-use crate::cqrs_stock::{JsonMemRepository, QuietMemStore, StockEvent, Warehouse};
+use crate::cqrs_stock::{CqrsWarehouse, JsonMemRepository, QuietMemStore, StockEvent};
 use crate::settings::Settings;
 use crate::stats::median;
 
@@ -106,7 +106,7 @@ pub async fn run(settings: &Settings) {
     for _ in 0..plan.samples {
         sagaflow.push(sagaflow_commands(&mix, true).await);
         uncached.push(sagaflow_commands(&mix, false).await);
-        mem.push(cqrs_commands(QuietMemStore::<Warehouse>::default(), &mix).await);
+        mem.push(cqrs_commands(QuietMemStore::<CqrsWarehouse>::default(), &mix).await);
         json.push(cqrs_commands(json_store(JsonMemRepository::default()), &mix).await);
     }
     let commands = Row::new(
@@ -366,14 +366,14 @@ impl Rng {
     }
 }
 
-/// One warehouse's traffic, decided as it is generated on sagaflow's own `Inventory`, so the
+/// One warehouse's traffic, decided as it is generated on sagaflow's own `Warehouse`, so the
 /// script knows which orders are open and what the stream should end as.
 struct Script {
     warehouse: usize,
     rng: Rng,
-    state: Inventory,
-    commands: Vec<InventoryCommand>,
-    events: Vec<InventoryEvent>,
+    state: Warehouse,
+    commands: Vec<WarehouseCommand>,
+    events: Vec<WarehouseEvent>,
     refusals: usize,
 }
 
@@ -382,21 +382,21 @@ impl Script {
         Self {
             warehouse,
             rng: Rng(0x5a6a_f10e ^ (warehouse as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)),
-            state: Inventory::default(),
+            state: Warehouse::default(),
             commands: Vec::new(),
             events: Vec::new(),
             refusals: 0,
         }
     }
 
-    fn reserve(&mut self) -> InventoryCommand {
+    fn reserve(&mut self) -> WarehouseCommand {
         let lines = (0..1 + self.rng.below(3))
             .map(|_| StockLine {
                 sku: self.rng.sku(),
                 quantity: 1 + self.rng.below(4) as u32,
             })
             .collect();
-        InventoryCommand::Reserve {
+        WarehouseCommand::Reserve {
             order_id: format!("ord-{:04}-{:06}", self.warehouse, self.commands.len()),
             lines,
         }
@@ -413,10 +413,10 @@ impl Script {
             .map(|(order, lines)| (order.clone(), lines.clone()))
     }
 
-    fn next_command(&mut self) -> InventoryCommand {
+    fn next_command(&mut self) -> WarehouseCommand {
         let n = self.commands.len();
         if n < 3 {
-            return InventoryCommand::Restock {
+            return WarehouseCommand::Restock {
                 sku: SKUS[n].to_string(),
                 quantity: 30 + self.rng.below(31) as u32,
             };
@@ -424,28 +424,28 @@ impl Script {
         match self.rng.below(100) {
             0..=39 => self.reserve(),
             40..=64 => match self.open_order(true) {
-                Some((order_id, _)) => InventoryCommand::Ship { order_id },
+                Some((order_id, _)) => WarehouseCommand::Ship { order_id },
                 None => self.reserve(),
             },
             65..=74 => match self.open_order(false) {
-                Some((order_id, _)) => InventoryCommand::Release {
+                Some((order_id, _)) => WarehouseCommand::Release {
                     order_id,
                     reason: "payment declined".to_string(),
                 },
                 None => self.reserve(),
             },
-            75..=87 => InventoryCommand::Restock {
+            75..=87 => WarehouseCommand::Restock {
                 sku: self.rng.sku(),
                 quantity: 10 + self.rng.below(31) as u32,
             },
             88..=93 => match self.open_order(false) {
-                Some((order_id, lines)) => InventoryCommand::Reserve { order_id, lines },
+                Some((order_id, lines)) => WarehouseCommand::Reserve { order_id, lines },
                 None => self.reserve(),
             },
-            94..=96 => InventoryCommand::Ship {
+            94..=96 => WarehouseCommand::Ship {
                 order_id: format!("ord-{:04}-never", self.warehouse),
             },
-            _ => InventoryCommand::Reserve {
+            _ => WarehouseCommand::Reserve {
                 order_id: format!("ord-{:04}-{n:06}", self.warehouse),
                 lines: vec![StockLine {
                     sku: self.rng.sku(),
@@ -470,7 +470,7 @@ impl Script {
     }
 
     /// The first `length` events of this warehouse's traffic.
-    fn events(warehouse: usize, length: usize) -> Vec<InventoryEvent> {
+    fn events(warehouse: usize, length: usize) -> Vec<WarehouseEvent> {
         let mut script = Self::new(warehouse);
         while script.events.len() < length {
             script.step();
@@ -484,8 +484,8 @@ impl Script {
 struct Mix {
     warehouses: Vec<String>,
     /// Per warehouse, the state and the events the script ends with.
-    expected: Vec<(Inventory, Vec<InventoryEvent>)>,
-    commands: Vec<(String, InventoryCommand, CommandMeta)>,
+    expected: Vec<(Warehouse, Vec<WarehouseEvent>)>,
+    commands: Vec<(String, WarehouseCommand, CommandMeta)>,
     refusals: usize,
     events: usize,
 }
@@ -526,7 +526,7 @@ impl Mix {
 
     /// The commands as cqrs-es takes them: owned, with the same metadata sagaflow stamps on
     /// each event (correlation, causation, time) as cqrs-es's string map.
-    fn for_cqrs(&self) -> Vec<(String, InventoryCommand, HashMap<String, String>)> {
+    fn for_cqrs(&self) -> Vec<(String, WarehouseCommand, HashMap<String, String>)> {
         self.commands
             .iter()
             .map(|(id, command, meta)| (id.clone(), command.clone(), cqrs_metadata(meta)))
@@ -542,7 +542,7 @@ fn cqrs_metadata(meta: &CommandMeta) -> HashMap<String, String> {
     ])
 }
 
-type SagaflowRepository = Repository<Inventory, InMemoryEventStore>;
+type SagaflowRepository = Repository<Warehouse, InMemoryEventStore>;
 
 /// sagaflow's repository; `cached` as the functions run it (`FlowServices` keeps states
 /// between commands), or reading every stream on every command.
@@ -555,7 +555,9 @@ fn sagaflow_repository(cached: bool) -> SagaflowRepository {
     }
 }
 
-fn json_store(repository: JsonMemRepository) -> PersistedEventStore<JsonMemRepository, Warehouse> {
+fn json_store(
+    repository: JsonMemRepository,
+) -> PersistedEventStore<JsonMemRepository, CqrsWarehouse> {
     PersistedEventStore::new_event_store(repository)
 }
 
@@ -583,7 +585,10 @@ async fn run_sagaflow(repository: &SagaflowRepository, mix: &Mix) -> Result<Dura
 }
 
 /// Sends the whole mix through cqrs-es on `store`; the time it took.
-async fn run_cqrs<S: CqrsEventStore<Warehouse>>(store: S, mix: &Mix) -> Result<Duration, String> {
+async fn run_cqrs<S: CqrsEventStore<CqrsWarehouse>>(
+    store: S,
+    mix: &Mix,
+) -> Result<Duration, String> {
     let framework = CqrsFramework::new(store, vec![], ());
     let commands = mix.for_cqrs();
     let mut refused = 0;
@@ -618,7 +623,10 @@ async fn sagaflow_commands(mix: &Mix, cached: bool) -> Result<f64, String> {
     Ok(per_second(mix.commands.len(), took))
 }
 
-async fn cqrs_commands<S: CqrsEventStore<Warehouse>>(store: S, mix: &Mix) -> Result<f64, String> {
+async fn cqrs_commands<S: CqrsEventStore<CqrsWarehouse>>(
+    store: S,
+    mix: &Mix,
+) -> Result<f64, String> {
     let took = run_cqrs(store, mix).await?;
     Ok(per_second(mix.commands.len(), took))
 }
@@ -627,7 +635,7 @@ async fn cqrs_commands<S: CqrsEventStore<Warehouse>>(store: S, mix: &Mix) -> Res
 /// script's number of events, so the figures compare the same work.
 async fn verify(mix: &Mix) -> Result<(), String> {
     let sagaflow = sagaflow_repository(true);
-    let mem = QuietMemStore::<Warehouse>::default();
+    let mem = QuietMemStore::<CqrsWarehouse>::default();
     let json = JsonMemRepository::default();
     run_sagaflow(&sagaflow, mix)
         .await
@@ -648,14 +656,14 @@ async fn verify(mix: &Mix) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .iter()
-            .map(|stored| stored.decode::<InventoryEvent>().map(|e| e.payload))
+            .map(|stored| stored.decode::<WarehouseEvent>().map(|e| e.payload))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let theirs = mem.load_aggregate(id).await.map_err(|e| e.to_string())?;
         let theirs_events = mem.load_events(id).await.map_err(|e| e.to_string())?;
         let persisted = json.load_aggregate(id).await.map_err(|e| e.to_string())?;
         let persisted_events = json.load_events(id).await.map_err(|e| e.to_string())?;
-        let typed = |envelopes: Vec<cqrs_es::EventEnvelope<Warehouse>>| -> Vec<InventoryEvent> {
+        let typed = |envelopes: Vec<cqrs_es::EventEnvelope<CqrsWarehouse>>| -> Vec<WarehouseEvent> {
             envelopes.into_iter().map(|e| e.payload.0).collect()
         };
         let ends = [
@@ -695,7 +703,7 @@ fn seed_meta(id: &str) -> CommandMeta {
 async fn seed_sagaflow(
     repository: &SagaflowRepository,
     id: &str,
-    events: &[InventoryEvent],
+    events: &[WarehouseEvent],
 ) -> Result<(), String> {
     let stream = SagaflowRepository::stream_id(id);
     let stored = envelope_events(&stream, 0, events, &seed_meta(id));
@@ -714,10 +722,10 @@ async fn seed_sagaflow(
         .map_err(|e| e.to_string())
 }
 
-async fn seed_cqrs<S: CqrsEventStore<Warehouse>>(
+async fn seed_cqrs<S: CqrsEventStore<CqrsWarehouse>>(
     store: &S,
     id: &str,
-    events: &[InventoryEvent],
+    events: &[WarehouseEvent],
 ) -> Result<(), String> {
     let context = store.load_aggregate(id).await.map_err(|e| e.to_string())?;
     let events = events.iter().cloned().map(StockEvent).collect();
@@ -736,7 +744,7 @@ async fn rehydration(length: usize, plan: &Plan) -> Row {
     let ids: Vec<String> = (0..streams).map(|s| format!("wh-r{length}-{s}")).collect();
 
     let sagaflow = sagaflow_repository(false);
-    let mem = QuietMemStore::<Warehouse>::default();
+    let mem = QuietMemStore::<CqrsWarehouse>::default();
     let json = json_store(JsonMemRepository::default());
     for (s, id) in ids.iter().enumerate() {
         let events = Script::events(10_000 + s, length);
@@ -800,7 +808,7 @@ async fn load_sagaflow(
     events_per_second(loads, length, started.elapsed())
 }
 
-async fn load_cqrs<S: CqrsEventStore<Warehouse>>(
+async fn load_cqrs<S: CqrsEventStore<CqrsWarehouse>>(
     store: &S,
     ids: &[String],
     load_for: Duration,

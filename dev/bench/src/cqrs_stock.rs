@@ -1,4 +1,4 @@
-//! sagaflow's warehouse aggregate (`sagaflow_orders::domain::inventory`) written on cqrs-es 0.5, and
+//! sagaflow's one-stream warehouse aggregate (`sagaflow_orders::testkit::warehouse`) written on cqrs-es 0.5, and
 //! the in-memory stores the bench runs it on.
 //!
 //! State, commands, events, error type and validation rules are sagaflow's own types and rules,
@@ -21,17 +21,19 @@ use serde_json::Value;
 
 use sagaflow_orders::domain::inventory::normalise;
 use sagaflow_orders::domain::types::{validate_id, FieldError, StockLine};
-use sagaflow_orders::domain::{Inventory, InventoryCommand, InventoryError, InventoryEvent};
+use sagaflow_orders::testkit::warehouse::{
+    Warehouse, WarehouseCommand, WarehouseError, WarehouseEvent,
+};
 
-/// One warehouse's stock on cqrs-es: sagaflow's `Inventory` state under cqrs-es's `Aggregate`.
+/// One warehouse's stock on cqrs-es: sagaflow's `Warehouse` state under cqrs-es's `Aggregate`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Warehouse(pub Inventory);
+pub struct CqrsWarehouse(pub Warehouse);
 
-/// sagaflow's `InventoryEvent`, wrapped because cqrs-es needs its own `DomainEvent` trait on it.
+/// sagaflow's `WarehouseEvent`, wrapped because cqrs-es needs its own `DomainEvent` trait on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct StockEvent(pub InventoryEvent);
+pub struct StockEvent(pub WarehouseEvent);
 
 impl cqrs_es::DomainEvent for StockEvent {
     fn event_type(&self) -> String {
@@ -40,14 +42,14 @@ impl cqrs_es::DomainEvent for StockEvent {
 
     fn event_version(&self) -> String {
         let event_type = sagaflow_eventsourcing::DomainEvent::event_type(&self.0);
-        <InventoryEvent as sagaflow_eventsourcing::DomainEvent>::schema_version(event_type)
+        <WarehouseEvent as sagaflow_eventsourcing::DomainEvent>::schema_version(event_type)
             .unwrap_or(1)
             .to_string()
     }
 }
 
 /// Why a reservation of `lines` cannot be made from `state`, worded as sagaflow words it.
-fn shortage(state: &Inventory, lines: &[StockLine]) -> Option<String> {
+fn shortage(state: &Warehouse, lines: &[StockLine]) -> Option<String> {
     lines
         .iter()
         .find_map(|line| match state.stock.get(&line.sku) {
@@ -60,35 +62,35 @@ fn shortage(state: &Inventory, lines: &[StockLine]) -> Option<String> {
         })
 }
 
-impl Aggregate for Warehouse {
-    const TYPE: &'static str = "inventory";
-    type Command = InventoryCommand;
+impl Aggregate for CqrsWarehouse {
+    const TYPE: &'static str = "warehouse";
+    type Command = WarehouseCommand;
     type Event = StockEvent;
-    type Error = InventoryError;
+    type Error = WarehouseError;
     type Services = ();
 
     async fn handle(
         &mut self,
-        command: InventoryCommand,
+        command: WarehouseCommand,
         _services: &(),
         sink: &EventSink<Self>,
-    ) -> Result<(), InventoryError> {
+    ) -> Result<(), WarehouseError> {
         let event = match command {
-            InventoryCommand::Restock { sku, quantity } => {
+            WarehouseCommand::Restock { sku, quantity } => {
                 validate_id("sku", &sku)?;
                 if quantity == 0 {
                     return Err(FieldError::new("quantity", "must be at least 1").into());
                 }
-                InventoryEvent::Restocked { sku, quantity }
+                WarehouseEvent::Restocked { sku, quantity }
             }
-            InventoryCommand::Reserve { order_id, lines } => {
+            WarehouseCommand::Reserve { order_id, lines } => {
                 validate_id("order_id", &order_id)?;
                 let lines = normalise(&lines)?;
                 if let Some(held) = self.0.reservations.get(&order_id) {
                     return if *held == lines {
                         Ok(())
                     } else {
-                        Err(InventoryError::ConflictingReservation(order_id))
+                        Err(WarehouseError::ConflictingReservation(order_id))
                     };
                 }
                 let shortage = if self.0.released_early.contains(&order_id) {
@@ -97,15 +99,15 @@ impl Aggregate for Warehouse {
                     shortage(&self.0, &lines)
                 };
                 match shortage {
-                    Some(reason) => InventoryEvent::ReservationFailed {
+                    Some(reason) => WarehouseEvent::ReservationFailed {
                         order_id,
                         lines,
                         reason,
                     },
-                    None => InventoryEvent::Reserved { order_id, lines },
+                    None => WarehouseEvent::Reserved { order_id, lines },
                 }
             }
-            InventoryCommand::Release { order_id, reason } => {
+            WarehouseCommand::Release { order_id, reason } => {
                 validate_id("order_id", &order_id)?;
                 let lines = self
                     .0
@@ -113,16 +115,16 @@ impl Aggregate for Warehouse {
                     .get(&order_id)
                     .cloned()
                     .unwrap_or_default();
-                InventoryEvent::Released {
+                WarehouseEvent::Released {
                     order_id,
                     lines,
                     reason,
                 }
             }
-            InventoryCommand::Ship { order_id } => {
+            WarehouseCommand::Ship { order_id } => {
                 validate_id("order_id", &order_id)?;
                 match self.0.reservations.get(&order_id) {
-                    Some(lines) => InventoryEvent::Shipped {
+                    Some(lines) => WarehouseEvent::Shipped {
                         lines: lines.clone(),
                         order_id,
                     },
@@ -137,11 +139,11 @@ impl Aggregate for Warehouse {
     fn apply(&mut self, event: StockEvent) {
         let state = &mut self.0;
         match event.0 {
-            InventoryEvent::Restocked { sku, quantity } => {
+            WarehouseEvent::Restocked { sku, quantity } => {
                 let level = state.stock.entry(sku).or_default();
                 level.available = level.available.saturating_add(u64::from(quantity));
             }
-            InventoryEvent::Reserved { order_id, lines } => {
+            WarehouseEvent::Reserved { order_id, lines } => {
                 for line in &lines {
                     let level = state.stock.entry(line.sku.clone()).or_default();
                     level.available = level.available.saturating_sub(u64::from(line.quantity));
@@ -149,8 +151,8 @@ impl Aggregate for Warehouse {
                 }
                 state.reservations.insert(order_id, lines);
             }
-            InventoryEvent::ReservationFailed { .. } => {}
-            InventoryEvent::Released {
+            WarehouseEvent::ReservationFailed { .. } => {}
+            WarehouseEvent::Released {
                 order_id, lines, ..
             } => {
                 if !state.reservations.contains_key(&order_id) {
@@ -163,7 +165,7 @@ impl Aggregate for Warehouse {
                 }
                 state.reservations.remove(&order_id);
             }
-            InventoryEvent::Shipped { order_id, lines } => {
+            WarehouseEvent::Shipped { order_id, lines } => {
                 for line in lines {
                     let level = state.stock.entry(line.sku).or_default();
                     level.reserved = level.reserved.saturating_sub(u64::from(line.quantity));
@@ -379,20 +381,20 @@ mod tests {
     #[tokio::test]
     async fn decides_and_refuses_as_sagaflow_does() {
         let given = [
-            InventoryEvent::Restocked {
+            WarehouseEvent::Restocked {
                 sku: "MUG".into(),
                 quantity: 5,
             },
-            InventoryEvent::Restocked {
+            WarehouseEvent::Restocked {
                 sku: "HAT".into(),
                 quantity: 1,
             },
-            InventoryEvent::Reserved {
+            WarehouseEvent::Reserved {
                 order_id: "ord-1".into(),
                 lines: vec![line("MUG", 2)],
             },
         ];
-        let reserve = |order: &str, lines: Vec<StockLine>| InventoryCommand::Reserve {
+        let reserve = |order: &str, lines: Vec<StockLine>| WarehouseCommand::Reserve {
             order_id: order.into(),
             lines,
         };
@@ -409,32 +411,32 @@ mod tests {
             reserve("ord-2", vec![line("MUG", 4)]),
             reserve("ord-1", vec![line("MUG", 2)]),
             reserve("ord-1", vec![line("MUG", 3)]),
-            InventoryCommand::Release {
+            WarehouseCommand::Release {
                 order_id: "ord-1".into(),
                 reason: "payment declined".into(),
             },
-            InventoryCommand::Release {
+            WarehouseCommand::Release {
                 order_id: "ord-9".into(),
                 reason: "timeout".into(),
             },
-            InventoryCommand::Ship {
+            WarehouseCommand::Ship {
                 order_id: "ord-1".into(),
             },
-            InventoryCommand::Ship {
+            WarehouseCommand::Ship {
                 order_id: "ord-9".into(),
             },
-            InventoryCommand::Restock {
+            WarehouseCommand::Restock {
                 sku: "MUG".into(),
                 quantity: 0,
             },
-            InventoryCommand::Restock {
+            WarehouseCommand::Restock {
                 sku: "TEE".into(),
                 quantity: 3,
             },
         ];
         for command in commands {
-            let mut theirs = Inventory::default();
-            let mut ours = Warehouse::default();
+            let mut theirs = Warehouse::default();
+            let mut ours = CqrsWarehouse::default();
             for event in &given {
                 theirs.apply(event);
                 ours.apply(StockEvent(event.clone()));
@@ -442,7 +444,7 @@ mod tests {
             let expected = theirs.decide(&command);
             let sink = EventSink::default();
             let handled = ours.handle(command.clone(), &(), &sink).await;
-            let events: Vec<InventoryEvent> =
+            let events: Vec<WarehouseEvent> =
                 sink.collect().await.into_iter().map(|e| e.0).collect();
             match expected {
                 Ok(expected) => {
@@ -466,25 +468,25 @@ mod tests {
     async fn the_quiet_store_ends_where_mem_store_does() {
         let commands = || {
             vec![
-                InventoryCommand::Restock {
+                WarehouseCommand::Restock {
                     sku: "MUG".into(),
                     quantity: 4,
                 },
-                InventoryCommand::Reserve {
+                WarehouseCommand::Reserve {
                     order_id: "ord-1".into(),
                     lines: vec![line("MUG", 3)],
                 },
-                InventoryCommand::Reserve {
+                WarehouseCommand::Reserve {
                     order_id: "ord-2".into(),
                     lines: vec![line("MUG", 3)],
                 },
-                InventoryCommand::Ship {
+                WarehouseCommand::Ship {
                     order_id: "ord-1".into(),
                 },
             ]
         };
-        let quiet = QuietMemStore::<Warehouse>::default();
-        let shipped = MemStore::<Warehouse>::default();
+        let quiet = QuietMemStore::<CqrsWarehouse>::default();
+        let shipped = MemStore::<CqrsWarehouse>::default();
         let on_quiet = CqrsFramework::new(quiet.clone(), vec![], ());
         let on_shipped = CqrsFramework::new(shipped.clone(), vec![], ());
         for (a, b) in commands().into_iter().zip(commands()) {

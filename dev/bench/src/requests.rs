@@ -1,8 +1,8 @@
 //! Section 2: DynamoDB requests per command, counted on the wire by an SDK interceptor, for
 //! sagaflow's event store and for dynamo-es (cqrs-es on DynamoDB), on the same local endpoint.
 //!
-//! Both run the same warehouse aggregate (`crate::cqrs_stock::Warehouse` is sagaflow's
-//! `Inventory` on cqrs-es) and the same command mix, on one stream each that grows to 1,000
+//! Both run the same warehouse aggregate (`crate::cqrs_stock::CqrsWarehouse` is sagaflow's
+//! `Warehouse` on cqrs-es) and the same command mix, on one stream each that grows to 1,000
 //! events; the command that makes the stream 1, 10, 100 and 1,000 events long is counted.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,9 +21,10 @@ use sagaflow_eventsourcing::CommandMeta;
 use sagaflow_eventsourcing::Repository;
 use sagaflow_eventsourcing::Timestamp;
 use sagaflow_local_trigger::{OperationCount, RequestCounter};
-use sagaflow_orders::domain::{Inventory, InventoryCommand, StockLine};
+use sagaflow_orders::domain::StockLine;
+use sagaflow_orders::testkit::warehouse::{Warehouse, WarehouseCommand};
 
-use crate::cqrs_stock::Warehouse;
+use crate::cqrs_stock::CqrsWarehouse;
 use crate::settings::Settings;
 
 /// The stream lengths at which a command is counted.
@@ -76,15 +77,15 @@ pub struct RequestFigures {
     pub one_by_one_per_command: f64,
 }
 
-fn command(i: u64) -> InventoryCommand {
+fn command(i: u64) -> WarehouseCommand {
     // One event per command either way: restock two, reserve one for a new order.
     if i % 2 == 1 {
-        InventoryCommand::Restock {
+        WarehouseCommand::Restock {
             sku: "MUG".into(),
             quantity: 2,
         }
     } else {
-        InventoryCommand::Reserve {
+        WarehouseCommand::Reserve {
             order_id: format!("ord-{i}"),
             lines: vec![StockLine {
                 sku: "MUG".into(),
@@ -137,7 +138,7 @@ pub async fn run(settings: &Settings) -> Result<RequestFigures, String> {
     let mut rows = Vec::new();
     for snapshots in [false, true] {
         let store = Arc::new(DynamoEventStore::new(client.clone(), table.clone()));
-        let mut repository = Repository::<Inventory, _>::new(store);
+        let mut repository = Repository::<Warehouse, _>::new(store);
         if snapshots {
             repository = repository.with_snapshots_every(SNAPSHOT_EVERY);
         }
@@ -166,7 +167,7 @@ pub async fn run(settings: &Settings) -> Result<RequestFigures, String> {
         } else {
             PersistedEventStore::new_event_store(repo)
         };
-        let cqrs = CqrsFramework::<Warehouse, _>::new(store, vec![], ());
+        let cqrs = CqrsFramework::<CqrsWarehouse, _>::new(store, vec![], ());
         let aggregate = format!("des-{}", u8::from(snapshots));
         let mut costs = Vec::new();
         for i in 1..=longest {
@@ -191,15 +192,15 @@ pub async fn run(settings: &Settings) -> Result<RequestFigures, String> {
 
     // The batched path: several commands to one aggregate in one Kafka batch.
     let store = Arc::new(DynamoEventStore::new(client.clone(), table.clone()));
-    let repository = Repository::<Inventory, _>::new(store).with_snapshots_every(SNAPSHOT_EVERY);
+    let repository = Repository::<Warehouse, _>::new(store).with_snapshots_every(SNAPSHOT_EVERY);
     let rounds = if settings.quick { 3 } else { 10 };
     let (mut batched, mut single) = (0, 0);
     for round in 0..rounds as u64 {
         let base = round * BATCH as u64 * 2;
-        let owned: Vec<(InventoryCommand, CommandMeta)> = (1..=BATCH as u64)
+        let owned: Vec<(WarehouseCommand, CommandMeta)> = (1..=BATCH as u64)
             .map(|i| (command(base + i), meta("sf-batch", base + i)))
             .collect();
-        let batch: Vec<(&InventoryCommand, &CommandMeta)> =
+        let batch: Vec<(&WarehouseCommand, &CommandMeta)> =
             owned.iter().map(|(c, m)| (c, m)).collect();
         counter.reset();
         for outcome in repository.execute_all("sf-batch", &batch).await {

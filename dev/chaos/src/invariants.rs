@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use sagaflow_eventsourcing::Aggregate;
 use sagaflow_eventsourcing::StoredEvent;
 use sagaflow_local_trigger::DeadLetterRecord;
-use sagaflow_orders::domain::{Inventory, InventoryEvent, OrderEvent, PaymentEvent};
+use sagaflow_orders::domain::{InventoryEvent, OrderEvent, PaymentEvent, Stock, StockEvent};
 use sagaflow_orders::projection::{AnalyticsProjection, AnalyticsSummary};
 use sagaflow_saga::{InstanceStatus, SagaEvent, SagaInstance};
 
@@ -242,16 +242,22 @@ fn money(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
 
 fn stock(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
     let mut broken = Vec::new();
-    let inventory = match decode::<InventoryEvent>(&stream("inventory", "main")) {
-        Ok(events) => Inventory::from_events(&events),
-        Err(e) => {
-            broken.push(e);
-            Inventory::default()
-        }
-    };
     let mut counted = Vec::new();
+    let mut held: BTreeMap<(String, String), u32> = BTreeMap::new();
     for (sku, initial) in expected.initial_stock {
-        let level = inventory.level(sku);
+        let events = match decode::<StockEvent>(&stream("stock", sku)) {
+            Ok(events) => events,
+            Err(e) => {
+                broken.push(e);
+                Vec::new()
+            }
+        };
+        for event in &events {
+            if let StockEvent::Held { order_id, quantity } = event {
+                held.insert((order_id.clone(), sku.clone()), *quantity);
+            }
+        }
+        let level = Stock::from_events(&events).level;
         counted.push(format!(
             "{sku} {}+{}+{}",
             level.available, level.reserved, level.shipped
@@ -272,8 +278,42 @@ fn stock(expected: &Expected<'_>, stream: &StreamOf<'_, '_>) -> Check {
             ));
         }
     }
+    // All or nothing: an order's reservation and its SKUs' holds were written together, so
+    // each names exactly the other's lines.
+    let mut reserved: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for order in expected.orders {
+        match decode::<InventoryEvent>(&stream("inventory", order)) {
+            Ok(events) => {
+                for event in events {
+                    if let InventoryEvent::Reserved { order_id, lines } = event {
+                        for line in lines {
+                            reserved.insert((order_id.clone(), line.sku), line.quantity);
+                        }
+                    }
+                }
+            }
+            Err(e) => broken.push(e),
+        }
+    }
+    if held != reserved {
+        let differ = held
+            .keys()
+            .chain(reserved.keys())
+            .find(|k| held.get(*k) != reserved.get(*k));
+        if let Some((order, sku)) = differ {
+            broken.push(format!(
+                "{order} {sku}: the stock held {:?}, the reservation says {:?}",
+                held.get(&(order.clone(), sku.clone())),
+                reserved.get(&(order.clone(), sku.clone()))
+            ));
+        }
+    }
+    counted.push(format!(
+        "{} lines held, each in its reservation",
+        held.len()
+    ));
     Check {
-        name: "per SKU available + reserved + shipped equals the initial stock",
+        name: "per SKU available + reserved + shipped equals the initial stock, and every hold is a reserved line",
         counted: counted.join(", "),
         broken,
     }

@@ -257,7 +257,9 @@ pub async fn print_report(
     }
 
     let stock = door
-        .query(GetStockLevels)
+        .query(GetStockLevels(
+            initial.iter().map(|(sku, _)| sku.clone()).collect(),
+        ))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;

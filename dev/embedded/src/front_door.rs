@@ -3,7 +3,7 @@
 //! front-door command (`saga.start` to the orchestrator, `order.create` to the order service);
 //! an in-process order runs the seed's in-process saga coordinator over the services instead.
 //! `send(CancelOrderCommand)` publishes the customer's cancel; `query(GetStockLevels)` reads
-//! the warehouse.
+//! the stock of the SKUs it names.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +15,7 @@ use sagaflow_eventsourcing::pipeline::{Pipeline, StageStatus};
 use sagaflow_eventsourcing::InMemoryEventStore;
 use sagaflow_eventsourcing::RepositoryError;
 use sagaflow_handlers::orchestrator::{cancel_command, place_command};
-use sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE;
-use sagaflow_orders::domain::{Flow, InventoryError, StockLevel};
+use sagaflow_orders::domain::{Flow, StockError, StockLevel};
 use sagaflow_orders::flow::intake::{
     intake_pipeline, run_intake, Catalog, IntakeOrder, PlaceOrder,
 };
@@ -108,12 +107,12 @@ impl Command for CancelOrderCommand {
     type Output = Result<(), PlaceError>;
 }
 
-/// A query for the warehouse's stock levels.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GetStockLevels;
+/// A query for the stock levels of these SKUs (each SKU's stock is its own stream).
+#[derive(Clone, Debug, Default)]
+pub struct GetStockLevels(pub Vec<String>);
 
 impl Query for GetStockLevels {
-    type Output = Result<BTreeMap<String, StockLevel>, RepositoryError<InventoryError>>;
+    type Output = Result<BTreeMap<String, StockLevel>, RepositoryError<StockError>>;
 }
 
 /// What placing an order needs, shared by the mediator's handlers.
@@ -152,14 +151,15 @@ pub fn front_door(system: &EmbeddedSystem) -> Result<Mediator, EmbeddedError> {
             async move { door.cancel(cancel).await }
         })?;
     }
-    mediator.register_query_handler(move |GetStockLevels| {
+    mediator.register_query_handler(move |GetStockLevels(skus)| {
         let services = door.services.clone();
         async move {
-            services
-                .inventory()
-                .load(DEFAULT_WAREHOUSE)
-                .await
-                .map(|loaded| loaded.state.stock)
+            let mut levels = BTreeMap::new();
+            for sku in skus {
+                let level = services.stock().load(&sku).await?.state.level;
+                levels.insert(sku, level);
+            }
+            Ok(levels)
         }
     })?;
     Ok(mediator)

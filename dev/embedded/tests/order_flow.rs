@@ -9,7 +9,8 @@ use sagaflow_embedded::{
 };
 use sagaflow_eventsourcing::mediator::Mediator;
 use sagaflow_orders::domain::{
-    Address, Flow, Order, OrderStatus, Payment, PaymentStatus, Shipment, ShipmentStatus, StockLine,
+    Address, Flow, Order, OrderStatus, Payment, PaymentStatus, Shipment, ShipmentStatus,
+    StockLevel, StockLine,
 };
 use sagaflow_orders::flow::intake::PlaceOrder;
 use sagaflow_orders::projection::{AnalyticsProjection, GetAnalyticsSummary};
@@ -33,15 +34,26 @@ impl Run {
     }
 }
 
-/// The warehouse as the store has it now.
-async fn warehouse(system: &EmbeddedSystem) -> sagaflow_orders::domain::Inventory {
-    system
-        .services()
-        .inventory()
-        .load("main")
-        .await
-        .unwrap()
-        .state
+/// The SKUs the runs stock.
+const SKUS: [(&str, u32); 3] = [("MUG", 50), ("TEE", 50), ("LAMP", 2)];
+
+/// Every stocked SKU's level, each read from its own stream.
+struct Stockroom(std::collections::BTreeMap<String, StockLevel>);
+
+impl Stockroom {
+    fn level(&self, sku: &str) -> StockLevel {
+        self.0.get(sku).copied().unwrap_or_default()
+    }
+}
+
+/// The stock as the store has it now.
+async fn warehouse(system: &EmbeddedSystem) -> Stockroom {
+    let mut levels = std::collections::BTreeMap::new();
+    for (sku, _) in SKUS {
+        let stock = system.services().stock().load(sku).await.unwrap().state;
+        levels.insert(sku.to_string(), stock.level);
+    }
+    Stockroom(levels)
 }
 
 async fn stocked(lost_commit_percent: u32, seed: u64) -> Run {
@@ -59,7 +71,7 @@ async fn stocked(lost_commit_percent: u32, seed: u64) -> Run {
     })
     .unwrap();
     let now = system.clock().now();
-    for (sku, qty) in [("MUG", 50), ("TEE", 50), ("LAMP", 2)] {
+    for (sku, qty) in SKUS {
         system.services().restock(sku, qty, now).await.unwrap();
     }
     let door = front_door(&system).unwrap();
@@ -116,7 +128,7 @@ async fn run_one(run: &Run, request: PlaceOrder) -> Ended {
         shipment: services.shipments().load(&id).await.unwrap().state,
         mug_available: inventory.level("MUG").available,
         lamp_available: inventory.level("LAMP").available,
-        reserved: inventory.stock.values().map(|l| l.reserved).sum(),
+        reserved: inventory.0.values().map(|l| l.reserved).sum(),
     }
 }
 

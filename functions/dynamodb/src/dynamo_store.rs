@@ -33,7 +33,7 @@ use aws_sdk_dynamodb::Client;
 use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
 use crate::push_back::PushBack;
 use sagaflow_eventsourcing::store::{
-    validate_append, AppendOutcome, AppendRequest, DueStream, EventStore, Snapshot, StoreError,
+    validate_together, AppendOutcome, AppendRequest, DueStream, EventStore, Snapshot, StoreError,
     Wake,
 };
 use sagaflow_eventsourcing::StoredEvent;
@@ -51,6 +51,15 @@ pub const PROCESSED_TTL_SECONDS: i64 = 7 * 24 * 3600;
 pub const WAKE_INDEX: &str = "wake-index";
 /// How many index partitions the wake-up times of one aggregate type are spread over.
 pub const WAKE_SHARDS: u64 = 4;
+
+/// The items of one `TransactWriteItems` call with where each part of it is.
+struct Transaction {
+    items: Vec<TransactWriteItem>,
+    /// Per stream, the range of its idempotency records among `items`.
+    processed: Vec<std::ops::Range<usize>>,
+    /// Per stream, the range of all its items.
+    streams: Vec<std::ops::Range<usize>>,
+}
 
 /// An event store in one DynamoDB table.
 #[derive(Clone, Debug)]
@@ -339,12 +348,16 @@ impl DynamoEventStore {
         })
     }
 
-    fn transaction(
+    /// One stream's part of a transaction: its version check, its events, `keys` (the
+    /// idempotency records this part carries) and its wake-up and snapshot items. Returns the
+    /// range of the idempotency records among `items`.
+    fn stream_items(
         &self,
         request: &AppendRequest,
+        keys: &[&String],
         now: Timestamp,
-    ) -> Result<(Vec<TransactWriteItem>, std::ops::Range<usize>), StoreError> {
-        let mut items = Vec::with_capacity(request.events.len() + 2);
+        items: &mut Vec<TransactWriteItem>,
+    ) -> Result<std::ops::Range<usize>, StoreError> {
         // Without this check a writer that believes the stream is longer than it is could
         // leave a gap; the conditional puts alone only catch writers that are behind.
         if request.expected_version > 0 {
@@ -373,14 +386,6 @@ impl DynamoEventStore {
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
         let first_processed = items.len();
-        // DynamoDB refuses a transaction that touches one item twice; a key listed twice is
-        // recorded once.
-        let mut keys: Vec<&String> = Vec::with_capacity(request.idempotency_keys.len());
-        for key in &request.idempotency_keys {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
         for key in keys {
             let expires = now.as_millis() / 1000 + PROCESSED_TTL_SECONDS;
             let put = Put::builder()
@@ -405,18 +410,51 @@ impl DynamoEventStore {
                     .build(),
             );
         }
+        Ok(processed)
+    }
+
+    /// The whole transaction of an append to `requests`' streams: their items in order, the
+    /// ranges of the idempotency records, and each stream's range (to name the one that failed).
+    fn transaction(
+        &self,
+        requests: &[AppendRequest],
+        now: Timestamp,
+    ) -> Result<Transaction, StoreError> {
+        let mut items = Vec::new();
+        let mut processed = Vec::new();
+        let mut streams = Vec::with_capacity(requests.len());
+        // DynamoDB refuses a transaction that touches one item twice; a key listed twice, in
+        // one request or in two, is recorded once.
+        let mut recorded: Vec<&String> = Vec::new();
+        for request in requests {
+            let start = items.len();
+            let mut keys = Vec::with_capacity(request.idempotency_keys.len());
+            for key in &request.idempotency_keys {
+                if !recorded.contains(&key) {
+                    recorded.push(key);
+                    keys.push(key);
+                }
+            }
+            processed.push(self.stream_items(request, &keys, now, &mut items)?);
+            streams.push(start..items.len());
+        }
         if items.len() > MAX_TRANSACTION_ITEMS {
+            let events: usize = requests.iter().map(|r| r.events.len()).sum();
             return Err(StoreError::InvalidAppend {
-                stream: request.stream.clone(),
+                stream: requests[0].stream.clone(),
                 reason: format!(
-                    "{} events and {} keys need {} transaction items, DynamoDB allows {MAX_TRANSACTION_ITEMS}: append fewer at once",
-                    request.events.len(),
-                    request.idempotency_keys.len(),
+                    "{events} events in {} streams and {} keys need {} transaction items, DynamoDB allows {MAX_TRANSACTION_ITEMS}: append fewer at once",
+                    requests.len(),
+                    recorded.len(),
                     items.len()
                 ),
             });
         }
-        Ok((items, processed))
+        Ok(Transaction {
+            items,
+            processed,
+            streams,
+        })
     }
 
     /// The put of a snapshot item, in its stream's partition just after its version.
@@ -526,30 +564,35 @@ impl DynamoEventStore {
 
 impl EventStore for DynamoEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate_append(&request)?;
-        if request.events.is_empty()
-            && request.idempotency_keys.is_empty()
-            && request.snapshot.is_none()
+        self.append_together(vec![request]).await
+    }
+
+    async fn append_together(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<AppendOutcome, StoreError> {
+        validate_together(&requests)?;
+        let first = &requests[0];
+        let version = first.expected_version + first.events.len() as u64;
+        if requests
+            .iter()
+            .all(|r| r.events.is_empty() && r.idempotency_keys.is_empty() && r.snapshot.is_none())
         {
-            return Ok(AppendOutcome::Appended {
-                version: request.expected_version,
-            });
+            return Ok(AppendOutcome::Appended { version });
         }
-        let now = request
-            .events
-            .first()
+        let now = requests
+            .iter()
+            .find_map(|r| r.events.first())
             .map_or(Timestamp(0), |e| e.occurred_at);
-        let (items, processed) = self.transaction(&request, now)?;
+        let transaction = self.transaction(&requests, now)?;
         let result = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(items))
+            .set_transact_items(Some(transaction.items))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(AppendOutcome::Appended {
-                version: request.expected_version + request.events.len() as u64,
-            }),
+            Ok(_) => Ok(AppendOutcome::Appended { version }),
             Err(SdkError::ServiceError(service)) => match service.err() {
                 TransactWriteItemsError::TransactionCanceledException(cancelled) => {
                     let reasons = cancelled.cancellation_reasons();
@@ -559,11 +602,19 @@ impl EventStore for DynamoEventStore {
                             .and_then(|r| r.code())
                             .is_some_and(|code| code == "ConditionalCheckFailed")
                     };
-                    if processed.clone().any(failed) {
+                    if transaction
+                        .processed
+                        .iter()
+                        .any(|range| range.clone().any(failed))
+                    {
                         return Ok(AppendOutcome::Duplicate);
                     }
-                    if (0..reasons.len()).any(failed) {
-                        return Err(self.conflict(&request).await);
+                    if let Some(conflicted) = transaction
+                        .streams
+                        .iter()
+                        .position(|range| range.clone().any(failed))
+                    {
+                        return Err(self.conflict(&requests[conflicted]).await);
                     }
                     // Cancelled for contention or throttling, not for a broken condition.
                     let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();

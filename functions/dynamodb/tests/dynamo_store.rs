@@ -17,8 +17,9 @@ use sagaflow_eventsourcing::StoreError;
 use sagaflow_eventsourcing::StreamId;
 use sagaflow_eventsourcing::Timestamp;
 use sagaflow_eventsourcing::Wake;
-use sagaflow_orders::domain::inventory::InventoryCommand;
-use sagaflow_orders::domain::Inventory;
+use sagaflow_orders::domain::{
+    decide_with_stock, InventoryCommand, Reservation, Stock, StockCommand, StockLine,
+};
 
 /// A store on a fresh table.
 async fn store(name: &str) -> DynamoEventStore {
@@ -122,47 +123,81 @@ async fn a_batch_over_the_transaction_limit_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn the_repository_snapshots_and_reloads_through_dynamodb() {
     let store = Arc::new(store("repository").await);
-    let repo = Repository::<Inventory, _>::new(store.clone()).with_snapshots_every(4);
+    let repo = Repository::<Stock, _>::new(store.clone()).with_snapshots_every(4);
+    let restock = StockCommand::Restock { quantity: 2 };
     for i in 0..10 {
         let meta = CommandMeta::new("c", format!("c{i}"), Timestamp(5))
             .with_idempotency_key(format!("restock-{i}"));
-        repo.execute(
-            "main",
-            &InventoryCommand::Restock {
-                sku: "MUG".into(),
-                quantity: 2,
-            },
-            &meta,
-        )
-        .await
-        .unwrap();
+        repo.execute("MUG", &restock, &meta).await.unwrap();
     }
-    let loaded = repo.load("main").await.unwrap();
+    let loaded = repo.load("MUG").await.unwrap();
     assert_eq!(loaded.version, 10);
     assert_eq!(loaded.replayed, 2, "loaded from the snapshot at version 8");
-    assert_eq!(loaded.state.level("MUG").available, 20);
+    assert_eq!(loaded.state.level.available, 20);
     let again = CommandMeta::new("c", "c3", Timestamp(5)).with_idempotency_key("restock-3");
-    let duplicate = repo
-        .execute(
-            "main",
-            &InventoryCommand::Restock {
+    let duplicate = repo.execute("MUG", &restock, &again).await.unwrap();
+    assert!(duplicate.duplicate);
+    assert_eq!(repo.load("MUG").await.unwrap().state.level.available, 20);
+}
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn a_reservation_holds_every_sku_in_one_transaction_or_none() {
+    let store = Arc::new(store("joint").await);
+    let reservations = Repository::<Reservation, _>::new(store.clone());
+    let stock = Repository::<Stock, _>::new(store.clone()).with_snapshots_every(4);
+    for (sku, quantity) in [("MUG", 3), ("TEE", 1)] {
+        let meta = CommandMeta::new("c", format!("restock-{sku}"), Timestamp(5));
+        stock
+            .execute(sku, &StockCommand::Restock { quantity }, &meta)
+            .await
+            .unwrap();
+    }
+    let reserve = |order: &str, tees: u32| InventoryCommand::Reserve {
+        order_id: order.into(),
+        lines: vec![
+            StockLine {
                 sku: "MUG".into(),
                 quantity: 2,
             },
-            &again,
-        )
-        .await
-        .unwrap();
-    assert!(duplicate.duplicate);
-    assert_eq!(
-        repo.load("main")
-            .await
-            .unwrap()
-            .state
-            .level("MUG")
-            .available,
-        20
-    );
+            StockLine {
+                sku: "TEE".into(),
+                quantity: tees,
+            },
+        ],
+    };
+    let run = |command: InventoryCommand| {
+        let (reservations, stock) = (&reservations, &stock);
+        async move {
+            let meta = CommandMeta::new("c", command.order_id(), Timestamp(6))
+                .with_idempotency_key(command.order_id());
+            reservations
+                .execute_joint(
+                    stock,
+                    command.order_id(),
+                    &meta,
+                    |r| r.skus_for(&command),
+                    |r, s| decide_with_stock(r, s, &command),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let short = run(reserve("ord-short", 2)).await;
+    let types: Vec<&str> = short.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["inventory.reservation_failed"]);
+    let held = run(reserve("ord-held", 1)).await;
+    let streams: Vec<String> = held
+        .events
+        .iter()
+        .map(|e| e.stream_id().to_string())
+        .collect();
+    assert_eq!(streams, ["inventory#ord-held", "stock#MUG", "stock#TEE"]);
+    assert!(run(reserve("ord-held", 1)).await.duplicate);
+    let mug = stock.load("MUG").await.unwrap();
+    assert_eq!((mug.version, mug.state.level.available), (2, 1));
+    let tee = stock.load("TEE").await.unwrap();
+    assert_eq!((tee.version, tee.state.level.reserved), (2, 1));
 }
 
 fn one_event(stream: &StreamId, sequence: u64, key: &str) -> AppendRequest {

@@ -353,7 +353,7 @@ mod tests {
             trace_context: None,
             command_id: format!("reserve-{order}"),
             command_type: "inventory.reserve".into(),
-            target_id: sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE.into(),
+            target_id: order.into(),
             payload: json!({ "order_id": order, "lines": [{ "sku": "MUG", "quantity": quantity }] }),
             correlation_id: order.into(),
             causation_id: format!("cause-{order}"),
@@ -377,7 +377,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn commands_to_one_aggregate_in_a_group_share_one_load_and_one_append() {
+    async fn each_reservation_of_a_group_is_one_append_on_its_order_and_its_skus() {
         let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
         let handler = ServiceHandler::new("inventory", store.clone(), Topics::default()).unwrap();
         handler
@@ -411,32 +411,28 @@ mod tests {
             outcomes[2]
         );
         assert!(matches!(outcomes[3], RecordOutcome::Done));
-        assert!(matches!(outcomes[4], RecordOutcome::Done));
-        // ord-1 and ord-2 share an append, the bad record splits the run, ord-4 and ord-5
-        // share the next. The states come from the function's cache; only the refused ord-2
-        // costs reads: the fresh load it is decided again on, and its key lookup.
-        assert_eq!(store.appends() - appends, 2);
-        assert_eq!(store.reads() - reads, 2);
-        let stock = handler
-            .services()
-            .inventory()
-            .load(sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE)
-            .await
-            .unwrap()
-            .state;
-        assert_eq!(stock.level("MUG").available, 0);
-        assert_eq!(stock.level("MUG").reserved, 4);
+        assert!(
+            matches!(outcomes[4], RecordOutcome::Done),
+            "ord-5 fails for stock, a reply"
+        );
+        // One append per reservation (ord-1, ord-4, and ord-5's failure), each on its order's
+        // stream and MUG's stock together. MUG's stock comes from the function's cache; each
+        // new order's reservation is one read, and the refused ord-2 costs a fresh load of
+        // both streams it is decided again on and its key lookup.
+        assert_eq!(store.appends() - appends, 3);
+        assert_eq!(store.reads() - reads, 4 + 2 + 1);
+        let mug = || async { handler.services().stock().load("MUG").await.unwrap().state };
+        let stock = mug().await;
+        assert_eq!((stock.level.available, stock.level.reserved), (0, 4));
+        let failed = handler.services().inventory().load("ord-5").await.unwrap();
+        assert_eq!(failed.version, 1);
 
         // Redelivered, the group appends nothing new.
         let again = handler.handle_records(&group).await;
         assert_eq!(again, outcomes);
-        let reloaded = handler
-            .services()
-            .inventory()
-            .load(sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE)
-            .await
-            .unwrap();
-        assert_eq!(reloaded.state, stock);
+        assert_eq!(mug().await, stock);
+        let reloaded = handler.services().inventory().load("ord-5").await.unwrap();
+        assert_eq!(reloaded.version, 1);
     }
 
     #[tokio::test]

@@ -145,27 +145,20 @@ mod inventory {
     const SERVICE: &str = "inventory";
 
     use sagaflow_handlers::testkit::fixture_run::MemoryFunction;
-    use sagaflow_orders::domain::inventory::DEFAULT_WAREHOUSE;
-    use sagaflow_orders::domain::StockLevel;
+    use sagaflow_orders::domain::{ReservationStatus, StockLevel};
 
     async fn run_fixture(name: &str) {
         let f = MemoryFunction::service(SERVICE).unwrap();
         let run = super::deliver_fixture_twice(&f, "inventory", name).await;
         let (store, service) = (&f.store, &f.handler);
 
-        // Restocked 10, reserved 2 for ord-3001, released them: all 10 are free again.
-        let warehouse = service
-            .services()
-            .inventory()
-            .load(DEFAULT_WAREHOUSE)
-            .await
-            .unwrap();
+        // Restocked 10, reserved 2 for ord-3001, released them: all 10 are free again. The
+        // commands are addressed to `main`, the one warehouse stream of earlier versions: each
+        // still reaches its SKU's stock and its order's reservation.
+        let mug = service.services().stock().load("MUG").await.unwrap();
+        assert_eq!(mug.version, 3, "{name}: restocked, held, released");
         assert_eq!(
-            warehouse.version, 3,
-            "{name}: restocked, reserved, released"
-        );
-        assert_eq!(
-            warehouse.state.level("MUG"),
+            mug.state.level,
             StockLevel {
                 available: 10,
                 reserved: 0,
@@ -173,7 +166,18 @@ mod inventory {
             },
             "{name}"
         );
-        assert!(warehouse.state.reservations.is_empty(), "{name}");
+        assert!(mug.state.holds.is_empty(), "{name}");
+        let reservation = service
+            .services()
+            .inventory()
+            .load("ord-3001")
+            .await
+            .unwrap();
+        assert_eq!(
+            reservation.state.status,
+            ReservationStatus::Released,
+            "{name}"
+        );
         let types: Vec<String> = store
             .all_events()
             .into_iter()
@@ -182,9 +186,11 @@ mod inventory {
         assert_eq!(
             types,
             [
-                "inventory.restocked",
+                "stock.restocked",
                 "inventory.reserved",
-                "inventory.released"
+                "stock.held",
+                "inventory.released",
+                "stock.released"
             ],
             "{name}"
         );

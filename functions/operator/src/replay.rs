@@ -77,7 +77,7 @@ pub async fn write_into(
     target: Arc<DynamoAnalyticsStore>,
 ) -> Result<usize, OperatorError> {
     let mut streams: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
-    for event in events {
+    for event in events.into_iter().filter(AnalyticsProjection::reads) {
         streams
             .entry(event.stream_id().to_string())
             .or_default()

@@ -1,9 +1,8 @@
 //! One order's timeline: every event of its streams (order, payment, inventory, shipment,
 //! saga) in time order with its stream, sequence, type and cause, and its saga's steps with
-//! their attempts, durations and outcomes.
-//!
-//! The inventory's events live in the warehouse's one stream, shared by every order, so that
-//! stream is read whole and filtered by the order's correlation id.
+//! their attempts, durations and outcomes. Each is one stream keyed by the order id; the
+//! stock streams (one per SKU, shared by every order for it) are left out: the order's
+//! reservation names every line it held, released or shipped.
 
 use sagaflow_dynamodb::DynamoEventStore;
 use sagaflow_eventsourcing::{EventStore, StoredEvent, StreamId};
@@ -12,9 +11,6 @@ use serde::Serialize;
 
 use crate::error::OperatorError;
 use crate::time::iso;
-
-/// The warehouse stream every order's stock moves are recorded in.
-const WAREHOUSE: &str = "main";
 
 /// An order's history.
 #[derive(Clone, Debug, Serialize)]
@@ -93,16 +89,9 @@ pub fn check_order_id(order: &str) -> Result<(), OperatorError> {
 pub async fn timeline(store: &DynamoEventStore, order: &str) -> Result<Timeline, OperatorError> {
     check_order_id(order)?;
     let mut events: Vec<StoredEvent> = Vec::new();
-    for aggregate in ["order", "payment", "shipment", "saga"] {
+    for aggregate in ["order", "payment", "inventory", "shipment", "saga"] {
         events.extend(store.load(&StreamId::new(aggregate, order), 0).await?);
     }
-    events.extend(
-        store
-            .load(&StreamId::new("inventory", WAREHOUSE), 0)
-            .await?
-            .into_iter()
-            .filter(|e| e.correlation_id == order),
-    );
     if events.is_empty() {
         return Err(OperatorError::UnknownOrder {
             order: order.to_string(),

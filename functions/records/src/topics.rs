@@ -1,8 +1,10 @@
 //! Topic names: one events topic per aggregate type, one commands topic per service, and the
 //! dead-letter topic. A prefix keeps several deployments apart on one cluster.
 
-/// The aggregate types whose events are published, each to its own topic.
-pub const AGGREGATE_TYPES: [&str; 5] = ["order", "payment", "inventory", "shipment", "saga"];
+/// The aggregate types whose events are published, each to its own topic. Nothing in sagaflow
+/// reads `stock` (each SKU's units): its topic is the feed for whoever tracks stock levels.
+pub const AGGREGATE_TYPES: [&str; 6] =
+    ["order", "payment", "inventory", "stock", "shipment", "saga"];
 /// The services that take commands, each from its own topic.
 pub const SERVICES: [&str; 4] = ["order", "payment", "inventory", "shipment"];
 
@@ -73,7 +75,7 @@ mod tests {
         assert_eq!(topics.commands("payment"), "shop.commands.payment");
         assert_eq!(topics.dead_letter(), "shop.dead-letter");
         assert_eq!(topics.saga_commands(), "shop.commands.saga");
-        assert_eq!(topics.all().len(), 11);
+        assert_eq!(topics.all().len(), 12);
         assert!(topics.all().iter().all(|t| t.starts_with("shop.")));
     }
 }

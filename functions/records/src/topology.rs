@@ -248,6 +248,7 @@ pub const RELAY: Function = Function {
         Topic::Events("order"),
         Topic::Events("payment"),
         Topic::Events("inventory"),
+        Topic::Events("stock"),
         Topic::Events("shipment"),
         Topic::Events("saga"),
         Topic::Commands("order"),

@@ -51,6 +51,14 @@ impl<S: EventStore> EventStore for CountingStore<S> {
         self.inner.append(request).await
     }
 
+    async fn append_together(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        self.inner.append_together(requests).await
+    }
+
     async fn load(
         &self,
         stream: &StreamId,

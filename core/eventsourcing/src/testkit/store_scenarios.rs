@@ -357,6 +357,64 @@ pub async fn wake_times_follow_appends<S: EventStore>(store: &S, prefix: &str) {
     assert_eq!(due(700, 10).await, vec![("b".into(), 700)]);
 }
 
+/// Several streams append in one atomic write: all land, or on a conflict or a recorded key
+/// in any of them, none does.
+pub async fn appends_to_streams_together<S: EventStore>(store: &S, prefix: &str) {
+    let a = StreamId::new("scenario", format!("{prefix}-a"));
+    let b = StreamId::new("scenario", format!("{prefix}-b"));
+    let c = StreamId::new("scenario", format!("{prefix}-c"));
+    let key = format!("{prefix}-joint-1");
+    store
+        .append(request(&a, 0, 1, None))
+        .await
+        .expect("first append");
+    let together = store
+        .append_together(vec![request(&a, 1, 1, Some(&key)), request(&b, 0, 2, None)])
+        .await;
+    assert_eq!(together, Ok(AppendOutcome::Appended { version: 2 }));
+    assert_eq!(store.load(&a, 0).await.expect("load a"), events(&a, 0, 2));
+    assert_eq!(store.load(&b, 0).await.expect("load b"), events(&b, 0, 2));
+    assert_eq!(store.is_processed(&key).await, Ok(true));
+
+    let stale_first = store
+        .append_together(vec![request(&a, 1, 1, None), request(&c, 0, 1, None)])
+        .await;
+    assert!(
+        matches!(&stale_first, Err(StoreError::Conflict { stream, expected: 1, .. }) if *stream == a),
+        "{stale_first:?}"
+    );
+    let stale_second = store
+        .append_together(vec![
+            request(&c, 0, 1, Some(&format!("{prefix}-joint-2"))),
+            request(&b, 1, 1, None),
+        ])
+        .await;
+    assert!(
+        matches!(&stale_second, Err(StoreError::Conflict { stream, expected: 1, .. }) if *stream == b),
+        "{stale_second:?}"
+    );
+    assert!(store.load(&c, 0).await.expect("load c").is_empty());
+    assert_eq!(
+        store.is_processed(&format!("{prefix}-joint-2")).await,
+        Ok(false)
+    );
+
+    let again = store
+        .append_together(vec![request(&c, 0, 1, None), request(&a, 2, 1, Some(&key))])
+        .await;
+    assert_eq!(again, Ok(AppendOutcome::Duplicate));
+    assert!(store.load(&c, 0).await.expect("load c").is_empty());
+    assert_eq!(store.load(&a, 0).await.expect("load a").len(), 2);
+
+    let twice = store
+        .append_together(vec![request(&c, 0, 1, None), request(&c, 0, 1, None)])
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::InvalidAppend { .. })),
+        "{twice:?}"
+    );
+}
+
 /// One test per event store scenario for a backend, so a failure names its scenario.
 ///
 /// `$store` is an expression (it may `.await`) giving a fresh store, evaluated in each test;
@@ -383,6 +441,7 @@ macro_rules! event_store_scenarios {
             several_keys_in_one_append,
             an_empty_append_expects_its_version,
             wake_times_follow_appends,
+            appends_to_streams_together,
         );
         $(#[$attr])*
         #[tokio::test]

@@ -6,7 +6,6 @@
 
 use serde_json::{json, Value};
 
-use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::types::StockLine;
 use crate::domain::{
     CancelReason, Flow, InventoryEvent, Order, OrderEvent, PaymentEvent, RefundStatus,
@@ -57,7 +56,7 @@ pub fn react(
                     refund(&order_id, &why),
                     (
                         "inventory.release",
-                        DEFAULT_WAREHOUSE.to_string(),
+                        order_id.clone(),
                         json!({ "order_id": order_id, "reason": why.to_string() }),
                     ),
                     (
@@ -77,7 +76,7 @@ pub fn react(
                 }
                 vec![(
                     "inventory.ship",
-                    DEFAULT_WAREHOUSE.to_string(),
+                    order_id.clone(),
                     json!({ "order_id": order_id }),
                 )]
             }
@@ -92,7 +91,7 @@ pub fn react(
             }
             react_to_service_event(&event.payload, order)?
         }
-        FlowEvent::Saga(_) => vec![],
+        FlowEvent::Saga(_) | FlowEvent::Stock(_) => vec![],
     };
     Ok(reactions
         .into_iter()
@@ -142,7 +141,6 @@ fn react_to_service_event(
     order: &Order,
 ) -> Result<Vec<(&'static str, String, Value)>, PolicyError> {
     let order_id = order.order_id();
-    let warehouse = DEFAULT_WAREHOUSE.to_string();
     let Some(details) = order.details.as_ref() else {
         return Err(PolicyError::MissingOrder(order_id));
     };
@@ -152,7 +150,7 @@ fn react_to_service_event(
                 let lines: Vec<StockLine> = details.lines.iter().map(StockLine::from).collect();
                 vec![(
                     "inventory.reserve",
-                    warehouse,
+                    order_id.clone(),
                     json!({ "order_id": order_id, "lines": lines }),
                 )]
             }
@@ -195,7 +193,7 @@ fn react_to_service_event(
                 vec![
                     (
                         "inventory.release",
-                        warehouse,
+                        order_id.clone(),
                         json!({ "order_id": order_id, "reason": why.to_string() }),
                     ),
                     refund(&order_id, &why),

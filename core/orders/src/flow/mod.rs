@@ -7,7 +7,7 @@ pub mod services;
 
 pub use services::{FlowServices, HandledCommand, ServiceError};
 
-use crate::domain::{InventoryEvent, OrderEvent, PaymentEvent, ShipmentEvent};
+use crate::domain::{InventoryEvent, OrderEvent, PaymentEvent, ShipmentEvent, StockEvent};
 use sagaflow_eventsourcing::event::{DecodeError, DomainEvent, EventEnvelope, StoredEvent};
 use sagaflow_saga::SagaEvent;
 use serde_json::Value;
@@ -20,8 +20,10 @@ pub enum FlowEvent {
     Order(OrderEvent),
     /// A payment's event.
     Payment(PaymentEvent),
-    /// The warehouse's event.
+    /// An order's reservation's event.
     Inventory(InventoryEvent),
+    /// A SKU's stock's event.
+    Stock(StockEvent),
     /// A shipment's event.
     Shipment(ShipmentEvent),
     /// A saga instance's event.
@@ -41,6 +43,7 @@ impl FlowEvent {
             "order" => FlowEvent::Order(event.decode::<OrderEvent>()?.payload),
             "payment" => FlowEvent::Payment(event.decode::<PaymentEvent>()?.payload),
             "inventory" => FlowEvent::Inventory(event.decode::<InventoryEvent>()?.payload),
+            "stock" => FlowEvent::Stock(event.decode::<StockEvent>()?.payload),
             "shipment" => FlowEvent::Shipment(event.decode::<ShipmentEvent>()?.payload),
             "saga" => FlowEvent::Saga(event.decode::<SagaEvent>()?.payload),
             _ => {
@@ -59,6 +62,7 @@ impl FlowEvent {
             FlowEvent::Order(e) => e.to_payload(),
             FlowEvent::Payment(e) => e.to_payload(),
             FlowEvent::Inventory(e) => e.to_payload(),
+            FlowEvent::Stock(e) => e.to_payload(),
             FlowEvent::Shipment(e) => e.to_payload(),
             FlowEvent::Saga(e) => e.to_payload(),
         }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::domain::inventory::DEFAULT_WAREHOUSE;
 use crate::domain::{CancelReason, RefundStatus, StockLine};
 use crate::flow::services::FlowServices;
 use crate::flow::{FlowEnvelope, FlowEvent};
@@ -186,7 +185,7 @@ pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, Saga
                 SagaCommand::new("order.complete", order_id.clone(), json!({})),
                 SagaCommand::new(
                     "inventory.ship",
-                    DEFAULT_WAREHOUSE,
+                    order_id.clone(),
                     json!({ "order_id": order_id }),
                 ),
             ])
@@ -199,7 +198,7 @@ fn reserve_inventory_step() -> SagaStep {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
             "inventory.reserve",
-            DEFAULT_WAREHOUSE,
+            order_id.clone(),
             json!({ "order_id": order_id, "lines": stock_lines(d)? }),
         ))
     })
@@ -207,10 +206,11 @@ fn reserve_inventory_step() -> SagaStep {
     .fails_on(&["inventory.reservation_failed"])
     .compensate_with(
         |d: &SagaData| {
+            let order_id = text(d, "order_id")?;
             Ok(SagaCommand::new(
                 "inventory.release",
-                DEFAULT_WAREHOUSE,
-                json!({ "order_id": text(d, "order_id")?, "reason": cancel_reason(d).to_string() }),
+                order_id.clone(),
+                json!({ "order_id": order_id, "reason": cancel_reason(d).to_string() }),
             ))
         },
         &["inventory.released"],
@@ -262,10 +262,11 @@ pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
             ),
         )
         .on_completed(|d: &SagaData| {
+            let order_id = text(d, "order_id")?;
             Ok(vec![SagaCommand::new(
                 "inventory.ship",
-                DEFAULT_WAREHOUSE,
-                json!({ "order_id": text(d, "order_id")? }),
+                order_id.clone(),
+                json!({ "order_id": order_id }),
             )])
         })
         .build()

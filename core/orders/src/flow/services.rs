@@ -6,12 +6,16 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::domain::inventory::DEFAULT_WAREHOUSE;
-use crate::domain::{Inventory, InventoryCommand, InventoryError, Order, Payment, Shipment};
+use crate::domain::types::validate_id;
+use crate::domain::{
+    decide_with_stock, Order, Payment, Reservation, Shipment, Stock, StockCommand, StockError,
+};
 use sagaflow_eventsourcing::aggregate::Aggregate;
 use sagaflow_eventsourcing::command::CommandEnvelope;
 use sagaflow_eventsourcing::event::{CommandMeta, StoredEvent, Timestamp};
-use sagaflow_eventsourcing::repository::{CommandOutcome, Repository, RepositoryError};
+use sagaflow_eventsourcing::repository::{
+    CommandOutcome, ConflictRetry, Repository, RepositoryError,
+};
 use sagaflow_eventsourcing::store::EventStore;
 use sagaflow_eventsourcing::{Classified, Transience};
 
@@ -79,11 +83,18 @@ pub struct HandledCommand {
 /// [`Repository::with_state_cache`]).
 pub const STATE_CACHE_ENTRIES: usize = 4_096;
 
-/// Order, payment, inventory and shipment services over one event store.
+/// Attempts a reservation gets when other writers move its SKUs' stock under it: a batch runs
+/// up to eight key groups (orders) at once, and orders for one SKU all write its stream, so a
+/// hot SKU's last writer may lose a race to each of the others first.
+pub const RESERVATION_ATTEMPTS: u32 = 10;
+
+/// Order, payment, inventory and shipment services over one event store. The inventory
+/// service keeps each order's reservation in its own stream and each SKU's stock in another.
 pub struct FlowServices<S> {
     orders: Repository<Order, S>,
     payments: Repository<Payment, S>,
-    inventory: Repository<Inventory, S>,
+    inventory: Repository<Reservation, S>,
+    stock: Repository<Stock, S>,
     shipments: Repository<Shipment, S>,
 }
 
@@ -93,18 +104,25 @@ impl<S> Clone for FlowServices<S> {
             orders: self.orders.clone(),
             payments: self.payments.clone(),
             inventory: self.inventory.clone(),
+            stock: self.stock.clone(),
             shipments: self.shipments.clone(),
         }
     }
 }
 
 impl<S: EventStore> FlowServices<S> {
-    /// Services over `store`; the hot warehouse stream is snapshotted every `snapshot_every` events.
+    /// Services over `store`; each SKU's stock stream, which every order for the SKU appends
+    /// to, is snapshotted every `snapshot_every` events.
     pub fn new(store: Arc<S>, snapshot_every: u64) -> Self {
         Self {
             orders: Repository::new(store.clone()).with_state_cache(STATE_CACHE_ENTRIES),
             payments: Repository::new(store.clone()).with_state_cache(STATE_CACHE_ENTRIES),
             inventory: Repository::new(store.clone())
+                .with_state_cache(STATE_CACHE_ENTRIES)
+                .with_conflict_retry(ConflictRetry {
+                    max_attempts: RESERVATION_ATTEMPTS,
+                }),
+            stock: Repository::new(store.clone())
                 .with_snapshots_every(snapshot_every)
                 .with_state_cache(STATE_CACHE_ENTRIES),
             shipments: Repository::new(store).with_state_cache(STATE_CACHE_ENTRIES),
@@ -121,9 +139,14 @@ impl<S: EventStore> FlowServices<S> {
         &self.payments
     }
 
-    /// The warehouse repository.
-    pub fn inventory(&self) -> &Repository<Inventory, S> {
+    /// The orders' reservations.
+    pub fn inventory(&self) -> &Repository<Reservation, S> {
         &self.inventory
+    }
+
+    /// The stock of each SKU.
+    pub fn stock(&self) -> &Repository<Stock, S> {
+        &self.stock
     }
 
     /// The shipment repository.
@@ -131,20 +154,16 @@ impl<S: EventStore> FlowServices<S> {
         &self.shipments
     }
 
-    /// Puts `quantity` units of `sku` into the default warehouse.
+    /// Puts `quantity` units of `sku` into stock.
     pub async fn restock(
         &self,
         sku: &str,
         quantity: u32,
         now: Timestamp,
-    ) -> Result<(), RepositoryError<InventoryError>> {
+    ) -> Result<(), RepositoryError<StockError>> {
         let meta = CommandMeta::new("restock", format!("restock-{sku}"), now);
-        let command = InventoryCommand::Restock {
-            sku: sku.to_string(),
-            quantity,
-        };
-        self.inventory
-            .execute(DEFAULT_WAREHOUSE, &command, &meta)
+        self.stock
+            .execute(sku, &StockCommand::Restock { quantity }, &meta)
             .await
             .map(|_| ())
     }
@@ -158,10 +177,48 @@ impl<S: EventStore> FlowServices<S> {
         match command.aggregate_type() {
             "order" => execute(&self.orders, command, now).await,
             "payment" => execute(&self.payments, command, now).await,
-            "inventory" => execute(&self.inventory, command, now).await,
+            "inventory" => self.run_inventory(command, now).await,
             "shipment" => execute(&self.shipments, command, now).await,
             _ => Err(ServiceError::UnknownCommand(command.command_type.clone())),
         }
+    }
+
+    /// Runs an inventory command: `inventory.restock` on its SKU's stock, the others on their
+    /// order's reservation together with the stock of the SKUs they involve, in one atomic
+    /// write. The stream is the payload's SKU or order, so a command addressed to the one
+    /// warehouse stream of earlier versions (`main`) finds it too.
+    async fn run_inventory(
+        &self,
+        command: &CommandEnvelope,
+        now: Timestamp,
+    ) -> Result<HandledCommand, ServiceError> {
+        if command.action() == RESTOCK {
+            let restock = decode_restock(command)?;
+            return self
+                .stock
+                .execute(
+                    &restock.sku,
+                    &StockCommand::Restock {
+                        quantity: restock.quantity,
+                    },
+                    &command.meta(now),
+                )
+                .await
+                .map(handled)
+                .map_err(|e| service_error(&command.command_type, e));
+        }
+        let typed = decode_command::<Reservation>(command)?;
+        self.inventory
+            .execute_joint(
+                &self.stock,
+                typed.order_id(),
+                &command.meta(now),
+                |reservation| reservation.skus_for(&typed),
+                |reservation, stock| decide_with_stock(reservation, stock, &typed),
+            )
+            .await
+            .map(handled)
+            .map_err(|e| service_error(&command.command_type, e))
     }
 
     /// Handles commands in order, as [`FlowServices::handle`] would one by one, but each run of
@@ -180,7 +237,14 @@ impl<S: EventStore> FlowServices<S> {
             outcomes.extend(match first.aggregate_type() {
                 "order" => execute_together(&self.orders, &run, now).await,
                 "payment" => execute_together(&self.payments, &run, now).await,
-                "inventory" => execute_together(&self.inventory, &run, now).await,
+                // Each reserves on its own stock streams: there is no one stream to share.
+                "inventory" => {
+                    let mut outcomes = Vec::with_capacity(run.len());
+                    for command in &run {
+                        outcomes.push(self.run_inventory(command, now).await);
+                    }
+                    outcomes
+                }
                 "shipment" => execute_together(&self.shipments, &run, now).await,
                 _ => run
                     .iter()
@@ -190,6 +254,30 @@ impl<S: EventStore> FlowServices<S> {
         }
         outcomes
     }
+}
+
+/// The inventory command that restocks a SKU: `inventory.restock` with `sku` and `quantity`.
+const RESTOCK: &str = "restock";
+
+/// An `inventory.restock` payload.
+#[derive(serde::Deserialize)]
+struct Restock {
+    sku: String,
+    quantity: u32,
+}
+
+fn decode_restock(command: &CommandEnvelope) -> Result<Restock, ServiceError> {
+    let restock: Restock = serde_json::from_value(command.payload.clone()).map_err(|e| {
+        ServiceError::InvalidPayload {
+            command_type: command.command_type.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    validate_id("sku", &restock.sku).map_err(|e| ServiceError::Rejected {
+        command_type: command.command_type.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(restock)
 }
 
 /// Decodes a command payload into `A::Command`, whose serde tag `command` is the action name.

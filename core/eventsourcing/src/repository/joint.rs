@@ -1,0 +1,297 @@
+//! One decision over an aggregate and some aggregates of another type (its parts), appended to
+//! all of their streams in one atomic write.
+//!
+//! What an order's reservation needs once each SKU's stock is its own stream: the reservation
+//! decides with the stock of every SKU it names, all lines are held or none, and orders for
+//! different SKUs never touch the same stream.
+
+use std::collections::BTreeMap;
+
+use super::{CommandOutcome, Loaded, Repository, RepositoryError};
+use crate::aggregate::Aggregate;
+use crate::event::{envelope_events, CommandMeta, StoredEvent, StreamId};
+use crate::store::{AppendOutcome, AppendRequest, EventStore, StoreError, Wake};
+use crate::transience::Transience;
+
+/// What one joint decision records: the deciding aggregate's events and its parts', by part id.
+pub struct JointDecision<A: Aggregate, P: Aggregate> {
+    /// The deciding aggregate's events.
+    pub events: Vec<A::Event>,
+    /// Each changed part's events; a part that was read but is not listed is only held to the
+    /// version it was read at.
+    pub parts: BTreeMap<String, Vec<P::Event>>,
+}
+
+impl<A: Aggregate, P: Aggregate> JointDecision<A, P> {
+    /// A decision that changes only the deciding aggregate.
+    pub fn own(events: Vec<A::Event>) -> Self {
+        Self {
+            events,
+            parts: BTreeMap::new(),
+        }
+    }
+}
+
+/// A part as the decision saw it: its state goes to `decide`, its version to the append.
+struct PartRead<P> {
+    state: P,
+    version: u64,
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// Handles one command on aggregate `id` that is decided together with the `parts` whose
+    /// ids `part_ids` names from `id`'s state, and appends what `decide` returns to every
+    /// stream involved in one atomic write, recording `meta`'s idempotency key with it.
+    ///
+    /// Every part that was read is held to the version it was read at, even one the decision
+    /// leaves unchanged (a reservation refused for a shortage): the decision stands as if
+    /// nothing else wrote in between, and a conflict on any stream reloads and decides again,
+    /// by the retry policy. A refusal decided on a remembered state is decided again on a fresh
+    /// load; a refusal whose key was recorded before is a duplicate, as in
+    /// [`Repository::execute`]. The outcome's events are the aggregate's, then each part's.
+    pub async fn execute_joint<P, I, D>(
+        &self,
+        parts: &Repository<P, S>,
+        id: &str,
+        meta: &CommandMeta,
+        part_ids: I,
+        decide: D,
+    ) -> Result<CommandOutcome<A>, RepositoryError<A::Error>>
+    where
+        P: Aggregate,
+        I: Fn(&A) -> Vec<String>,
+        D: Fn(&A, &BTreeMap<String, P>) -> Result<JointDecision<A, P>, A::Error>,
+    {
+        let stream = Self::stream_id(id);
+        let max_attempts = self.conflict_retry.max_attempts.max(1);
+        let mut attempts = 0;
+        let mut fresh = false;
+        loop {
+            attempts += 1;
+            let (own, mut from_cache) = self.state_for(id, fresh).await?;
+            let mut read = BTreeMap::new();
+            for part in part_ids(&own.state) {
+                if read.contains_key(&part) {
+                    continue;
+                }
+                let (loaded, cached) = parts.state_for(&part, fresh).await.map_err(load_error)?;
+                from_cache |= cached;
+                let part_read = PartRead {
+                    state: loaded.state,
+                    version: loaded.version,
+                };
+                read.insert(part, part_read);
+            }
+            let versions: BTreeMap<String, u64> =
+                read.iter().map(|(id, r)| (id.clone(), r.version)).collect();
+            let states: BTreeMap<String, P> =
+                read.into_iter().map(|(id, r)| (id, r.state)).collect();
+            let decision = match decide(&own.state, &states) {
+                Ok(decision) => decision,
+                Err(_) if from_cache => {
+                    // A refusal may come from a state that moved on elsewhere: decide again on
+                    // what the store holds, without counting it as an attempt.
+                    fresh = true;
+                    attempts -= 1;
+                    continue;
+                }
+                Err(refusal) => return self.refused(own, refusal, meta, attempts).await,
+            };
+            if let Some(unread) = decision.parts.keys().find(|p| !states.contains_key(*p)) {
+                return Err(RepositoryError::Store(StoreError::InvalidAppend {
+                    stream: StreamId::new(P::TYPE, unread.as_str()),
+                    reason: "a joint decision changed a part it did not read".into(),
+                }));
+            }
+            let joint = self.requests(parts, (&stream, own), states, &versions, decision, meta);
+            let appended: Vec<StoredEvent> = joint
+                .requests
+                .iter()
+                .flat_map(|r| r.events.iter().cloned())
+                .collect();
+            let outcome = self.store.append_together(joint.requests).await;
+            if let Ok(AppendOutcome::Appended { .. }) = outcome {
+                self.remember(id, &joint.own.state, joint.own.version);
+                for (part, after) in &joint.parts {
+                    parts.remember(part, &after.state, after.version);
+                }
+                return Ok(CommandOutcome {
+                    events: appended,
+                    state: joint.own.state,
+                    version: joint.own.version,
+                    duplicate: false,
+                    attempts,
+                });
+            }
+            self.forget(id);
+            for part in joint.parts.keys() {
+                parts.forget(part);
+            }
+            match outcome {
+                Ok(_) => {
+                    // The effect was recorded before; the stream as it is now includes it.
+                    let current = self.load(id).await?;
+                    return Ok(CommandOutcome {
+                        events: Vec::new(),
+                        state: current.state,
+                        version: current.version,
+                        duplicate: true,
+                        attempts,
+                    });
+                }
+                Err(conflict @ StoreError::Conflict { .. }) => {
+                    if attempts >= max_attempts {
+                        return Err(RepositoryError::Contended {
+                            attempts,
+                            source: conflict,
+                        });
+                    }
+                }
+                Err(other) => return Err(RepositoryError::Store(other)),
+            }
+        }
+    }
+
+    /// The state of `id` this process remembers (and `true`), or a fresh load of it.
+    async fn state_for(
+        &self,
+        id: &str,
+        fresh: bool,
+    ) -> Result<(Loaded<A>, bool), RepositoryError<A::Error>> {
+        if !fresh {
+            if let Some((state, version)) = self.cache.as_ref().and_then(|c| c.get(id)) {
+                let loaded = Loaded {
+                    state,
+                    version,
+                    replayed: 0,
+                };
+                return Ok((loaded, true));
+            }
+        }
+        let loaded = self.load(id).await?;
+        self.remember(id, &loaded.state, loaded.version);
+        Ok((loaded, false))
+    }
+
+    /// The append requests of a joint decision, the aggregate's first, and every stream's
+    /// state after it.
+    fn requests<P: Aggregate>(
+        &self,
+        parts: &Repository<P, S>,
+        (stream, own): (&StreamId, Loaded<A>),
+        states: BTreeMap<String, P>,
+        versions: &BTreeMap<String, u64>,
+        mut decision: JointDecision<A, P>,
+        meta: &CommandMeta,
+    ) -> Joint<A, P> {
+        let keys: Vec<String> = meta.idempotency_key.iter().cloned().collect();
+        let (own_request, own_after) =
+            self.request(stream, own.state, own.version, &decision.events, keys, meta);
+        let mut requests = vec![own_request];
+        let mut after_parts = BTreeMap::new();
+        for (part, state) in states {
+            let version = versions.get(&part).copied().unwrap_or(0);
+            let events = decision.parts.remove(&part).unwrap_or_default();
+            let part_stream = Repository::<P, S>::stream_id(&part);
+            let (request, after) =
+                parts.request(&part_stream, state, version, &events, Vec::new(), meta);
+            requests.push(request);
+            after_parts.insert(part, after);
+        }
+        Joint {
+            requests,
+            own: own_after,
+            parts: after_parts,
+        }
+    }
+
+    /// One stream's append of `events` decided on `state` at `version`, and the state after.
+    fn request(
+        &self,
+        stream: &StreamId,
+        mut state: A,
+        version: u64,
+        events: &[A::Event],
+        idempotency_keys: Vec<String>,
+        meta: &CommandMeta,
+    ) -> (AppendRequest, After<A>) {
+        let wake_before = state.wake_at();
+        for event in events {
+            state.apply(event);
+        }
+        let stored = envelope_events(stream, version, events, meta);
+        let after = version + stored.len() as u64;
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected_version: version,
+            events: stored,
+            idempotency_keys,
+            wake: Wake::between(wake_before, state.wake_at()),
+            snapshot: self.snapshot_of(stream, version, after, &state, meta.now),
+        };
+        (
+            request,
+            After {
+                state,
+                version: after,
+            },
+        )
+    }
+
+    /// A refused joint command: a duplicate if its key was recorded before, else the refusal.
+    async fn refused(
+        &self,
+        own: Loaded<A>,
+        refusal: A::Error,
+        meta: &CommandMeta,
+        attempts: u32,
+    ) -> Result<CommandOutcome<A>, RepositoryError<A::Error>> {
+        let recorded = match &meta.idempotency_key {
+            Some(key) => self
+                .store
+                .is_processed(key)
+                .await
+                .map_err(RepositoryError::Store)?,
+            None => false,
+        };
+        if !recorded {
+            return Err(RepositoryError::Domain(refusal));
+        }
+        Ok(CommandOutcome {
+            events: Vec::new(),
+            state: own.state,
+            version: own.version,
+            duplicate: true,
+            attempts,
+        })
+    }
+}
+
+/// A stream's state and version once its append is written.
+struct After<A> {
+    state: A,
+    version: u64,
+}
+
+/// Everything one attempt appends, and the states it leaves.
+struct Joint<A, P> {
+    requests: Vec<AppendRequest>,
+    own: After<A>,
+    parts: BTreeMap<String, After<P>>,
+}
+
+/// A part's load error as the deciding aggregate's: loading refuses nothing, so only the
+/// store's and the decoder's errors can occur.
+fn load_error<E, F>(error: RepositoryError<E>) -> RepositoryError<F> {
+    match error {
+        RepositoryError::Store(e) => RepositoryError::Store(e),
+        RepositoryError::Decode { stream, source } => RepositoryError::Decode { stream, source },
+        RepositoryError::Contended { attempts, source } => {
+            RepositoryError::Contended { attempts, source }
+        }
+        RepositoryError::Domain(_) => RepositoryError::Store(StoreError::Unavailable {
+            reason: "loading a part was refused".into(),
+            transience: Transience::Permanent,
+        }),
+    }
+}
