@@ -18,6 +18,16 @@ use crate::stats::quantile;
 /// Orders placed but not yet finished, at most (a front door's admission limit).
 const IN_FLIGHT: usize = 20;
 
+/// The demo catalogue's SKUs and prices the orders take turns with: each SKU's stock is its own
+/// stream, so orders in flight for different SKUs never contend.
+const SKUS: [(&str, i64); 5] = [
+    ("MUG", 1_250),
+    ("TEE", 2_400),
+    ("CAP", 1_800),
+    ("BAG", 900),
+    ("LAMP", 7_900),
+];
+
 /// What the run measured, per order where it says so.
 #[derive(Clone, Debug)]
 pub struct EndToEndFigures {
@@ -59,9 +69,9 @@ fn order(run: &str, n: usize) -> CreateOrder {
         order_id: format!("ord-{run}-{n}"),
         customer_id: format!("cust-{}", n % 97),
         lines: vec![OrderLine {
-            sku: "MUG".into(),
+            sku: SKUS[n % SKUS.len()].0.into(),
             quantity: 1 + (n % 3) as u32,
-            unit_price: Money::eur(1_250),
+            unit_price: Money::eur(SKUS[n % SKUS.len()].1),
         }],
         // One in ten declined, so compensation is part of the mix as it is in production.
         payment_method: if n % 10 == 9 {
@@ -96,7 +106,9 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
     })
     .await
     .map_err(|e| format!("cannot start the local system (are the servers up?): {e}"))?;
-    system.restock("MUG", (orders * 3 + 10) as u32).await?;
+    for (sku, _) in SKUS {
+        system.restock(sku, (orders * 3 + 10) as u32).await?;
+    }
     counter.reset();
 
     let started = Instant::now();

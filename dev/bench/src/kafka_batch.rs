@@ -77,13 +77,15 @@ fn batch(topics: &Topics, run: &str) -> Result<KafkaEvent, String> {
     let mut records = Vec::with_capacity(RECORDS);
     for step in 0..per_aggregate {
         for w in 0..AGGREGATES {
+            // Each aggregate is a SKU: its restocks go to its stock stream, and each
+            // reservation to its own order's stream together with that stock.
             let target = format!("{run}-w{w}");
             let (action, payload) = if step % 2 == 0 {
-                ("restock", json!({ "sku": "MUG", "quantity": 2 }))
+                ("restock", json!({ "sku": target, "quantity": 2 }))
             } else {
                 (
                     "reserve",
-                    json!({ "order_id": format!("ord-{w}-{step}"), "lines": [{ "sku": "MUG", "quantity": 1 }] }),
+                    json!({ "order_id": format!("ord-{w}-{step}"), "lines": [{ "sku": target, "quantity": 1 }] }),
                 )
             };
             let command = CommandEnvelope {

@@ -29,11 +29,12 @@ pub struct Difference {
     pub replayed: Value,
 }
 
-/// The replay of every event in `store`.
+/// The events of `store` the read model reads (no SKU's stock), and their replay.
 pub async fn replayed(
     store: &DynamoEventStore,
 ) -> Result<(Vec<StoredEvent>, AnalyticsSummary), OperatorError> {
-    let events = store.all_events().await?;
+    let mut events = store.all_events().await?;
+    events.retain(AnalyticsProjection::reads);
     let projection = AnalyticsProjection::replay(&events)
         .map_err(|e| OperatorError::Settings(format!("an event cannot be read: {e}")))?;
     Ok((events, projection.summary().clone()))
@@ -77,7 +78,7 @@ pub async fn write_into(
     target: Arc<DynamoAnalyticsStore>,
 ) -> Result<usize, OperatorError> {
     let mut streams: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
-    for event in events.into_iter().filter(AnalyticsProjection::reads) {
+    for event in events {
         streams
             .entry(event.stream_id().to_string())
             .or_default()

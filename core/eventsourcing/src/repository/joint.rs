@@ -32,12 +32,6 @@ impl<A: Aggregate, P: Aggregate> JointDecision<A, P> {
     }
 }
 
-/// A part as the decision saw it: its state goes to `decide`, its version to the append.
-struct PartRead<P> {
-    state: P,
-    version: u64,
-}
-
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Handles one command on aggregate `id` that is decided together with the `parts` whose
     /// ids `part_ids` names from `id`'s state, and appends what `decide` returns to every
@@ -69,23 +63,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         loop {
             attempts += 1;
             let (own, mut from_cache) = self.state_for(id, fresh).await?;
-            let mut read = BTreeMap::new();
+            let mut states = BTreeMap::new();
+            let mut versions = BTreeMap::new();
             for part in part_ids(&own.state) {
-                if read.contains_key(&part) {
+                if states.contains_key(&part) {
                     continue;
                 }
                 let (loaded, cached) = parts.state_for(&part, fresh).await.map_err(load_error)?;
                 from_cache |= cached;
-                let part_read = PartRead {
-                    state: loaded.state,
-                    version: loaded.version,
-                };
-                read.insert(part, part_read);
+                versions.insert(part.clone(), loaded.version);
+                states.insert(part, loaded.state);
             }
-            let versions: BTreeMap<String, u64> =
-                read.iter().map(|(id, r)| (id.clone(), r.version)).collect();
-            let states: BTreeMap<String, P> =
-                read.into_iter().map(|(id, r)| (id, r.state)).collect();
             let decision = match decide(&own.state, &states) {
                 Ok(decision) => decision,
                 Err(_) if from_cache => {
