@@ -8,6 +8,7 @@ mod end_to_end;
 mod init;
 mod kafka_batch;
 mod requests;
+mod scale;
 mod settings;
 mod stats;
 
@@ -58,6 +59,7 @@ async fn main() -> ExitCode {
                 }
                 _ => Err("needs the requests and e2e figures, which failed".to_string()),
             },
+            Section::Scale => scale::run(&settings, e2e_figures.as_ref()).await,
         };
         if let Err(e) = outcome {
             eprintln!("\n{section:?} failed: {e}");

@@ -5,7 +5,7 @@ pub const HELP: &str = "\
 make bench: sagaflow measured beside the Rust stack users would otherwise pick, in one run.
 
   --quick            fewer samples and smaller runs (under five minutes once built)
-  --only SECTIONS    comma-separated sections to run: core,requests,batch,init,e2e,cost
+  --only SECTIONS    comma-separated sections to run: core,requests,batch,init,e2e,cost,scale
                      (default: all; cost needs requests and e2e, and runs them if asked alone)
   --help             this text
 
@@ -15,7 +15,9 @@ Sections:
   batch     one 1,000-record Kafka batch over 100 aggregates through one handler invocation
   init      function start to ready for the first invocation, under a local Runtime API
   e2e       orders through every function on the local servers: orders/s, p50/p99 latency
-  cost      per-order Lambda, DynamoDB and Kafka counts and list prices, beside Step Functions";
+  cost      per-order Lambda, DynamoDB and Kafka counts and list prices, beside Step Functions
+  scale     orders/s at 1 to 16 partitions per topic, the whole flow in one process with
+            DynamoDB's and Lambda's latency modelled (needs no server)";
 
 /// One section of the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,17 +34,20 @@ pub enum Section {
     EndToEnd,
     /// Cost per order.
     Cost,
+    /// Throughput against partitions, in one process.
+    Scale,
 }
 
 impl Section {
     /// Every section, in the order the report prints them.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Core,
         Section::Requests,
         Section::Batch,
         Section::Init,
         Section::EndToEnd,
         Section::Cost,
+        Section::Scale,
     ];
 
     fn parse(name: &str) -> Option<Self> {
@@ -53,6 +58,7 @@ impl Section {
             "init" => Section::Init,
             "e2e" => Section::EndToEnd,
             "cost" => Section::Cost,
+            "scale" => Section::Scale,
             _ => return None,
         })
     }

@@ -174,6 +174,24 @@ impl InProcessBroker {
     /// The next batch for `group`: from each partition, the records after its committed offset
     /// that may be delivered now, up to the batch size; `None` when there is nothing.
     pub fn poll(&self, group: &str) -> Result<Option<Polled>, BrokerError> {
+        self.poll_partitions(group, None)
+    }
+
+    /// The next batch for `group` from partition `partition` of each topic it reads: what one
+    /// of an event source mapping's concurrent pollers, the one that owns that partition, takes.
+    pub fn poll_partition(
+        &self,
+        group: &str,
+        partition: usize,
+    ) -> Result<Option<Polled>, BrokerError> {
+        self.poll_partitions(group, Some(partition))
+    }
+
+    fn poll_partitions(
+        &self,
+        group: &str,
+        only: Option<usize>,
+    ) -> Result<Option<Polled>, BrokerError> {
         let now = self.clock.now().as_millis();
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -184,7 +202,11 @@ impl InProcessBroker {
         let mut partitions: Vec<(String, usize)> = Vec::new();
         for topic in &subscriber.topics {
             let count = state.topics.get(topic).map_or(0, Vec::len);
-            partitions.extend((0..count).map(|p| (topic.clone(), p)));
+            partitions.extend(
+                (0..count)
+                    .filter(|p| only.is_none_or(|only| only == *p))
+                    .map(|p| (topic.clone(), p)),
+            );
         }
         // Start each poll at another partition, so a busy one cannot starve the rest.
         if !partitions.is_empty() {
