@@ -85,7 +85,7 @@ fn batch(topics: &Topics, run: &str) -> Result<KafkaEvent, String> {
             } else {
                 (
                     "reserve",
-                    json!({ "order_id": format!("ord-{w}-{step}"), "lines": [{ "sku": target, "quantity": 1 }] }),
+                    json!({ "order_id": format!("{run}-ord-{w}-{step}"), "lines": [{ "sku": target, "quantity": 1 }] }),
                 )
             };
             let command = CommandEnvelope {
@@ -94,7 +94,7 @@ fn batch(topics: &Topics, run: &str) -> Result<KafkaEvent, String> {
                 command_type: format!("inventory.{action}"),
                 target_id: target.clone(),
                 payload,
-                correlation_id: format!("ord-{w}-{step}"),
+                correlation_id: format!("{run}-ord-{w}-{step}"),
                 causation_id: format!("cause-{target}-{step}"),
                 issued_at: Timestamp(1_000),
             };
