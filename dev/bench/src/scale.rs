@@ -79,6 +79,8 @@ const BATCH_SIZE: usize = 100;
 const PARTITIONS: [usize; 5] = [1, 2, 4, 8, 16];
 /// SKUs in the catalogue the orders spread over.
 const SKUS: usize = 2_000;
+/// Partitions of the hot-SKU curve, where every order holds the same SKU.
+const HOT_PARTITIONS: [usize; 3] = [1, 4, 16];
 /// Doubling the partitions must give at least this much more throughput to count as linear.
 const LINEAR: f64 = 1.6;
 /// The share of the machine's ceiling (the flow with no waiting, at the most partitions) at
@@ -114,16 +116,40 @@ pub async fn run(settings: &Settings, measured: Option<&EndToEndFigures>) -> Res
     );
     let mut points: Vec<Point> = Vec::new();
     for partitions in PARTITIONS {
-        let point = run_at(AWS, partitions, orders).await?;
+        let point = run_at(AWS, partitions, orders, SKUS).await?;
         let speedup = points.first().map_or(1.0, |first| {
             point.orders_per_second / first.orders_per_second
         });
         print_point(&point, &format!("x{speedup:<5.2}"), cores);
         points.push(point);
     }
-    let ceiling = run_at(NO_WAIT, PARTITIONS[PARTITIONS.len() - 1], orders).await?;
+    let ceiling = run_at(NO_WAIT, PARTITIONS[PARTITIONS.len() - 1], orders, SKUS).await?;
     print_point(&ceiling, "no wait", cores);
     print_bend(&points, &ceiling);
+    let hot_orders = orders / 5;
+    println!(
+        "   one SKU in every order ({hot_orders} orders): every reservation, release and shipment \
+         writes that SKU's one stream"
+    );
+    let mut hot: Vec<Point> = Vec::new();
+    for partitions in HOT_PARTITIONS {
+        let point = run_at(AWS, partitions, hot_orders, 1).await?;
+        print_point(&point, "one SKU", cores);
+        hot.push(point);
+    }
+    if let Some(best) = hot
+        .iter()
+        .max_by(|a, b| a.orders_per_second.total_cmp(&b.orders_per_second))
+    {
+        println!(
+            "   a hot SKU caps the flow: at most {:.1} orders/s at any partition count, its stream \
+             taking one reservation, release or shipment at a time ({:.2} conflicts an order at \
+             {} partitions)",
+            best.orders_per_second,
+            hot.last().map_or(0.0, |p| p.conflicts_per_order),
+            hot.last().map_or(0, |p| p.partitions),
+        );
+    }
     if let (Some(last), Some(measured)) = (points.last(), measured) {
         let requests: f64 = measured.requests_per_order.values().sum();
         println!(
@@ -215,7 +241,12 @@ fn print_bend(points: &[Point], ceiling: &Point) {
 
 /// The whole flow at `partitions` partitions per topic: `orders` placed at once, timed until the
 /// last one ended.
-async fn run_at(model: Model, partitions: usize, orders: usize) -> Result<Point, String> {
+async fn run_at(
+    model: Model,
+    partitions: usize,
+    orders: usize,
+    skus: usize,
+) -> Result<Point, String> {
     let store = Arc::new(ModelledStore::new(model));
     let analytics = Arc::new(ModelledAnalytics {
         inner: InMemoryAnalyticsStore::new(),
@@ -238,7 +269,7 @@ async fn run_at(model: Model, partitions: usize, orders: usize) -> Result<Point,
     let functions = functions(&store, &analytics, &broker, &topics, &dead_letters)?;
     // Stock is put in before the clock starts and without the modelled wait.
     let stockroom = FlowServices::new(store.inner.clone(), 50);
-    for sku in 0..SKUS {
+    for sku in 0..skus {
         stockroom
             .restock(&sku_name(sku), 1_000_000, Timestamp(1))
             .await
@@ -276,7 +307,7 @@ async fn run_at(model: Model, partitions: usize, orders: usize) -> Result<Point,
 
     let started = Instant::now();
     for n in 0..orders {
-        let command = place_command(&order(partitions, n), "scale", clock::now())
+        let command = place_command(&order(partitions, n, skus), "scale", clock::now())
             .map_err(|e| e.to_string())?;
         publisher
             .publish(&[command_record(&topics, &command)])
@@ -538,13 +569,13 @@ fn catalog() -> Catalog {
     }
 }
 
-/// Order `n` of the run: one or two SKUs picked by a hash of `n`, half orchestrated, half
-/// choreographed, one in ten declined.
-fn order(run: usize, n: usize) -> CreateOrder {
+/// Order `n` of the run: one or two of the first `skus` SKUs picked by a hash of `n`, half
+/// orchestrated, half choreographed, one in ten declined.
+fn order(run: usize, n: usize, skus: usize) -> CreateOrder {
     let pick = |salt: usize| {
         let mut hash = DefaultHasher::new();
         (n, salt).hash(&mut hash);
-        sku_name((hash.finish() % SKUS as u64) as usize)
+        sku_name((hash.finish() % skus as u64) as usize)
     };
     let mut lines = vec![OrderLine {
         sku: pick(0),
