@@ -131,7 +131,7 @@ fn given_each_reply_then_the_next_commands() {
                     amount: Money::eur(3_000),
                 },
             ),
-            vec![("inventory.reserve", "ord-7")],
+            vec![("inventory.reserve", "MUG")],
         ),
         (
             stored(
@@ -188,7 +188,7 @@ fn given_each_reply_then_the_next_commands() {
                     order_id: "ord-7".into(),
                 },
             ),
-            vec![("inventory.ship", "ord-7")],
+            vec![("inventory.ship", "MUG")],
         ),
         (
             stored(
@@ -201,7 +201,7 @@ fn given_each_reply_then_the_next_commands() {
             ),
             vec![
                 ("payment.refund", "ord-7"),
-                ("inventory.release", "ord-7"),
+                ("inventory.release", "MUG"),
                 ("shipment.cancel", "ord-7"),
             ],
         ),
@@ -214,7 +214,7 @@ fn given_each_reply_then_the_next_commands() {
                     reason: "far".into(),
                 },
             ),
-            vec![("inventory.release", "ord-7"), ("payment.refund", "ord-7")],
+            vec![("inventory.release", "MUG"), ("payment.refund", "ord-7")],
         ),
         (
             stored(

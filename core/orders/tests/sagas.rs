@@ -194,7 +194,7 @@ fn given_a_reservation_when_shipping_fails_then_release_refund_and_cancel_in_rev
         vec![
             (
                 "inventory.release".into(),
-                "ord-9".into(),
+                "MUG".into(),
                 StepKind::Compensation
             ),
             (
@@ -291,11 +291,7 @@ fn when_every_step_succeeds_then_the_order_completes_and_the_stock_ships() {
                 "ord-9".into(),
                 StepKind::Completion
             ),
-            (
-                "inventory.ship".into(),
-                "ord-9".into(),
-                StepKind::Completion
-            ),
+            ("inventory.ship".into(), "MUG".into(), StepKind::Completion),
         ]
     );
 }

@@ -139,6 +139,19 @@ pub struct Reservation {
     pub lines: Vec<StockLine>,
 }
 
+/// The target (and so the Kafka key) of an order's inventory commands: the first of its SKUs,
+/// so that the commands of one SKU's orders are one key, handled in order by one invocation at a
+/// time instead of racing for the SKU's stock from several; the order's own id when it has no
+/// lines. Only the key: the service finds the reservation by the payload's `order_id`.
+pub fn inventory_target(order_id: &str, lines: &[StockLine]) -> String {
+    lines
+        .iter()
+        .map(|line| line.sku.as_str())
+        .min()
+        .unwrap_or(order_id)
+        .to_string()
+}
+
 /// The lines of a reservation merged per SKU and checked: ids valid, quantities at least 1.
 pub fn normalise(lines: &[StockLine]) -> Result<Vec<StockLine>, FieldError> {
     if lines.is_empty() {

@@ -11,8 +11,8 @@ pub mod types;
 pub mod fixtures;
 
 pub use inventory::{
-    decide_with_stock, InventoryCommand, InventoryError, InventoryEvent, Reservation,
-    ReservationStatus,
+    decide_with_stock, inventory_target, InventoryCommand, InventoryError, InventoryEvent,
+    Reservation, ReservationStatus,
 };
 pub use money::{Currency, Money};
 pub use order::{CreateOrder, Order, OrderCommand, OrderError, OrderEvent, OrderStatus};

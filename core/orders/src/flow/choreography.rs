@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::domain::types::StockLine;
 use crate::domain::{
-    CancelReason, Flow, InventoryEvent, Order, OrderEvent, PaymentEvent, RefundStatus,
-    ShipmentEvent,
+    inventory_target, CancelReason, Flow, InventoryEvent, Order, OrderEvent, PaymentEvent,
+    RefundStatus, ShipmentEvent,
 };
 use crate::flow::{FlowEnvelope, FlowEvent};
 use sagaflow_eventsourcing::command::{command_id_for, CommandEnvelope};
@@ -25,6 +25,7 @@ pub enum PolicyError {
 /// Whether a reaction to this event type may need the order's state (so the caller loads it).
 pub fn needs_order(event_type: &str) -> bool {
     event_type == "order.completed"
+        || event_type == "order.cancel_requested"
         || (!event_type.starts_with("order.") && !event_type.starts_with("saga."))
 }
 
@@ -56,7 +57,7 @@ pub fn react(
                     refund(&order_id, &why),
                     (
                         "inventory.release",
-                        order_id.clone(),
+                        order.map_or_else(|| order_id.clone(), stock_target),
                         json!({ "order_id": order_id, "reason": why.to_string() }),
                     ),
                     (
@@ -76,7 +77,7 @@ pub fn react(
                 }
                 vec![(
                     "inventory.ship",
-                    order_id.clone(),
+                    stock_target(order),
                     json!({ "order_id": order_id }),
                 )]
             }
@@ -128,6 +129,16 @@ fn refund(order_id: &str, reason: &CancelReason) -> (&'static str, String, Value
     )
 }
 
+/// The target of `order`'s inventory commands ([`inventory_target`]).
+fn stock_target(order: &Order) -> String {
+    let lines: Vec<StockLine> = order
+        .details
+        .iter()
+        .flat_map(|d| d.lines.iter().map(StockLine::from))
+        .collect();
+    inventory_target(&order.order_id(), &lines)
+}
+
 /// Reads a refund reason written as `code: detail` back into a cancel reason.
 fn reason_from_refund(reason: &str) -> CancelReason {
     match reason.split_once(": ") {
@@ -150,7 +161,7 @@ fn react_to_service_event(
                 let lines: Vec<StockLine> = details.lines.iter().map(StockLine::from).collect();
                 vec![(
                     "inventory.reserve",
-                    order_id.clone(),
+                    inventory_target(&order_id, &lines),
                     json!({ "order_id": order_id, "lines": lines }),
                 )]
             }
@@ -193,7 +204,7 @@ fn react_to_service_event(
                 vec![
                     (
                         "inventory.release",
-                        order_id.clone(),
+                        stock_target(order),
                         json!({ "order_id": order_id, "reason": why.to_string() }),
                     ),
                     refund(&order_id, &why),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::domain::{CancelReason, RefundStatus, StockLine};
+use crate::domain::{inventory_target, CancelReason, RefundStatus, StockLine};
 use crate::flow::services::FlowServices;
 use crate::flow::{FlowEnvelope, FlowEvent};
 use sagaflow_eventsourcing::clock::SimClock;
@@ -56,6 +56,14 @@ fn stock_lines(data: &SagaData) -> Result<Vec<StockLine>, CommandBuildError> {
         field: "lines".into(),
         reason: e.to_string(),
     })
+}
+
+/// The target of the order's inventory commands ([`inventory_target`]).
+fn stock_target(data: &SagaData) -> Result<String, CommandBuildError> {
+    Ok(inventory_target(
+        &text(data, "order_id")?,
+        &stock_lines(data)?,
+    ))
 }
 
 /// Why the saga is being compensated, as a cancel reason with a stable code.
@@ -185,7 +193,7 @@ pub fn order_saga_with_timing(timing: StepTiming) -> Result<SagaDefinition, Saga
                 SagaCommand::new("order.complete", order_id.clone(), json!({})),
                 SagaCommand::new(
                     "inventory.ship",
-                    order_id.clone(),
+                    stock_target(d)?,
                     json!({ "order_id": order_id }),
                 ),
             ])
@@ -198,7 +206,7 @@ fn reserve_inventory_step() -> SagaStep {
         let order_id = text(d, "order_id")?;
         Ok(SagaCommand::new(
             "inventory.reserve",
-            order_id.clone(),
+            stock_target(d)?,
             json!({ "order_id": order_id, "lines": stock_lines(d)? }),
         ))
     })
@@ -209,7 +217,7 @@ fn reserve_inventory_step() -> SagaStep {
             let order_id = text(d, "order_id")?;
             Ok(SagaCommand::new(
                 "inventory.release",
-                order_id.clone(),
+                stock_target(d)?,
                 json!({ "order_id": order_id, "reason": cancel_reason(d).to_string() }),
             ))
         },
@@ -265,7 +273,7 @@ pub fn shipping_saga() -> Result<SagaDefinition, SagaDefinitionError> {
             let order_id = text(d, "order_id")?;
             Ok(vec![SagaCommand::new(
                 "inventory.ship",
-                order_id.clone(),
+                stock_target(d)?,
                 json!({ "order_id": order_id }),
             )])
         })
