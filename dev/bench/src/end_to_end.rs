@@ -47,10 +47,13 @@ pub struct EndToEndFigures {
     pub records_produced_per_order: f64,
     /// DynamoDB requests by the functions, by operation, per order.
     pub requests_per_order: BTreeMap<String, f64>,
-    /// Estimated read request units per order.
+    /// Read request units per order, as the endpoint reported them.
     pub read_units_per_order: f64,
-    /// Estimated write request units per order.
+    /// Write request units per order, as the endpoint reported them.
     pub write_units_per_order: f64,
+    /// Responses per order that reported no units (failed conditions, cancelled
+    /// transactions), whose units are estimated from the request.
+    pub estimated_responses_per_order: f64,
     /// The same, of the events table (the services, the orchestrator, the timer).
     pub event_write_units_per_order: f64,
     /// The same, of the analytics table (the analytics function).
@@ -142,7 +145,7 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
     let by_table = counter.write_units_by_table();
     let mut items = counter.transaction_items().into_iter().collect::<Vec<_>>();
     items.sort_by_key(|(_, (_, units))| std::cmp::Reverse(*units));
-    let table_units = |table: &str| by_table.get(table).copied().unwrap_or(0);
+    let table_units = |table: &str| by_table.get(table).copied().unwrap_or(0.0);
     let (event_units, analytics_units) = (
         table_units(system.store.table()),
         table_units(system.analytics.table()),
@@ -173,7 +176,9 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
         ));
     }
     let per_order = |n: u64| n as f64 / orders as f64;
+    let per_order_units = |units: f64| units / orders as f64;
     let total = |f: fn(&OperationCount) -> u64| counts.values().map(f).sum::<u64>();
+    let total_units = |f: fn(&OperationCount) -> f64| counts.values().map(f).sum::<f64>();
     let figures = EndToEndFigures {
         orders,
         orders_per_second: orders as f64 / wall,
@@ -186,10 +191,11 @@ pub async fn run(settings: &Settings) -> Result<EndToEndFigures, String> {
             .iter()
             .map(|(op, c)| (op.clone(), per_order(c.requests)))
             .collect(),
-        read_units_per_order: per_order(total(|c| c.read_units)),
-        write_units_per_order: per_order(total(|c| c.write_units)),
-        event_write_units_per_order: per_order(event_units),
-        analytics_write_units_per_order: per_order(analytics_units),
+        read_units_per_order: per_order_units(total_units(|c| c.read_units)),
+        write_units_per_order: per_order_units(total_units(|c| c.write_units)),
+        estimated_responses_per_order: per_order(total(|c| c.estimated)),
+        event_write_units_per_order: per_order_units(event_units),
+        analytics_write_units_per_order: per_order_units(analytics_units),
         transaction_items_per_order: items
             .into_iter()
             .map(|(kind, (n, units))| (kind, per_order(n), per_order(units)))
@@ -225,13 +231,14 @@ fn print(f: &EndToEndFigures) {
         .map(|(op, n)| format!("{op} {n:.1}"))
         .collect();
     println!(
-        "  DynamoDB per order: {requests:.1} requests ({}), ~{:.1} read and ~{:.1} write request units",
+        "  DynamoDB per order: {requests:.1} requests ({}), {:.1} read and {:.1} write request units as the endpoint reported them ({:.2} responses an order without them, estimated)",
         by_op.join(", "),
         f.read_units_per_order,
-        f.write_units_per_order
+        f.write_units_per_order,
+        f.estimated_responses_per_order
     );
     println!(
-        "  write units per order by table: events ~{:.1}, analytics ~{:.1}",
+        "  write units per order by table: events {:.1}, analytics {:.1}",
         f.event_write_units_per_order, f.analytics_write_units_per_order
     );
     let items: Vec<String> = f
@@ -240,7 +247,7 @@ fn print(f: &EndToEndFigures) {
         .map(|(kind, n, units)| format!("{kind} {n:.1} (~{units:.1})"))
         .collect();
     println!(
-        "  transaction items per order (write units): {}",
+        "  transaction items per order (write units estimated from each item's size in the request; an update is billed for its whole item): {}",
         items.join(", ")
     );
     println!(

@@ -39,10 +39,10 @@ const BATCH: usize = 10;
 pub struct Cost {
     /// Requests sent.
     pub requests: u64,
-    /// Estimated read request units.
-    pub read_units: u64,
-    /// Estimated write request units.
-    pub write_units: u64,
+    /// Read request units the endpoint reported (estimated where it reported none).
+    pub read_units: f64,
+    /// Write request units the endpoint reported (estimated where it reported none).
+    pub write_units: f64,
 }
 
 impl Cost {
