@@ -334,6 +334,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let request = AppendRequest {
                 stream: stream.clone(),
                 expected_version: decided.before.1,
+                expected_from_store: true,
                 events: decided.events.clone(),
                 idempotency_keys: decided.keys.clone(),
                 wake: Wake::between(decided.before.0, decided.state.wake_at()),

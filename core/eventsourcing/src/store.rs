@@ -19,6 +19,12 @@ pub struct AppendRequest {
     pub stream: StreamId,
     /// The stream version the events were decided on (0 for a new stream).
     pub expected_version: u64,
+    /// Whether `expected_version` is one this store reported: read from it, or the version
+    /// an append it acknowledged left. Streams only grow, so such a version is never ahead
+    /// of the stream, and a store may leave out the check that it exists (on DynamoDB a
+    /// transaction item, about a sixth of an order's write units). A caller that takes the
+    /// version from anywhere else leaves it `false` and gets the check.
+    pub expected_from_store: bool,
     /// The events, numbered `expected_version + 1` onwards.
     pub events: Vec<StoredEvent>,
     /// Recorded with the events in one atomic write; if any was already recorded, nothing is

@@ -165,6 +165,7 @@ impl EventStore for RacingStore {
                 .append(AppendRequest {
                     stream: request.stream.clone(),
                     expected_version: request.expected_version,
+                    expected_from_store: false,
                     events: rival,
                     idempotency_keys: Vec::new(),
                     wake: Wake::Unchanged,

@@ -232,6 +232,7 @@ impl EventStore for RestockedMeanwhile {
                 .append(AppendRequest {
                     stream: mug,
                     expected_version: version,
+                    expected_from_store: false,
                     events,
                     idempotency_keys: Vec::new(),
                     wake: Wake::Unchanged,

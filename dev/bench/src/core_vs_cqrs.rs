@@ -712,6 +712,7 @@ async fn seed_sagaflow(
         .append(AppendRequest {
             stream,
             expected_version: 0,
+            expected_from_store: false,
             events: stored,
             idempotency_keys: Vec::new(),
             wake: Wake::Unchanged,

@@ -101,5 +101,10 @@ async fn an_update_is_counted_for_the_whole_item_it_changes() {
     assert_eq!(counts["GetItem"].read_units, 1.0);
     assert!(counts.values().all(|c| c.estimated == 0), "{counts:?}");
     assert_eq!(counter.write_units_by_table()[&table], 10.0);
-    client.delete_table().table_name(&table).send().await.unwrap();
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
 }

@@ -1,6 +1,11 @@
 //! The core's `EventStore` on DynamoDB: one item per event, appended in one conditional
 //! transaction together with the idempotency record of the command that produced them.
 //!
+//! Each event is put on the condition that its sequence is free, which refuses a writer that
+//! is behind. A writer that claims a version the stream never reached would leave a gap, so
+//! the transaction also checks that the expected version's event exists, unless the request
+//! says the version came from this store ([`AppendRequest::expected_from_store`]).
+//!
 //! Item layout of the events table (`pk` string, `sk` number):
 //!
 //! | item | `pk` | `sk` | other attributes |
@@ -359,8 +364,9 @@ impl DynamoEventStore {
         items: &mut Vec<TransactWriteItem>,
     ) -> Result<std::ops::Range<usize>, StoreError> {
         // Without this check a writer that believes the stream is longer than it is could
-        // leave a gap; the conditional puts alone only catch writers that are behind.
-        if request.expected_version > 0 {
+        // leave a gap; the conditional puts alone only catch writers that are behind. A
+        // version this store reported cannot be ahead (streams only grow), so it goes unchecked.
+        if request.expected_version > 0 && !request.expected_from_store {
             let check = ConditionCheck::builder()
                 .table_name(&self.table)
                 .key("pk", s(stream_key(&request.stream)))
@@ -726,5 +732,66 @@ impl EventStore for DynamoEventStore {
             .await
             .map(|_| ())
             .map_err(|e| unavailable("PutItem", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sagaflow_eventsourcing::event::{event_id_for, EventEnvelope};
+
+    fn offline_store() -> DynamoEventStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        DynamoEventStore::new(Client::from_conf(config), "t-events")
+    }
+
+    fn request(expected_from_store: bool) -> AppendRequest {
+        let stream = StreamId::new("order", "o-1");
+        AppendRequest {
+            stream: stream.clone(),
+            expected_version: 4,
+            expected_from_store,
+            events: vec![EventEnvelope {
+                trace_context: None,
+                event_id: event_id_for(&stream, 5),
+                aggregate_type: "order".into(),
+                aggregate_id: "o-1".into(),
+                sequence: 5,
+                event_type: "order.completed".into(),
+                schema_version: 1,
+                occurred_at: Timestamp(1),
+                correlation_id: "o-1".into(),
+                causation_id: "c-1".into(),
+                payload: serde_json::json!({}),
+            }],
+            idempotency_keys: vec!["command:c-1".into()],
+            wake: Wake::Unchanged,
+            snapshot: None,
+        }
+    }
+
+    fn checks(transaction: &Transaction) -> usize {
+        transaction
+            .items
+            .iter()
+            .filter(|item| item.condition_check.is_some())
+            .count()
+    }
+
+    #[test]
+    fn a_version_the_store_reported_is_not_checked_again() {
+        let store = offline_store();
+        let claimed = store.transaction(&[request(false)], Timestamp(1)).unwrap();
+        assert_eq!((claimed.items.len(), checks(&claimed)), (3, 1));
+        let reported = store.transaction(&[request(true)], Timestamp(1)).unwrap();
+        assert_eq!((reported.items.len(), checks(&reported)), (2, 0));
+        // Writing nothing still holds the stream to its version, reported or not.
+        let mut empty = request(true);
+        empty.events.clear();
+        let held = store.transaction(&[empty], Timestamp(1)).unwrap();
+        assert_eq!((held.items.len(), checks(&held)), (2, 1));
     }
 }

@@ -67,6 +67,7 @@ async fn a_long_stream_loads_across_query_pages() {
             .append(AppendRequest {
                 stream: stream.clone(),
                 expected_version: version,
+                expected_from_store: false,
                 events,
                 idempotency_keys: Vec::new(),
                 wake: Wake::Unchanged,
@@ -105,6 +106,7 @@ async fn a_batch_over_the_transaction_limit_is_refused_with_a_clear_error() {
         .append(AppendRequest {
             stream: stream.clone(),
             expected_version: 0,
+            expected_from_store: false,
             events,
             idempotency_keys: vec!["k-huge".into()],
             wake: Wake::Unchanged,
@@ -204,6 +206,7 @@ fn one_event(stream: &StreamId, sequence: u64, key: &str) -> AppendRequest {
     AppendRequest {
         stream: stream.clone(),
         expected_version: sequence - 1,
+        expected_from_store: false,
         events: vec![EventEnvelope {
             trace_context: None,
             event_id: event_id_for(stream, sequence),

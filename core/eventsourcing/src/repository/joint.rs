@@ -212,6 +212,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let request = AppendRequest {
             stream: stream.clone(),
             expected_version: version,
+            expected_from_store: true,
             events: stored,
             idempotency_keys,
             wake: Wake::between(wake_before, state.wake_at()),

@@ -36,6 +36,7 @@ fn request(stream: &StreamId, expected: u64, count: u64, key: Option<&str>) -> A
     AppendRequest {
         stream: stream.clone(),
         expected_version: expected,
+        expected_from_store: false,
         events: events(stream, expected, count),
         idempotency_keys: key.map(str::to_string).into_iter().collect(),
         wake: Wake::Unchanged,
@@ -82,6 +83,39 @@ pub async fn stale_writer_gets_a_conflict<S: EventStore>(store: &S, prefix: &str
         "{from_zero:?}"
     );
     assert_eq!(store.load(&stream, 0).await.expect("load").len(), 2);
+}
+
+/// A version the caller claims is checked: one ahead of the stream is refused, so no gap can
+/// open. A version the store reported needs no such check (it cannot be ahead), yet a writer
+/// that is behind still gets its conflict.
+pub async fn a_claimed_version_must_exist<S: EventStore>(store: &S, prefix: &str) {
+    let stream = StreamId::new("scenario", format!("{prefix}-claimed"));
+    store
+        .append(request(&stream, 0, 2, None))
+        .await
+        .expect("first append");
+    let ahead = store.append(request(&stream, 3, 1, None)).await;
+    assert!(
+        matches!(ahead, Err(StoreError::Conflict { expected: 3, .. })),
+        "{ahead:?}"
+    );
+    let reported = |expected: u64| AppendRequest {
+        expected_from_store: true,
+        ..request(&stream, expected, 1, None)
+    };
+    assert_eq!(
+        store.append(reported(2)).await,
+        Ok(AppendOutcome::Appended { version: 3 })
+    );
+    let behind = store.append(reported(2)).await;
+    assert!(
+        matches!(behind, Err(StoreError::Conflict { expected: 2, .. })),
+        "{behind:?}"
+    );
+    assert_eq!(
+        store.load(&stream, 0).await.expect("load"),
+        events(&stream, 0, 3)
+    );
 }
 
 /// Of two writers racing from the same version, exactly one wins.
@@ -432,6 +466,7 @@ macro_rules! event_store_scenarios {
         $crate::event_store_scenarios!(@each [$(#[$attr])*] $store;
             appends_and_loads_in_order,
             stale_writer_gets_a_conflict,
+            a_claimed_version_must_exist,
             racing_writers_one_wins,
             idempotency_key_is_recorded_once,
             conflict_does_not_record_the_key,
