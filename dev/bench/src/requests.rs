@@ -299,7 +299,7 @@ fn print(figures: &RequestFigures, lengths: &[u64]) {
         }
         println!();
     }
-    println!("  (requests per command; in brackets estimated read and write request units)");
+    println!("  (requests per command; in brackets the read and write request units the endpoint reported)");
     println!(
         "  sagaflow, {BATCH} commands to one aggregate in one batch: {:.2} requests per command (one by one: {:.2})",
         figures.batched_per_command, figures.one_by_one_per_command

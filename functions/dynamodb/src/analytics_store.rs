@@ -7,13 +7,19 @@
 //! | item | `pk` | other attributes |
 //! |---|---|---|
 //! | stream progress | `stream#<aggregate_type>#<aggregate_id>` | `position`, `status`?, `started_at`? |
-//! | summary shard | `summary#<0..SUMMARY_SHARDS>` | `c|<metric>|<key>` counters, `d|<metric>|<outcome>|{count,total,min,max}` durations |
+//! | summary shard | `summary#<family>#<0..SUMMARY_SHARDS>` | `c|<metric>|<key>` counters, `d|<metric>|<outcome>|{count,total,min,max}` durations |
 //!
 //! Applying an event puts the stream's new progress on the condition that the stream is still
 //! where it was read, and adds the event's counter deltas to one summary shard, in the same
 //! transaction: a redelivery fails the condition and adds nothing, and a crash between the two
 //! cannot happen. Counters live in shards chosen by stream, so concurrent events of different
-//! streams rarely contend for one item; the query adds the shards up. Minimum and maximum
+//! streams rarely contend for one item; the query adds the shards up.
+//!
+//! Each aggregate type (the shard's family, [`FAMILIES`]) has shards of its own, because
+//! DynamoDB bills an update for the whole item it changes: one item holding every metric's
+//! counters grew past 1 KB and cost 4 to 6 write units a transaction, where an order's, a
+//! saga's or a payment's counters alone stay under 1 KB (2 units). Tables written before the
+//! families (`summary#<shard>`) still read back: the query adds those items in too. Minimum and maximum
 //! durations are set only under a condition that they still are the extremes read, so a race
 //! retries instead of losing a smaller minimum.
 
@@ -25,7 +31,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use sagaflow_eventsourcing::Timestamp;
+use sagaflow_eventsourcing::{Aggregate, Timestamp};
 use sagaflow_orders::flow::FlowEnvelope;
 use sagaflow_orders::projection::{
     analytics_run_change, same_stream, AnalyticsChange, AnalyticsStore, AnalyticsSummary, Applied,
@@ -43,6 +49,17 @@ use sagaflow_eventsourcing::Transience;
 /// `BatchGetItem` (at most 100 keys). Counters add up whatever shard holds them, so a table
 /// written with fewer shards still reads back right.
 pub const SUMMARY_SHARDS: u64 = 32;
+/// The aggregate types whose counters have shards of their own; any other type's counters go
+/// to the shards of [`OTHER_FAMILY`], so the query never misses them.
+pub const FAMILIES: [&str; 5] = [
+    sagaflow_orders::domain::Order::TYPE,
+    sagaflow_orders::domain::Payment::TYPE,
+    "saga",
+    sagaflow_orders::domain::Reservation::TYPE,
+    sagaflow_orders::domain::Shipment::TYPE,
+];
+/// The family of an aggregate type not in [`FAMILIES`].
+pub const OTHER_FAMILY: &str = "other";
 /// How often one event is tried when other writers keep moving the items it needs.
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -71,8 +88,26 @@ pub fn summary_shard(stream: &str) -> u64 {
     fnv1a(stream.as_bytes()) % SUMMARY_SHARDS
 }
 
-fn shard_key(shard: u64) -> String {
-    format!("summary#{shard}")
+/// The family whose shards hold `aggregate_type`'s counters.
+pub fn family(aggregate_type: &str) -> &'static str {
+    FAMILIES
+        .into_iter()
+        .find(|family| *family == aggregate_type)
+        .unwrap_or(OTHER_FAMILY)
+}
+
+fn shard_key(family: &str, shard: u64) -> String {
+    format!("summary#{family}#{shard}")
+}
+
+/// Every summary item the query reads: each family's shards, and the shards of tables
+/// written before the families (`summary#<shard>`).
+fn summary_keys() -> Vec<String> {
+    let families = FAMILIES.into_iter().chain([OTHER_FAMILY]);
+    families
+        .flat_map(|family| (0..SUMMARY_SHARDS).map(move |shard| shard_key(family, shard)))
+        .chain((0..SUMMARY_SHARDS).map(|shard| format!("summary#{shard}")))
+        .collect()
 }
 
 fn counter_attribute(metric: Metric, key: &str) -> String {
@@ -263,7 +298,7 @@ impl DynamoAnalyticsStore {
 
     fn shard_update(
         &self,
-        shard: u64,
+        shard_pk: &str,
         change: &AnalyticsChange,
         extremes: &HashMap<String, AttributeValue>,
     ) -> Result<TransactWriteItem, ReadModelError> {
@@ -326,7 +361,7 @@ impl DynamoAnalyticsStore {
         }
         let update = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(shard_key(shard)))
+            .key("pk", s(shard_pk))
             .update_expression(expression)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values));
@@ -389,7 +424,7 @@ impl DynamoAnalyticsStore {
         };
         let stream = first.stream_id().to_string();
         let stream_pk = format!("stream#{stream}");
-        let shard = summary_shard(&stream);
+        let shard_pk = shard_key(family(&first.aggregate_type), summary_shard(&stream));
         for attempt in 0..MAX_ATTEMPTS {
             let cached = if attempt == 0 {
                 self.remembered().get(&stream_pk).cloned()
@@ -407,11 +442,11 @@ impl DynamoAnalyticsStore {
             let extremes = if change.durations.is_empty() {
                 HashMap::new()
             } else {
-                self.get_item(&shard_key(shard)).await?.unwrap_or_default()
+                self.get_item(&shard_pk).await?.unwrap_or_default()
             };
             let items = vec![
                 self.progress_put(&stream_pk, read.as_ref(), &change.progress)?,
-                self.shard_update(shard, &change, &extremes)?,
+                self.shard_update(&shard_pk, &change, &extremes)?,
             ];
             let committed = self.commit(items).await;
             if !matches!(committed, Ok(Attempt::Committed)) {
@@ -452,16 +487,17 @@ impl AnalyticsStore for DynamoAnalyticsStore {
     }
 
     async fn summary(&self) -> Result<AnalyticsSummary, ReadModelError> {
-        let mut pending: Vec<HashMap<String, AttributeValue>> = (0..SUMMARY_SHARDS)
-            .map(|shard| HashMap::from([("pk".to_string(), s(shard_key(shard)))]))
+        let mut pending: Vec<HashMap<String, AttributeValue>> = summary_keys()
+            .into_iter()
+            .map(|pk| HashMap::from([("pk".to_string(), s(pk))]))
             .collect();
         let mut summary = AnalyticsSummary::default();
-        for attempt in 0..MAX_ATTEMPTS {
-            if pending.is_empty() {
-                return Ok(summary);
-            }
+        let mut throttled = 0;
+        while !pending.is_empty() {
+            // BatchGetItem takes at most 100 keys.
+            let rest = pending.split_off(pending.len().min(100));
             let keys = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
+                .set_keys(Some(std::mem::replace(&mut pending, rest)))
                 .consistent_read(true)
                 .build()
                 .map_err(|e| refused(format!("cannot build BatchGetItem: {e}")))?;
@@ -481,29 +517,52 @@ impl AnalyticsStore for DynamoAnalyticsStore {
             {
                 add_shard(&mut summary, item);
             }
-            pending = output
+            let unprocessed = output
                 .unprocessed_keys
                 .and_then(|mut u| u.remove(&self.table))
                 .map(|k| k.keys)
                 .unwrap_or_default();
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+            if !unprocessed.is_empty() {
+                if throttled == MAX_ATTEMPTS {
+                    return Err(ReadModelError::Unavailable {
+                        reason: "BatchGetItem: summary shards still unprocessed after retries"
+                            .into(),
+                        transience: Transience::Transient,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(10 << throttled.min(6))).await;
+                throttled += 1;
+                pending.extend(unprocessed);
             }
         }
-        if pending.is_empty() {
-            Ok(summary)
-        } else {
-            Err(ReadModelError::Unavailable {
-                reason: "BatchGetItem: summary shards still unprocessed after retries".into(),
-                transience: Transience::Transient,
-            })
-        }
+        Ok(summary)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_aggregate_type_has_shards_of_its_own() {
+        assert_eq!(family("order"), "order");
+        assert_eq!(family("saga"), "saga");
+        assert_eq!(family("inventory"), "inventory");
+        assert_eq!(family("something-new"), OTHER_FAMILY);
+        let keys = summary_keys();
+        assert_eq!(
+            keys.len() as u64,
+            (FAMILIES.len() as u64 + 2) * SUMMARY_SHARDS
+        );
+        assert!(keys.contains(&shard_key("payment", SUMMARY_SHARDS - 1)));
+        assert!(keys.contains(&shard_key(OTHER_FAMILY, 0)));
+        assert!(
+            keys.contains(&"summary#0".to_string()),
+            "the old layout is read"
+        );
+        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {

@@ -68,3 +68,53 @@ async fn concurrent_streams_each_apply_once_and_add_up() {
     let expected = AnalyticsProjection::replay(&history).unwrap();
     assert_eq!(&store.summary().await.unwrap(), expected.summary());
 }
+
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn counters_written_before_the_families_still_add_up() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let client = common::local_client().await;
+    let table = common::table_name("test-analytics", "legacy");
+    ensure_analytics_table(&client, &table).await.unwrap();
+    let store = DynamoAnalyticsStore::new(client.clone(), table.clone());
+    // A shard of the layout before the families: every metric in `summary#<shard>`.
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("summary#7".into()))
+        .item(
+            "c|orders_by_status|completed",
+            AttributeValue::N("5".into()),
+        )
+        .item(
+            "c|events_by_type|order.completed",
+            AttributeValue::N("5".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let history = order_history("legacy", 3);
+    for event in &typed(&history) {
+        store.apply(event).await.unwrap();
+    }
+    let replayed = AnalyticsProjection::replay(&history).unwrap();
+    let mut expected = replayed.summary().clone();
+    *expected
+        .orders_by_status
+        .entry("completed".into())
+        .or_default() += 5;
+    *expected
+        .events_by_type
+        .entry("order.completed".into())
+        .or_default() += 5;
+    assert_eq!(store.summary().await.unwrap(), expected);
+    // The new events went to their families' shards, none to the old layout's.
+    let old = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("summary#7".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.item().map(|item| item.len()), Some(3));
+}
