@@ -24,7 +24,8 @@
 //! retries instead of losing a smaller minimum.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -37,6 +38,7 @@ use sagaflow_orders::projection::{
     analytics_run_change, same_stream, AnalyticsChange, AnalyticsStore, AnalyticsSummary, Applied,
     DurationMetric, DurationSample, DurationStats, Metric, ReadModelError, StreamProgress,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use crate::attributes::{fnv1a, get_n, get_s, n, s, sdk_failure};
 use crate::push_back::PushBack;
@@ -70,7 +72,27 @@ pub struct DynamoAnalyticsStore {
     table: String,
     progress: Arc<Mutex<HashMap<String, StreamProgress>>>,
     push_back: Arc<PushBack>,
+    /// Where stream runs decided at the same time queue for one transaction.
+    group: Arc<OnceLock<mpsc::UnboundedSender<Submitted>>>,
 }
+
+/// One stream run's write, decided on the progress it read and waiting to be committed.
+struct PendingRun {
+    stream_pk: String,
+    read: Option<StreamProgress>,
+    change: AnalyticsChange,
+    /// The aggregate type's shards ([`family`]) and the one this stream's counters go to
+    /// when no other run of its family shares the transaction.
+    family: &'static str,
+    shard_pk: String,
+}
+
+/// A run handed to the group commit, and where its outcome goes.
+type Submitted = (PendingRun, oneshot::Sender<Result<Attempt, ReadModelError>>);
+
+/// At most this many stream runs share a transaction: each brings its progress item, and
+/// each family one shard item, within DynamoDB's 100.
+const MAX_GROUP: usize = 90;
 
 /// Streams whose progress one function remembers between events.
 const REMEMBERED_STREAMS: usize = 16_384;
@@ -127,8 +149,17 @@ fn read_progress(item: Option<&HashMap<String, AttributeValue>>) -> Option<Strea
     })
 }
 
-/// Adds one summary shard item's counters and durations to `summary`.
-fn add_shard(summary: &mut AnalyticsSummary, item: &HashMap<String, AttributeValue>) {
+/// Counter totals over every shard read so far. A shard may hold a negative part of a
+/// counter (a status left, its entry counted in another shard), so shards are added up signed
+/// and the summary, whose counts are unsigned, takes only the totals.
+type CounterTotals = HashMap<(Metric, String), i64>;
+
+/// Adds one summary shard item's counters to `counters` and its durations to `summary`.
+fn add_shard(
+    summary: &mut AnalyticsSummary,
+    counters: &mut CounterTotals,
+    item: &HashMap<String, AttributeValue>,
+) {
     let mut durations: HashMap<(DurationMetric, String), DurationStats> = HashMap::new();
     for (name, value) in item {
         let Some(number) = value.as_n().ok().and_then(|v| v.parse::<i64>().ok()) else {
@@ -137,7 +168,8 @@ fn add_shard(summary: &mut AnalyticsSummary, item: &HashMap<String, AttributeVal
         if let Some(rest) = name.strip_prefix("c|") {
             if let Some((metric, key)) = rest.split_once('|') {
                 if let Some(metric) = Metric::from_name(metric) {
-                    summary.add_to_counter(metric, key, number);
+                    let total = counters.entry((metric, key.to_string())).or_default();
+                    *total = total.saturating_add(number);
                 }
             }
         } else if let Some(rest) = name.strip_prefix("d|") {
@@ -206,6 +238,7 @@ fn folded_durations(samples: &[DurationSample]) -> Vec<FoldedDurations<'_>> {
 }
 
 /// Why one attempt at applying an event did not commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Attempt {
     Committed,
     /// Another writer moved the stream or an extreme since it was read: read again.
@@ -220,6 +253,7 @@ impl DynamoAnalyticsStore {
             table: table.into(),
             progress: Arc::default(),
             push_back: Arc::default(),
+            group: Arc::default(),
         }
     }
 
@@ -439,22 +473,22 @@ impl DynamoAnalyticsStore {
             let Some(change) = outcome.change else {
                 return Ok(outcome.applied);
             };
-            let extremes = if change.durations.is_empty() {
-                HashMap::new()
-            } else {
-                self.get_item(&shard_pk).await?.unwrap_or_default()
-            };
-            let items = vec![
-                self.progress_put(&stream_pk, read.as_ref(), &change.progress)?,
-                self.shard_update(&shard_pk, &change, &extremes)?,
-            ];
-            let committed = self.commit(items).await;
+            let progress = change.progress.clone();
+            let committed = self
+                .commit_together(PendingRun {
+                    stream_pk: stream_pk.clone(),
+                    read,
+                    change,
+                    family: family(&first.aggregate_type),
+                    shard_pk: shard_pk.clone(),
+                })
+                .await;
             if !matches!(committed, Ok(Attempt::Committed)) {
                 self.remembered().remove(&stream_pk);
             }
             match committed? {
                 Attempt::Committed => {
-                    self.remember(&stream_pk, &change.progress);
+                    self.remember(&stream_pk, &progress);
                     return Ok(outcome.applied);
                 }
                 Attempt::Moved => {
@@ -469,6 +503,124 @@ impl DynamoAnalyticsStore {
             reason: format!("{stream}: gave up after {MAX_ATTEMPTS} contended attempts"),
             transience: Transience::Transient,
         })
+    }
+}
+
+/// Adds `later`'s counters and durations to `merged` (its progress is another stream's).
+fn merge_counts(merged: &mut AnalyticsChange, later: &AnalyticsChange) {
+    for counter in &later.counters {
+        match merged
+            .counters
+            .iter_mut()
+            .find(|c| c.metric == counter.metric && c.key == counter.key)
+        {
+            Some(c) => c.delta = c.delta.saturating_add(counter.delta),
+            None => merged.counters.push(counter.clone()),
+        }
+    }
+    merged.durations.extend(later.durations.iter().cloned());
+}
+
+/// Group commit: the stream runs that a batch's key groups decide while a transaction is in
+/// flight are written together in the next one, each with its own progress item and their
+/// counters added to one shard per family. One transaction and one shard update then serve
+/// several streams where each stream paid for both; a stream's events still commit only with
+/// its progress, so a redelivery adds nothing.
+impl DynamoAnalyticsStore {
+    /// Commits `run` in the next group transaction, or on its own if the group's task is gone
+    /// (its runtime ended).
+    async fn commit_together(&self, run: PendingRun) -> Result<Attempt, ReadModelError> {
+        let sender = self.group.get_or_init(|| self.start_group_commit());
+        let (done, outcome) = oneshot::channel();
+        match sender.send((run, done)) {
+            Ok(()) => outcome.await.unwrap_or_else(|_| {
+                Err(ReadModelError::Unavailable {
+                    reason: "the analytics group commit stopped before answering".into(),
+                    transience: Transience::Transient,
+                })
+            }),
+            Err(mpsc::error::SendError((run, _))) => self.commit_group(&[run]).await,
+        }
+    }
+
+    /// Starts the task that commits queued runs, one group at a time. It holds a copy of the
+    /// store without the queue, so it ends once every user of the queue is gone.
+    fn start_group_commit(&self) -> mpsc::UnboundedSender<Submitted> {
+        let (sender, mut queue) = mpsc::unbounded_channel::<Submitted>();
+        let writer = Self {
+            group: Arc::default(),
+            ..self.clone()
+        };
+        tokio::spawn(async move {
+            let mut deferred: VecDeque<Submitted> = VecDeque::new();
+            loop {
+                let first = match deferred.pop_front() {
+                    Some(first) => first,
+                    None => match queue.recv().await {
+                        Some(first) => first,
+                        None => return,
+                    },
+                };
+                let mut group = vec![first];
+                let mut next = || deferred.pop_front().or_else(|| queue.try_recv().ok());
+                while group.len() < MAX_GROUP {
+                    let Some(submitted) = next() else { break };
+                    // A transaction may touch an item once: a stream's later run waits.
+                    if group
+                        .iter()
+                        .any(|(run, _)| run.stream_pk == submitted.0.stream_pk)
+                    {
+                        deferred.push_back(submitted);
+                        break;
+                    }
+                    group.push(submitted);
+                }
+                let (runs, answers): (Vec<PendingRun>, Vec<_>) = group.into_iter().unzip();
+                match writer.commit_group(&runs).await {
+                    Err(_) if runs.len() > 1 => {
+                        // Refused outright: find the run it was about by committing each alone.
+                        for (run, answer) in runs.into_iter().zip(answers) {
+                            let _ = answer.send(writer.commit_group(&[run]).await);
+                        }
+                    }
+                    outcome => {
+                        for answer in answers {
+                            let _ = answer.send(outcome.clone());
+                        }
+                    }
+                }
+            }
+        });
+        sender
+    }
+
+    /// One transaction: every run's progress on the condition it read, and per family one
+    /// shard update with the runs' counters added up.
+    async fn commit_group(&self, runs: &[PendingRun]) -> Result<Attempt, ReadModelError> {
+        let mut shards: Vec<(&'static str, &str, AnalyticsChange)> = Vec::new();
+        for run in runs {
+            match shards.iter_mut().find(|(family, ..)| *family == run.family) {
+                Some((_, _, merged)) => merge_counts(merged, &run.change),
+                None => shards.push((run.family, &run.shard_pk, run.change.clone())),
+            }
+        }
+        let mut items = Vec::with_capacity(runs.len() + shards.len());
+        for run in runs {
+            items.push(self.progress_put(
+                &run.stream_pk,
+                run.read.as_ref(),
+                &run.change.progress,
+            )?);
+        }
+        for (_, shard_pk, change) in &shards {
+            let extremes = if change.durations.is_empty() {
+                HashMap::new()
+            } else {
+                self.get_item(shard_pk).await?.unwrap_or_default()
+            };
+            items.push(self.shard_update(shard_pk, change, &extremes)?);
+        }
+        self.commit(items).await
     }
 }
 
@@ -492,6 +644,7 @@ impl AnalyticsStore for DynamoAnalyticsStore {
             .map(|pk| HashMap::from([("pk".to_string(), s(pk))]))
             .collect();
         let mut summary = AnalyticsSummary::default();
+        let mut counters = CounterTotals::new();
         let mut throttled = 0;
         while !pending.is_empty() {
             // BatchGetItem takes at most 100 keys.
@@ -515,7 +668,7 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 .into_iter()
                 .flatten()
             {
-                add_shard(&mut summary, item);
+                add_shard(&mut summary, &mut counters, item);
             }
             let unprocessed = output
                 .unprocessed_keys
@@ -535,6 +688,9 @@ impl AnalyticsStore for DynamoAnalyticsStore {
                 pending.extend(unprocessed);
             }
         }
+        for ((metric, key), total) in counters {
+            summary.add_to_counter(metric, &key, total);
+        }
         Ok(summary)
     }
 }
@@ -542,6 +698,31 @@ impl AnalyticsStore for DynamoAnalyticsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shard_read_first_may_hold_a_negative_part_of_a_counter() {
+        // An order counted as created in one shard and as having left that status in
+        // another: read in either order, it is no longer created.
+        let left = HashMap::from([
+            (counter_attribute(Metric::OrdersByStatus, "created"), n(-1)),
+            (counter_attribute(Metric::OrdersByStatus, "completed"), n(1)),
+        ]);
+        let entered = HashMap::from([(counter_attribute(Metric::OrdersByStatus, "created"), n(1))]);
+        for items in [[&left, &entered], [&entered, &left]] {
+            let mut summary = AnalyticsSummary::default();
+            let mut counters = CounterTotals::new();
+            for item in items {
+                add_shard(&mut summary, &mut counters, item);
+            }
+            for ((metric, key), total) in counters {
+                summary.add_to_counter(metric, &key, total);
+            }
+            assert_eq!(
+                summary.orders_by_status,
+                std::collections::BTreeMap::from([("completed".to_string(), 1)])
+            );
+        }
+    }
 
     #[test]
     fn each_aggregate_type_has_shards_of_its_own() {
@@ -602,8 +783,12 @@ mod tests {
             ("c|not_a_metric|x".to_string(), n(5)),
         ]);
         let mut summary = AnalyticsSummary::default();
-        add_shard(&mut summary, &item);
-        add_shard(&mut summary, &item);
+        let mut counters = CounterTotals::new();
+        add_shard(&mut summary, &mut counters, &item);
+        add_shard(&mut summary, &mut counters, &item);
+        for ((metric, key), total) in counters {
+            summary.add_to_counter(metric, &key, total);
+        }
         assert_eq!(
             summary.orders_by_status.len(),
             1,
