@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use sagaflow_eventsourcing::testkit::CountingStore;
 use sagaflow_eventsourcing::{
     AppendOutcome, AppendRequest, CommandMeta, CommandOutcome, DueStream, EventStore,
     InMemoryEventStore, Repository, RepositoryError, Snapshot, StoreError, StoredEvent, StreamId,
@@ -60,6 +61,31 @@ impl<S: EventStore> Inventory<S> {
                 &meta,
                 |reservation| reservation.skus_for(&command),
                 |reservation, stock| decide_with_stock(reservation, stock, &command),
+            )
+            .await
+    }
+
+    /// Runs `commands` (each with its key) as one group, as the inventory service runs a
+    /// SKU's commands of one batch.
+    async fn run_all(
+        &self,
+        commands: &[(InventoryCommand, &str)],
+    ) -> Vec<Result<CommandOutcome<Reservation>, RepositoryError<InventoryError>>> {
+        let metas: Vec<CommandMeta> = commands
+            .iter()
+            .map(|(_, key)| CommandMeta::new("corr", *key, Timestamp(5)).with_idempotency_key(*key))
+            .collect();
+        let group: Vec<(&str, &CommandMeta, &InventoryCommand)> = commands
+            .iter()
+            .zip(&metas)
+            .map(|((command, _), meta)| (command.order_id(), meta, command))
+            .collect();
+        self.reservations
+            .execute_joint_all(
+                &self.stock,
+                &group,
+                |reservation, command| reservation.skus_for(command),
+                decide_with_stock,
             )
             .await
     }
@@ -317,4 +343,90 @@ async fn orders_for_different_skus_never_contend() {
         assert_eq!(store.load(&stream, 0).await.expect("load").len(), 11);
         assert_eq!(inventory.level(sku).await.reserved, 10);
     }
+}
+
+#[tokio::test]
+async fn one_skus_reservations_in_a_batch_share_one_write_each_deciding_on_the_last() {
+    let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
+    let inventory = Inventory::new(store.clone(), 8);
+    inventory.restock("MUG", 3).await;
+    inventory.restock("TEE", 5).await;
+    let writes_before = store.appends();
+    let group = [
+        (reserve("ord-1", vec![line("MUG", 2)]), "r1"),
+        (reserve("ord-2", vec![line("MUG", 2)]), "r2"),
+        (reserve("ord-3", vec![line("MUG", 1), line("TEE", 1)]), "r3"),
+    ];
+    let outcomes = inventory.run_all(&group).await;
+    assert_eq!(
+        store.appends(),
+        writes_before + 1,
+        "one write for the group"
+    );
+    let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.expect("accepted")).collect();
+    assert_eq!(
+        event_types(&outcomes[0]),
+        vec![
+            ("inventory#ord-1".into(), "inventory.reserved".into()),
+            ("stock#MUG".into(), "stock.held".into()),
+        ]
+    );
+    // Decided on the stock the first left: one mug, not two.
+    assert_eq!(
+        event_types(&outcomes[1]),
+        vec![(
+            "inventory#ord-2".into(),
+            "inventory.reservation_failed".into()
+        )]
+    );
+    assert_eq!(outcomes[2].events.len(), 3);
+    for (outcome, (_, key)) in outcomes.iter().zip(&group) {
+        assert!(outcome.events.iter().all(|e| e.causation_id == *key));
+    }
+    let mug = store
+        .inner()
+        .load(&StreamId::new("stock", "MUG"), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        mug.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "the stream's events numbered on across the group"
+    );
+    assert_eq!(inventory.level("MUG").await.reserved, 3);
+    assert_eq!(inventory.level("TEE").await.reserved, 1);
+
+    // Redelivered, the group goes one by one and every command is a duplicate.
+    let again = inventory.run_all(&group).await;
+    assert!(again.iter().all(|o| o.as_ref().is_ok_and(|o| o.duplicate)));
+    assert_eq!(inventory.level("MUG").await.reserved, 3);
+    assert_eq!(inventory.level("TEE").await.reserved, 1);
+}
+
+#[tokio::test]
+async fn a_refusal_in_a_group_sends_its_commands_one_by_one() {
+    let store = Arc::new(CountingStore::new(InMemoryEventStore::new()));
+    let inventory = Inventory::new(store.clone(), 8);
+    inventory.restock("MUG", 5).await;
+    inventory
+        .run(reserve("ord-9", vec![line("MUG", 1)]), "r9")
+        .await
+        .expect("reserve ord-9");
+    let group = [
+        (reserve("ord-1", vec![line("MUG", 1)]), "r1"),
+        // ord-9 holds one mug already: two is another reservation, refused.
+        (reserve("ord-9", vec![line("MUG", 2)]), "r9-again"),
+        (reserve("ord-2", vec![line("MUG", 1)]), "r2"),
+    ];
+    let writes_before = store.appends();
+    let outcomes = inventory.run_all(&group).await;
+    assert!(outcomes[0].as_ref().is_ok_and(|o| !o.duplicate));
+    assert!(matches!(outcomes[1], Err(RepositoryError::Domain(_))));
+    assert!(outcomes[2].as_ref().is_ok_and(|o| !o.duplicate));
+    assert_eq!(
+        store.appends(),
+        writes_before + 2,
+        "the two accepted, one by one"
+    );
+    assert_eq!(inventory.level("MUG").await.reserved, 3);
 }

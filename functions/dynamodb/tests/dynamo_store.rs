@@ -202,6 +202,72 @@ async fn a_reservation_holds_every_sku_in_one_transaction_or_none() {
     assert_eq!((tee.version, tee.state.level.reserved), (2, 1));
 }
 
+#[ignore = "needs the local servers: `make up`, then `cargo test -- --ignored` (make test runs it)"]
+#[tokio::test]
+async fn one_skus_reservations_are_written_in_one_transaction_and_redelivered_as_duplicates() {
+    let store = Arc::new(store("joint-all").await);
+    let reservations = Repository::<Reservation, _>::new(store.clone()).with_state_cache(16);
+    let stock = Repository::<Stock, _>::new(store.clone())
+        .with_snapshots_every(4)
+        .with_state_cache(16);
+    let meta = CommandMeta::new("c", "restock-MUG", Timestamp(5));
+    stock
+        .execute("MUG", &StockCommand::Restock { quantity: 5 }, &meta)
+        .await
+        .unwrap();
+    let commands: Vec<InventoryCommand> = (1..=6)
+        .map(|n| InventoryCommand::Reserve {
+            order_id: format!("ord-{n}"),
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 1,
+            }],
+        })
+        .collect();
+    let metas: Vec<CommandMeta> = commands
+        .iter()
+        .map(|c| {
+            CommandMeta::new("c", c.order_id(), Timestamp(6)).with_idempotency_key(c.order_id())
+        })
+        .collect();
+    let group: Vec<(&str, &CommandMeta, &InventoryCommand)> = commands
+        .iter()
+        .zip(&metas)
+        .map(|(c, m)| (c.order_id(), m, c))
+        .collect();
+    let run =
+        || reservations.execute_joint_all(&stock, &group, |r, c| r.skus_for(c), decide_with_stock);
+    let outcomes: Vec<_> = run().await.into_iter().map(Result::unwrap).collect();
+    let types: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o.events[0].event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "inventory.reserved",
+            "inventory.reserved",
+            "inventory.reserved",
+            "inventory.reserved",
+            "inventory.reserved",
+            "inventory.reservation_failed"
+        ]
+    );
+    // The five holds went into the one transaction: the stream's events number on from 2,
+    // snapshots included where the group crossed the interval.
+    let mug = stock.load("MUG").await.unwrap();
+    assert_eq!((mug.version, mug.state.level.reserved), (6, 5));
+    assert!(store
+        .load_snapshot(&StreamId::new("stock", "MUG"))
+        .await
+        .unwrap()
+        .is_some_and(|snapshot| snapshot.version == 6));
+    // Redelivered, every command is a duplicate and nothing is held twice.
+    let again: Vec<_> = run().await.into_iter().map(Result::unwrap).collect();
+    assert!(again.iter().all(|o| o.duplicate), "{again:?}");
+    assert_eq!(stock.load("MUG").await.unwrap().state.level.reserved, 5);
+}
+
 fn one_event(stream: &StreamId, sequence: u64, key: &str) -> AppendRequest {
     AppendRequest {
         stream: stream.clone(),

@@ -140,6 +140,187 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
     }
 
+    /// Handles several commands, each on its own aggregate and decided with the parts it
+    /// names, in turn on the parts as the earlier ones left them, and appends them all in one
+    /// atomic write: what one SKU's reservations in one batch need, where one at a time each
+    /// would wait for the one before it to commit.
+    ///
+    /// The write goes through only if every command is accepted on the states this process
+    /// holds; otherwise (a refusal, a conflict, a recorded key, ids that repeat, a write too
+    /// large) nothing is written and each command runs through [`Repository::execute_joint`]
+    /// in turn, with its refusals, duplicates and retries. One outcome per command, in order.
+    pub async fn execute_joint_all<P, C, I, D>(
+        &self,
+        parts: &Repository<P, S>,
+        commands: &[(&str, &CommandMeta, &C)],
+        part_ids: I,
+        decide: D,
+    ) -> Vec<Result<CommandOutcome<A>, RepositoryError<A::Error>>>
+    where
+        P: Aggregate,
+        I: Fn(&A, &C) -> Vec<String>,
+        D: Fn(&A, &BTreeMap<String, P>, &C) -> Result<JointDecision<A, P>, A::Error>,
+    {
+        if let Some(outcomes) = self
+            .joint_together(parts, commands, &part_ids, &decide)
+            .await
+        {
+            return outcomes;
+        }
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for &(id, meta, command) in commands {
+            let outcome = self
+                .execute_joint(
+                    parts,
+                    id,
+                    meta,
+                    |own| part_ids(own, command),
+                    |own, states| decide(own, states, command),
+                )
+                .await;
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// One write for all of `commands`, or `None` (nothing written) when they must go one by
+    /// one.
+    async fn joint_together<P, C, I, D>(
+        &self,
+        parts: &Repository<P, S>,
+        commands: &[(&str, &CommandMeta, &C)],
+        part_ids: &I,
+        decide: &D,
+    ) -> Option<Vec<Result<CommandOutcome<A>, RepositoryError<A::Error>>>>
+    where
+        P: Aggregate,
+        I: Fn(&A, &C) -> Vec<String>,
+        D: Fn(&A, &BTreeMap<String, P>, &C) -> Result<JointDecision<A, P>, A::Error>,
+    {
+        let distinct: std::collections::BTreeSet<&str> = commands.iter().map(|c| c.0).collect();
+        if commands.len() < 2 || distinct.len() != commands.len() {
+            return None;
+        }
+        let mut owns = Vec::with_capacity(commands.len());
+        for &(id, _, _) in commands {
+            owns.push(self.state_for(id, false).await.ok()?.0);
+        }
+        let mut read: BTreeMap<String, (P, u64)> = BTreeMap::new();
+        for (own, &(_, _, command)) in owns.iter().zip(commands) {
+            for part in part_ids(&own.state, command) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = read.entry(part) {
+                    let loaded = parts.state_for(slot.key(), false).await.ok()?.0;
+                    slot.insert((loaded.state, loaded.version));
+                }
+            }
+        }
+        let mut states: BTreeMap<String, P> = read
+            .iter()
+            .map(|(part, (state, _))| (part.clone(), state.clone()))
+            .collect();
+        let mut decisions = Vec::with_capacity(commands.len());
+        for (own, &(_, _, command)) in owns.iter().zip(commands) {
+            let decision = decide(&own.state, &states, command).ok()?;
+            for (part, events) in &decision.parts {
+                let state = states.get_mut(part)?;
+                for event in events {
+                    state.apply(event);
+                }
+            }
+            decisions.push(decision);
+        }
+
+        let mut requests = Vec::with_capacity(commands.len() + read.len());
+        let mut owns_after = Vec::with_capacity(commands.len());
+        let mut produced: Vec<Vec<StoredEvent>> = Vec::with_capacity(commands.len());
+        for ((own, decision), &(id, meta, _)) in owns.into_iter().zip(&decisions).zip(commands) {
+            let keys = meta.idempotency_key.iter().cloned().collect();
+            let stream = Self::stream_id(id);
+            let (request, after) = self.request(
+                &stream,
+                own.state,
+                own.version,
+                &decision.events,
+                keys,
+                meta,
+            );
+            produced.push(request.events.clone());
+            requests.push(request);
+            owns_after.push(after);
+        }
+        let mut parts_after = BTreeMap::new();
+        for (part, (mut state, version)) in read {
+            let stream = Repository::<P, S>::stream_id(&part);
+            let wake_before = state.wake_at();
+            let mut stored: Vec<StoredEvent> = Vec::new();
+            let mut taken_at = crate::event::Timestamp(0);
+            for (i, (decision, &(_, meta, _))) in decisions.iter().zip(commands).enumerate() {
+                let Some(events) = decision.parts.get(&part) else {
+                    continue;
+                };
+                for event in events {
+                    state.apply(event);
+                }
+                let these = envelope_events(&stream, version + stored.len() as u64, events, meta);
+                produced[i].extend(these.iter().cloned());
+                stored.extend(these);
+                taken_at = meta.now;
+            }
+            let after = version + stored.len() as u64;
+            requests.push(AppendRequest {
+                snapshot: parts.snapshot_of(&stream, version, after, &state, taken_at),
+                stream,
+                expected_version: version,
+                expected_from_store: true,
+                events: stored,
+                idempotency_keys: Vec::new(),
+                wake: Wake::between(wake_before, state.wake_at()),
+            });
+            parts_after.insert(
+                part,
+                After {
+                    state,
+                    version: after,
+                },
+            );
+        }
+
+        match self.store.append_together(requests).await {
+            Ok(AppendOutcome::Appended { .. }) => {
+                for (after, &(id, _, _)) in owns_after.iter().zip(commands) {
+                    self.remember(id, &after.state, after.version);
+                }
+                for (part, after) in &parts_after {
+                    parts.remember(part, &after.state, after.version);
+                }
+                Some(
+                    owns_after
+                        .into_iter()
+                        .zip(produced)
+                        .map(|(after, events)| {
+                            Ok(CommandOutcome {
+                                events,
+                                state: after.state,
+                                version: after.version,
+                                duplicate: false,
+                                attempts: 1,
+                            })
+                        })
+                        .collect(),
+                )
+            }
+            _ => {
+                for &(id, _, _) in commands {
+                    self.forget(id);
+                }
+                for part in parts_after.keys() {
+                    parts.forget(part);
+                }
+                None
+            }
+        }
+    }
+
     /// The state of `id` this process remembers (and `true`), or a fresh load of it.
     async fn state_for(
         &self,

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::domain::types::validate_id;
 use crate::domain::{
-    decide_with_stock, Order, Payment, Reservation, Shipment, Stock, StockCommand, StockError,
+    decide_with_stock, InventoryCommand, Order, Payment, Reservation, Shipment, Stock,
+    StockCommand, StockError,
 };
 use sagaflow_eventsourcing::aggregate::Aggregate;
 use sagaflow_eventsourcing::command::CommandEnvelope;
@@ -221,6 +222,81 @@ impl<S: EventStore> FlowServices<S> {
             .map_err(|e| service_error(&command.command_type, e))
     }
 
+    /// Inventory commands to one target (their orders' first SKU) in order: consecutive
+    /// reservations, releases and shipments of different orders are decided in turn and
+    /// written together ([`Repository::execute_joint_all`]), so one SKU's commands in a batch
+    /// wait for one write instead of one each. A restock, a command that does not decode, or
+    /// a second command of the same order ends a group and goes on its own.
+    async fn run_inventory_all(
+        &self,
+        run: &[&CommandEnvelope],
+        now: Timestamp,
+    ) -> Vec<Result<HandledCommand, ServiceError>> {
+        let mut outcomes = Vec::with_capacity(run.len());
+        let mut group: Vec<(&CommandEnvelope, InventoryCommand)> = Vec::new();
+        for &command in run {
+            let typed = match command.action() {
+                RESTOCK => None,
+                _ => decode_command::<Reservation>(command).ok(),
+            };
+            let repeats = |typed: &InventoryCommand| {
+                group.iter().any(|(_, c)| c.order_id() == typed.order_id())
+            };
+            match typed {
+                Some(typed) if !repeats(&typed) && group.len() < INVENTORY_GROUP => {
+                    group.push((command, typed));
+                }
+                Some(typed) => {
+                    outcomes.extend(
+                        self.reserve_together(&std::mem::take(&mut group), now)
+                            .await,
+                    );
+                    group.push((command, typed));
+                }
+                None => {
+                    outcomes.extend(
+                        self.reserve_together(&std::mem::take(&mut group), now)
+                            .await,
+                    );
+                    outcomes.push(self.run_inventory(command, now).await);
+                }
+            }
+        }
+        outcomes.extend(self.reserve_together(&group, now).await);
+        outcomes
+    }
+
+    /// One group of reservation commands of different orders, written together if every one
+    /// is accepted.
+    async fn reserve_together(
+        &self,
+        group: &[(&CommandEnvelope, InventoryCommand)],
+        now: Timestamp,
+    ) -> Vec<Result<HandledCommand, ServiceError>> {
+        let metas: Vec<CommandMeta> = group.iter().map(|(c, _)| c.meta(now)).collect();
+        let commands: Vec<(&str, &CommandMeta, &InventoryCommand)> = group
+            .iter()
+            .zip(&metas)
+            .map(|((_, typed), meta)| (typed.order_id(), meta, typed))
+            .collect();
+        self.inventory
+            .execute_joint_all(
+                &self.stock,
+                &commands,
+                |reservation, typed| reservation.skus_for(typed),
+                decide_with_stock,
+            )
+            .await
+            .into_iter()
+            .zip(group)
+            .map(|(outcome, (command, _))| {
+                outcome
+                    .map(handled)
+                    .map_err(|e| service_error(&command.command_type, e))
+            })
+            .collect()
+    }
+
     /// Handles commands in order, as [`FlowServices::handle`] would one by one, but each run of
     /// consecutive commands to the same aggregate shares one load and one append.
     pub async fn handle_all(
@@ -237,14 +313,7 @@ impl<S: EventStore> FlowServices<S> {
             outcomes.extend(match first.aggregate_type() {
                 "order" => execute_together(&self.orders, &run, now).await,
                 "payment" => execute_together(&self.payments, &run, now).await,
-                // Each reserves on its own stock streams: there is no one stream to share.
-                "inventory" => {
-                    let mut outcomes = Vec::with_capacity(run.len());
-                    for command in &run {
-                        outcomes.push(self.run_inventory(command, now).await);
-                    }
-                    outcomes
-                }
+                "inventory" => self.run_inventory_all(&run, now).await,
                 "shipment" => execute_together(&self.shipments, &run, now).await,
                 _ => run
                     .iter()
@@ -258,6 +327,9 @@ impl<S: EventStore> FlowServices<S> {
 
 /// The inventory command that restocks a SKU: `inventory.restock` with `sku` and `quantity`.
 const RESTOCK: &str = "restock";
+/// At most this many inventory commands share one write: each order brings its reservation's
+/// event and idempotency record, each SKU its events, within DynamoDB's 100 items.
+const INVENTORY_GROUP: usize = 16;
 
 /// An `inventory.restock` payload.
 #[derive(serde::Deserialize)]
