@@ -332,8 +332,13 @@ mod tests {
         amount: u64,
     }
 
+    /// The handler's own refusal, typed as a production handler's would be.
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("empty deposit to {0}")]
+    struct EmptyDeposit(String);
+
     impl Command for Deposit {
-        type Output = Result<u64, String>;
+        type Output = Result<u64, EmptyDeposit>;
     }
 
     struct Unhandled;
@@ -386,7 +391,7 @@ mod tests {
         mediator
             .register_command_handler(|c: Deposit| async move {
                 if c.amount == 0 {
-                    Err(format!("empty deposit to {}", c.account))
+                    Err(EmptyDeposit(c.account))
                 } else {
                     Ok(c.amount * 2)
                 }
@@ -407,7 +412,8 @@ mod tests {
                 amount: 0,
             })
             .await;
-        assert_eq!(domain_error, Ok(Err("empty deposit to b".to_string())));
+        assert_eq!(domain_error, Ok(Err(EmptyDeposit("b".to_string()))));
+        assert_eq!(EmptyDeposit("b".into()).to_string(), "empty deposit to b");
     }
 
     #[tokio::test]
