@@ -223,11 +223,14 @@ pub fn validate_together(requests: &[AppendRequest]) -> Result<(), StoreError> {
 /// Where events live: append with an expected version, load a stream from a version.
 pub trait EventStore: Send + Sync {
     /// Appends the events atomically if the stream is at the expected version and the
-    /// idempotency key (if any) was never recorded; records the key in the same write.
+    /// idempotency key (if any) was never recorded; records the key in the same write. One
+    /// stream's append is [`EventStore::append_together`] of one request.
     fn append(
         &self,
         request: AppendRequest,
-    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send {
+        self.append_together(vec![request])
+    }
 
     /// Appends to several streams in one atomic write: each request's events if its stream is
     /// at its expected version and no request's idempotency key was ever recorded, or nothing
@@ -373,10 +376,6 @@ impl InMemoryEventStore {
 }
 
 impl EventStore for InMemoryEventStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.append_together(vec![request]).await
-    }
-
     async fn append_together(
         &self,
         requests: Vec<AppendRequest>,

@@ -569,10 +569,6 @@ impl DynamoEventStore {
 }
 
 impl EventStore for DynamoEventStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.append_together(vec![request]).await
-    }
-
     async fn append_together(
         &self,
         requests: Vec<AppendRequest>,

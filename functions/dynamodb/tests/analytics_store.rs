@@ -19,6 +19,20 @@ async fn read_model(name: &str) -> DynamoAnalyticsStore {
     DynamoAnalyticsStore::new(client, table)
 }
 
+/// `history`'s events decoded and put together by stream, each stream's in order.
+fn by_stream(
+    history: &[sagaflow_eventsourcing::StoredEvent],
+) -> std::collections::BTreeMap<String, Vec<sagaflow_orders::flow::FlowEnvelope>> {
+    let mut streams: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    for event in typed(history) {
+        streams
+            .entry(event.stream_id().to_string())
+            .or_default()
+            .push(event);
+    }
+    streams
+}
+
 /// The read model scenarios on DynamoDB, one test each.
 mod scenarios {
     use super::*;
@@ -36,13 +50,7 @@ async fn concurrent_streams_each_apply_once_and_add_up() {
     let history = order_history("par", 24);
     // One task per stream keeps each stream in order, as one Kafka partition key does; the
     // tasks race on the summary shards. Every event is delivered twice.
-    let mut streams: std::collections::BTreeMap<String, Vec<_>> = Default::default();
-    for event in &typed(&history) {
-        streams
-            .entry(event.stream_id().to_string())
-            .or_default()
-            .push(event.clone());
-    }
+    let streams = by_stream(&history);
     let tasks: Vec<_> = streams
         .into_values()
         .map(|events| {
@@ -187,13 +195,7 @@ async fn streams_applied_at_the_same_time_share_transactions() {
     let store = Arc::new(DynamoAnalyticsStore::new(client, table));
     let history = order_history("grouped", 30);
     // Every stream's events at once, as the key groups of a batch apply them.
-    let mut streams: std::collections::BTreeMap<String, Vec<_>> = Default::default();
-    for event in &typed(&history) {
-        streams
-            .entry(event.stream_id().to_string())
-            .or_default()
-            .push(event.clone());
-    }
+    let streams = by_stream(&history);
     let runs = streams.len() as u64;
     let tasks: Vec<_> = streams
         .into_values()
