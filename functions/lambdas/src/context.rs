@@ -1,6 +1,7 @@
-//! The functions on AWS: what every function builds once at init (the DynamoDB store,
-//! the rdkafka publisher and the dead-letter topic, with their connections opened before the
-//! first record arrives) and the handler of `sagaflow-handlers` it runs over them.
+//! The functions on AWS: what every function reads at init (its settings) and builds once
+//! in the background from there (the DynamoDB store, the rdkafka publisher and the
+//! dead-letter topic, with their connections opened before the first record needs them), and
+//! the handler of `sagaflow-handlers` it runs over them.
 
 use std::sync::Arc;
 
@@ -44,6 +45,9 @@ pub enum InitError {
     /// The function was built for something that does not exist (a service, a saga).
     #[error("{0}")]
     Definition(String),
+    /// The start in the background did not finish.
+    #[error(transparent)]
+    Aborted(#[from] crate::starting::StartAborted),
 }
 
 /// Clients shared by every invocation of a function.
@@ -67,18 +71,39 @@ pub struct FunctionContext {
     pub tables: Arc<TableCheck>,
 }
 
+/// What a function is configured with: its tables and its Kafka settings, read from the
+/// environment at init, where a malformed setting stops the function before anything starts.
+#[derive(Clone, Debug)]
+pub struct FunctionSettings {
+    /// Table names and the saga's step timing.
+    pub adapters: AdapterConfig,
+    /// Kafka settings and topic names.
+    pub kafka: KafkaConfig,
+}
+
+impl FunctionSettings {
+    /// Reads the settings (no I/O) and logs what the function starts with.
+    pub fn from_env() -> Result<Self, InitError> {
+        let settings = Self {
+            adapters: AdapterConfig::from_env()?,
+            kafka: KafkaConfig::from_env()?,
+        };
+        log_ready(&settings.adapters, &settings.kafka);
+        Ok(settings)
+    }
+}
+
 impl FunctionContext {
-    /// Builds the clients from the environment and starts opening their connections, so the
-    /// first invocation does not pay for the handshakes; init awaits no round trip.
+    /// Builds the clients of `settings` and starts opening their connections; it runs in the
+    /// background from init on ([`crate::Starting`]), so init awaits none of it.
     ///
     /// The events table (and with `analytics` the analytics table) is checked alongside
     /// ([`TableCheck`]): a wrong table name fails the first invocation, clearly. Kafka is
     /// warmed alongside too: librdkafka needs tens of milliseconds to settle its broker
     /// connections, and the functions only produce dead letters (the relay its records),
     /// which can wait for it.
-    pub async fn from_env(analytics: bool) -> Result<Self, InitError> {
-        let adapters = AdapterConfig::from_env()?;
-        let kafka = KafkaConfig::from_env()?;
+    pub async fn build(settings: FunctionSettings, analytics: bool) -> Result<Self, InitError> {
+        let FunctionSettings { adapters, kafka } = settings;
         let shared = aws_shared_config().await;
         let push_back = Arc::new(PushBack::default());
         let client = counting_dynamodb_client(&shared, &push_back);
@@ -96,7 +121,6 @@ impl FunctionContext {
                 tracing::warn!(reason = %e, "Kafka warm-up failed; the first publish connects again");
             }
         });
-        log_ready(&adapters, &kafka);
         Ok(Self {
             store: Arc::new(
                 DynamoEventStore::new(client.clone(), adapters.events_table.clone())
@@ -125,16 +149,15 @@ impl FunctionContext {
         Ok(self.kafka_function(Arc::new(self.orchestrator()?)))
     }
 
-    /// The scheduled deadline timer, built from the environment with its table checked and
-    /// no Kafka client (it only reads and writes the events table): it ticks the same sagas the
-    /// orchestrator runs, under the same definitions.
-    pub async fn deadline_timer_from_env(
+    /// The scheduled deadline timer over the clients of `settings`, with its table checked
+    /// alongside and no Kafka client (it only reads and writes the events table): it ticks the
+    /// same sagas the orchestrator runs, under the same definitions.
+    pub async fn deadline_timer(
+        settings: FunctionSettings,
     ) -> Result<(DeadlineTimer<DynamoEventStore>, Arc<TableCheck>), InitError> {
-        let adapters = AdapterConfig::from_env()?;
-        let kafka = KafkaConfig::from_env()?;
+        let FunctionSettings { adapters, kafka } = settings;
         let client = dynamodb_client().await;
         let tables = TableCheck::start(client.clone(), vec![adapters.events_table.clone()]);
-        log_ready(&adapters, &kafka);
         let store = Arc::new(DynamoEventStore::new(client, adapters.events_table.clone()));
         Ok((deadline_timer(store, &kafka, &adapters)?, tables))
     }

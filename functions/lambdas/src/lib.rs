@@ -1,6 +1,7 @@
 //! sagaflow's Lambda functions: one binary per function in `src/bin`, each handing the Lambda
 //! runtime one of the entry points here, built over [`context::FunctionContext`] (the DynamoDB
-//! tables, the rdkafka publisher and the dead-letter topic, opened once at init).
+//! tables, the rdkafka publisher and the dead-letter topic, built once in the background from
+//! init on, [`starting::Starting`]).
 //!
 //! The entry points are the whole of what a binary adds to `sagaflow-handlers`: the same
 //! handlers run behind the local triggers and in `make run`.
@@ -10,6 +11,7 @@
 pub mod context;
 pub mod kafka_auth;
 pub mod logging;
+pub mod starting;
 pub mod table_check;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
@@ -29,7 +31,8 @@ use sagaflow_telemetry::export::Tracing;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub use context::{FunctionContext, InitError};
+pub use context::{FunctionContext, FunctionSettings, InitError};
+pub use starting::Starting;
 pub use table_check::TableCheck;
 
 /// Handles one batch from a Kafka trigger: a service's or the orchestrator's.
@@ -120,22 +123,61 @@ where
         .await
 }
 
-/// Runs `work` once the function's tables are known to be there: the first invocation waits
-/// for the check begun at init, and fails with its error when a table is missing.
-pub async fn checked<T>(
-    tables: &TableCheck,
-    work: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    tables.passed().await?;
-    work.await
+/// A function's handler, once built, and the check of the tables it needs.
+pub struct Started<H> {
+    /// The check, begun with the build; every invocation waits for it to pass.
+    pub tables: Arc<TableCheck>,
+    /// What handles the invocations.
+    pub handler: H,
+}
+
+/// A function's handler being built in the background since init.
+pub type StartingFunction<H> = Starting<Started<H>, InitError>;
+
+/// Builds the clients of `settings` in the background and `handler_of` over them: init awaits
+/// none of it, and the first invocation waits for what is left ([`when_started`]).
+pub fn start_function<H, F>(
+    settings: FunctionSettings,
+    analytics: bool,
+    handler_of: F,
+) -> StartingFunction<H>
+where
+    H: Send + Sync + 'static,
+    F: Fn(&FunctionContext) -> Result<H, InitError> + Send + Sync + 'static,
+{
+    let handler_of = Arc::new(handler_of);
+    Starting::start("function", move || {
+        let (settings, handler_of) = (settings.clone(), handler_of.clone());
+        async move {
+            let context = FunctionContext::build(settings, analytics).await?;
+            Ok(Started {
+                handler: handler_of(&context)?,
+                tables: context.tables,
+            })
+        }
+    })
+}
+
+/// The function's handler once it is built and its tables are known to be there: the first
+/// invocation waits for both; a start or a table check that fails fails that invocation with
+/// its error (its work never runs), and the next invocation tries again.
+pub async fn started<H>(function: &StartingFunction<H>) -> Result<&H, Error>
+where
+    H: Send + Sync + 'static,
+{
+    let started = function.ready().await?;
+    started.tables.passed().await?;
+    Ok(&started.handler)
 }
 
 /// Runs the Kafka-triggered function of `service` (`order`, `payment`, `inventory`, `shipment`).
-pub async fn run_service(service: &str) -> Result<(), Error> {
+pub async fn run_service(service: &'static str) -> Result<(), Error> {
     let tracing = logging::init(service);
-    let context = FunctionContext::from_env(false).await?;
-    let function = context.service_function(service)?;
-    let handler = service_fn(|event| checked(&context.tables, kafka_batch(&function, event)));
+    let settings = FunctionSettings::from_env()?;
+    let function = start_function(settings, false, move |context| {
+        context.service_function(service)
+    });
+    let handler = service_fn(|event| async { kafka_batch(started(&function).await?, event).await });
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::PubSub,
@@ -147,9 +189,9 @@ pub async fn run_service(service: &str) -> Result<(), Error> {
 /// Runs the saga orchestrator.
 pub async fn run_orchestrator() -> Result<(), Error> {
     let tracing = logging::init("orchestrator");
-    let context = FunctionContext::from_env(false).await?;
-    let function = context.orchestrator_function()?;
-    let handler = service_fn(|event| checked(&context.tables, kafka_batch(&function, event)));
+    let settings = FunctionSettings::from_env()?;
+    let function = start_function(settings, false, FunctionContext::orchestrator_function);
+    let handler = service_fn(|event| async { kafka_batch(started(&function).await?, event).await });
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::PubSub,
@@ -161,10 +203,10 @@ pub async fn run_orchestrator() -> Result<(), Error> {
 /// Runs the analytics function.
 pub async fn run_analytics() -> Result<(), Error> {
     let tracing = logging::init("analytics");
-    let context = FunctionContext::from_env(true).await?;
-    let function = context.analytics_function()?;
+    let settings = FunctionSettings::from_env()?;
+    let function = start_function(settings, true, FunctionContext::analytics_function);
     let handler =
-        service_fn(|event| checked(&context.tables, analytics_invocation(&function, event)));
+        service_fn(|event| async { analytics_invocation(started(&function).await?, event).await });
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::PubSub,
@@ -176,8 +218,16 @@ pub async fn run_analytics() -> Result<(), Error> {
 /// Runs the scheduled deadline timer.
 pub async fn run_deadline() -> Result<(), Error> {
     let tracing = logging::init("deadline");
-    let (timer, tables) = FunctionContext::deadline_timer_from_env().await?;
-    let handler = service_fn(|event| checked(&tables, scheduled_tick(&timer, event)));
+    let settings = FunctionSettings::from_env()?;
+    let function = Starting::start("function", move || {
+        let settings = settings.clone();
+        async move {
+            let (handler, tables) = FunctionContext::deadline_timer(settings).await?;
+            Ok(Started { tables, handler })
+        }
+    });
+    let handler =
+        service_fn(|event| async { scheduled_tick(started(&function).await?, event).await });
     // Boxed: the timer's tick nests deep enough to pass the compiler's layout depth otherwise.
     Box::pin(serve(
         Runtime::new(handler),
@@ -190,13 +240,16 @@ pub async fn run_deadline() -> Result<(), Error> {
 /// Runs the outbox relay.
 pub async fn run_relay() -> Result<(), Error> {
     let tracing = logging::init("relay");
-    let context = FunctionContext::from_env(false).await?;
-    let relay = Relay {
-        publisher: Arc::new(context.publisher.clone()),
-        topics: context.kafka.topics.clone(),
-        dead_letters: context.dead_letters.clone(),
-    };
-    let handler = service_fn(|event| checked(&context.tables, stream_batch(&relay, event)));
+    let settings = FunctionSettings::from_env()?;
+    let function = start_function(settings, false, |context| {
+        Ok(Relay {
+            publisher: Arc::new(context.publisher.clone()),
+            topics: context.kafka.topics.clone(),
+            dead_letters: context.dead_letters.clone(),
+        })
+    });
+    let handler =
+        service_fn(|event| async { stream_batch(started(&function).await?, event).await });
     serve(
         Runtime::new(handler),
         OpenTelemetryFaasTrigger::Datasource,

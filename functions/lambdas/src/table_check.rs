@@ -4,12 +4,7 @@
 //! that is missing fails that invocation with a clear error (its batch is retried, nothing is
 //! lost), and the next invocation checks again, so creating the table is the whole repair.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use lambda_runtime::tracing;
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
+use crate::starting::{StartAborted, Starting};
 
 /// A table a function needs that cannot be reached (missing, not allowed, or DynamoDB down).
 #[derive(Debug, thiserror::Error)]
@@ -21,33 +16,30 @@ pub struct TableUnreachable {
     pub reason: String,
 }
 
-/// The check of a function's tables.
-pub struct TableCheck {
-    client: aws_sdk_dynamodb::Client,
-    tables: Vec<String>,
-    passed: AtomicBool,
-    running: Mutex<Option<JoinHandle<Result<(), TableUnreachable>>>>,
+impl From<StartAborted> for TableUnreachable {
+    fn from(aborted: StartAborted) -> Self {
+        Self {
+            table: "(check)".into(),
+            reason: aborted.to_string(),
+        }
+    }
 }
 
-impl std::fmt::Debug for TableCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableCheck")
-            .field("tables", &self.tables)
-            .field("passed", &self.passed.load(Ordering::Relaxed))
-            .finish()
-    }
+/// The check of a function's tables.
+#[derive(Debug)]
+pub struct TableCheck {
+    tables: Vec<String>,
+    check: Starting<(), TableUnreachable>,
 }
 
 impl TableCheck {
     /// Starts checking `tables` with `client` now, without waiting for it.
-    pub fn start(client: aws_sdk_dynamodb::Client, tables: Vec<String>) -> Arc<Self> {
-        let running = tokio::spawn(describe_all(client.clone(), tables.clone()));
-        Arc::new(Self {
-            client,
-            tables,
-            passed: AtomicBool::new(false),
-            running: Mutex::new(Some(running)),
-        })
+    pub fn start(client: aws_sdk_dynamodb::Client, tables: Vec<String>) -> std::sync::Arc<Self> {
+        let checked = tables.clone();
+        let check = Starting::start("table check", move || {
+            describe_all(client.clone(), checked.clone())
+        });
+        std::sync::Arc::new(Self { tables, check })
     }
 
     /// The tables it checks.
@@ -58,33 +50,7 @@ impl TableCheck {
     /// Waits for the check; once it has passed this costs one atomic load. A failed check is
     /// returned, and the next call checks again.
     pub async fn passed(&self) -> Result<(), TableUnreachable> {
-        if self.passed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut running = self.running.lock().await;
-        if self.passed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let check = match running.take() {
-            Some(check) => check,
-            None => tokio::spawn(describe_all(self.client.clone(), self.tables.clone())),
-        };
-        let result = check.await.unwrap_or_else(|e| {
-            Err(TableUnreachable {
-                table: self.tables.join(", "),
-                reason: format!("the check did not finish: {e}"),
-            })
-        });
-        match result {
-            Ok(()) => {
-                self.passed.store(true, Ordering::Release);
-                Ok(())
-            }
-            Err(error) => {
-                tracing::error!(reason = %error, "table check failed; the next invocation checks again");
-                Err(error)
-            }
-        }
+        self.check.ready().await.map(|_| ())
     }
 }
 
