@@ -1,23 +1,27 @@
 //! Section 4, function init: how long each function binary takes from process start until it
-//! asks a Lambda Runtime API for its first invocation, and how big each bootstrap is. Init
-//! (`FunctionContext::from_env`) builds both clients, checks the events table with a
-//! `DescribeTable` before it reports ready, and warms Kafka alongside (the step breakdown shows
-//! what that warm-up costs when awaited instead).
+//! asks a Lambda Runtime API for its first invocation, how long until it answers that first
+//! invocation (an empty batch of its trigger), and how big each bootstrap is. Init reads the
+//! settings and starts the rest in the background (`FunctionContext::build`: both clients, the
+//! `DescribeTable` check, the Kafka producer and its warm-up); the first invocation waits for
+//! what is left of it, so the first answer shows what init no longer awaits.
 //!
-//! The Runtime API is a few lines here rather than cargo-lambda's emulator: the only thing
-//! measured is when the first `GET /2018-06-01/runtime/invocation/next` arrives, and nothing
-//! must sit between the process and that request but the loopback.
+//! The Runtime API is a few lines here rather than cargo-lambda's emulator: what is measured
+//! is when the first `GET /2018-06-01/runtime/invocation/next` arrives and when the answer to
+//! the event it is handed is posted, and nothing must sit between the process and those
+//! requests but the loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sagaflow_dynamodb::config::{ANALYTICS_TABLE_VAR, EVENTS_TABLE_VAR, STEP_TIMEOUT_VAR};
 use sagaflow_dynamodb::dynamodb_client;
 use sagaflow_dynamodb::tables::{ensure_analytics_table, ensure_events_table};
 use sagaflow_kafka::{EventPublisher, KafkaConfig};
-use sagaflow_records::topology::{Function, FUNCTIONS};
-use tokio::io::AsyncReadExt;
+use sagaflow_records::topology::{Function, Trigger, FUNCTIONS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -34,8 +38,8 @@ const ABOVE_FLOOR_TARGET_MS: f64 = 5.0;
 /// Longer than the Kafka warm-up's own 10 s metadata timeout, so a slow broker shows up as the
 /// function's error rather than as ours.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request lines longer than this are not the Runtime API client's.
-const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Request heads longer than this are not the Runtime API client's.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// What section 4 measured.
 #[derive(Clone, Debug)]
@@ -57,6 +61,9 @@ pub struct FunctionInit {
     pub bin: String,
     /// Median ms from process spawn to its first `invocation/next`.
     pub median_ms: f64,
+    /// Median ms from process spawn to its answer to the first invocation, an empty batch:
+    /// init, and what the first invocation waits for of the start begun in init.
+    pub answer_ms: f64,
     /// The slowest sample, in ms.
     pub max_ms: f64,
     /// Median ms from spawn to exit when config is refused before any client is built: the
@@ -79,7 +86,7 @@ pub enum Bundle {
     Unknown,
 }
 
-/// The init steps of `FunctionContext::from_env`, timed in this process with fresh clients.
+/// The start steps of `FunctionContext::build`, timed in this process with fresh clients.
 #[derive(Clone, Debug, Default)]
 pub struct InitSteps {
     /// Loading the AWS config (region, credentials, endpoint) and building the client.
@@ -141,11 +148,14 @@ async fn measure(
         let binary = release.join(function.binary);
         // The first start pays for the page cache and the servers' first request; Lambda keeps
         // neither from us, but neither is sagaflow's init.
-        start_until_ready(&binary, function, tables).await?;
+        start_until_answered(&binary, function, tables).await?;
         let mut init_ms = Vec::with_capacity(samples);
+        let mut answer_ms = Vec::with_capacity(samples);
         let mut floor = Vec::with_capacity(samples);
         for _ in 0..samples {
-            init_ms.push(start_until_ready(&binary, function, tables).await?);
+            let (init, answer) = start_until_answered(&binary, function, tables).await?;
+            init_ms.push(init);
+            answer_ms.push(answer);
             floor.push(start_until_refused(&binary, function).await?);
         }
         let binary_bytes = file_size(&binary)?;
@@ -164,6 +174,7 @@ async fn measure(
             bin: function.binary.to_string(),
             median_ms: median(&init_ms),
             max_ms: init_ms.iter().copied().fold(0.0, f64::max),
+            answer_ms: median(&answer_ms),
             floor_ms: median(&floor),
             binary_bytes,
             bundle,
@@ -256,13 +267,14 @@ fn command(binary: &Path, function: &Function, runtime_api: &str) -> Command {
     command
 }
 
-/// Starts the function and returns the ms from spawn to its first `invocation/next`; the
-/// process is then killed, as it would only wait for an event.
-async fn start_until_ready(
+/// Starts the function, hands it an empty batch of its trigger, and returns the ms from spawn
+/// to its first `invocation/next` (init) and to its answer; the process is then killed, as it
+/// would only wait for the next event.
+async fn start_until_answered(
     binary: &Path,
     function: &Function,
     tables: &Tables,
-) -> Result<f64, String> {
+) -> Result<(f64, f64), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
@@ -270,7 +282,8 @@ async fn start_until_ready(
         .local_addr()
         .map_err(|e| format!("cannot read the listener's address: {e}"))?;
     let (lines, mut requests) = mpsc::unbounded_channel();
-    let acceptor = tokio::spawn(serve(listener, lines));
+    let invocation = Arc::new(Invocation::of(function));
+    let acceptor = tokio::spawn(serve(listener, lines, invocation));
     let mut command = command(binary, function, &address.to_string());
     command
         .env(EVENTS_TABLE_VAR, &tables.events)
@@ -282,24 +295,28 @@ async fn start_until_ready(
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
     let stderr = collect_stderr(&mut child);
     let mut seen = Vec::new();
-    // The connections stay open until the child is gone, so it sees no reset to react to.
-    let mut connections = Vec::new();
+    let mut init = None;
     let outcome = tokio::time::timeout(READY_TIMEOUT, async {
         loop {
             tokio::select! {
                 request = requests.recv() => {
-                    let Some((at, line, stream)) = request else {
+                    let Some((at, line)) = request else {
                         return Err("the Runtime API emulator stopped".to_string());
                     };
-                    connections.push(stream);
-                    if is_next_invocation(&line) {
-                        return Ok(at.duration_since(start));
+                    let since_start = at.duration_since(start);
+                    match answer_of(&line) {
+                        _ if init.is_none() && is_next_invocation(&line) => init = Some(since_start),
+                        Some(Answer::Response) => match init {
+                            Some(init) => return Ok((init, since_start)),
+                            None => return Err("answered before asking for an event".to_string()),
+                        },
+                        Some(Answer::Error) => return Err(format!("reported an error: {line}")),
+                        None => seen.push(line),
                     }
-                    seen.push(line);
                 }
                 status = child.wait() => {
                     return Err(match status {
-                        Ok(status) => format!("exited ({status}) before asking for an invocation"),
+                        Ok(status) => format!("exited ({status}) before answering an invocation"),
                         Err(e) => format!("cannot wait for it: {e}"),
                     });
                 }
@@ -307,13 +324,12 @@ async fn start_until_ready(
         }
     })
     .await
-    .unwrap_or_else(|_| Err(format!("not ready after {} s", READY_TIMEOUT.as_secs_f64())));
+    .unwrap_or_else(|_| Err(format!("no answer after {} s", READY_TIMEOUT.as_secs_f64())));
     // Kills by this child's own handle, then reaps it, so no stray process outlives a sample.
     let _ = child.kill().await;
     acceptor.abort();
-    drop(connections);
     match outcome {
-        Ok(elapsed) => Ok(elapsed.as_secs_f64() * 1e3),
+        Ok((init, answer)) => Ok((init.as_secs_f64() * 1e3, answer.as_secs_f64() * 1e3)),
         Err(reason) => {
             let log = match stderr {
                 Some(task) => task.await.unwrap_or_default(),
@@ -375,38 +391,161 @@ fn collect_stderr(child: &mut Child) -> Option<tokio::task::JoinHandle<String>> 
     })
 }
 
-/// The Runtime API emulator: accepts connections and hands on the first request line of
-/// each, with when it arrived and the connection itself.
-async fn serve(listener: TcpListener, lines: mpsc::UnboundedSender<(Instant, String, TcpStream)>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let lines = lines.clone();
-        tokio::spawn(async move {
-            if let Some((at, line, stream)) = read_request_line(stream).await {
-                let _ = lines.send((at, line, stream));
+/// The event a function's first invocation is handed: an empty batch of its trigger, so the
+/// answer measures the start and not the work.
+struct Invocation {
+    body: &'static str,
+    handed: AtomicBool,
+}
+
+impl Invocation {
+    fn of(function: &Function) -> Self {
+        let body = match function.trigger {
+            Trigger::Kafka => r#"{"eventSource":"aws:kafka","records":{}}"#,
+            Trigger::EventsTableStream => r#"{"Records":[]}"#,
+            Trigger::Schedule => {
+                r#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#
             }
-        });
+        };
+        Self {
+            body,
+            handed: AtomicBool::new(false),
+        }
+    }
+
+    /// The `invocation/next` response carrying the event, with the headers the runtime reads.
+    fn response(&self) -> String {
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            + 60_000;
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+             Lambda-Runtime-Aws-Request-Id: {REQUEST_ID}\r\n\
+             Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+             Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:sagaflow-bench\r\n\
+             Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0\r\n\
+             Content-Length: {}\r\n\r\n{}",
+            self.body.len(),
+            self.body
+        )
     }
 }
 
-/// Reads up to the end of the request line; `None` if the peer closes or sends junk first.
-async fn read_request_line(mut stream: TcpStream) -> Option<(Instant, String, TcpStream)> {
-    let mut buffer = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
+/// The request id of the one invocation the emulator hands out.
+const REQUEST_ID: &str = "sagaflow-bench-first-invocation";
+
+/// How the function answered its invocation.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// `POST .../invocation/<id>/response`.
+    Response,
+    /// `POST .../invocation/<id>/error` or `.../init/error`.
+    Error,
+}
+
+/// What a request line answers, if it is an answer.
+fn answer_of(line: &str) -> Option<Answer> {
+    let mut parts = line.split_ascii_whitespace();
+    let (Some("POST"), Some(target)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    if target.ends_with(&format!("/invocation/{REQUEST_ID}/response")) {
+        Some(Answer::Response)
+    } else if target.ends_with("/error") {
+        Some(Answer::Error)
+    } else {
+        None
+    }
+}
+
+/// The Runtime API emulator: accepts connections and converses on each.
+async fn serve(
+    listener: TcpListener,
+    lines: mpsc::UnboundedSender<(Instant, String)>,
+    invocation: Arc<Invocation>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(converse(stream, lines.clone(), invocation.clone()));
+    }
+}
+
+/// Reads each request on a connection in turn and hands on its request line with when its
+/// head arrived: the first `invocation/next` gets the event, an answer gets 202, and a later
+/// `next` is left waiting, with its connection open until the child is gone, so it sees no
+/// reset to react to.
+async fn converse(
+    mut stream: TcpStream,
+    lines: mpsc::UnboundedSender<(Instant, String)>,
+    invocation: Arc<Invocation>,
+) {
+    let mut buffer = Vec::with_capacity(1024);
+    while let Some((at, line, body_length)) = read_head(&mut stream, &mut buffer).await {
+        let _ = lines.send((at, line.clone()));
+        if !skip_body(&mut stream, &mut buffer, body_length).await {
+            return;
+        }
+        let reply = if is_next_invocation(&line) {
+            if invocation.handed.swap(true, Ordering::SeqCst) {
+                // Only the first event is handed out; hold this one until the child is killed.
+                let mut rest = [0u8; 64];
+                while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
+                return;
+            }
+            invocation.response()
+        } else {
+            "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_string()
+        };
+        if stream.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request head: its arrival, its request line and its body's length, leaving
+/// whatever follows the head in `buffer`; `None` if the peer closes or sends junk.
+async fn read_head(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Option<(Instant, String, usize)> {
+    let mut chunk = [0u8; 1024];
     loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let at = Instant::now();
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            buffer.drain(..end + 4);
+            let mut head_lines = head.split("\r\n");
+            let line = head_lines.next().unwrap_or_default().to_string();
+            let body_length = head_lines
+                .filter_map(|h| h.split_once(':'))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.trim().parse().ok())
+                .unwrap_or(0);
+            return Some((at, line, body_length));
+        }
+        if buffer.len() > MAX_REQUEST_HEAD {
+            return None;
+        }
         let read = stream.read(&mut chunk).await.ok()?;
         if read == 0 {
             return None;
         }
         buffer.extend_from_slice(&chunk[..read]);
-        if let Some(end) = buffer.windows(2).position(|w| w == b"\r\n") {
-            let at = Instant::now();
-            let line = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            return Some((at, line, stream));
-        }
-        if buffer.len() > MAX_REQUEST_LINE {
-            return None;
+    }
+}
+
+/// Drops a request's body of `length` bytes, from `buffer` first; `false` if the peer closes.
+async fn skip_body(stream: &mut TcpStream, buffer: &mut Vec<u8>, length: usize) -> bool {
+    let mut chunk = [0u8; 1024];
+    while buffer.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
         }
     }
+    buffer.drain(..length);
+    true
 }
 
 /// Whether an HTTP request line is the runtime's `GET .../invocation/next`, in origin or
@@ -428,7 +567,7 @@ fn is_next_invocation(line: &str) -> bool {
         && parts.next().is_none()
 }
 
-/// The same steps `FunctionContext::from_env` takes, timed one by one with fresh clients each
+/// The same steps `FunctionContext::build` takes, timed one by one with fresh clients each
 /// sample, to show what the child's init is made of.
 async fn in_process_steps(samples: usize, events_table: &str) -> Result<InitSteps, String> {
     let kafka = KafkaConfig::from_env().map_err(|e| e.to_string())?;
@@ -541,8 +680,8 @@ fn print(figures: &InitFigures, settings: &Settings) {
         if settings.quick { ", quick" } else { "" }
     );
     println!(
-        "  {:<14}  {:<24} {:<15} {:<14} bootstrap.zip",
-        "function", "init ms (median / max)", "start floor ms", "host binary"
+        "  {:<14}  {:<24} {:<15} {:<16} {:<14} bootstrap.zip",
+        "function", "init ms (median / max)", "start floor ms", "first answer ms", "host binary"
     );
     let mut host_zipped = false;
     let mut unknown = false;
@@ -559,25 +698,29 @@ fn print(figures: &InitFigures, settings: &Settings) {
             }
         };
         println!(
-            "  {:<14}  {:<24} {:<15} {:<14} {bundle}",
+            "  {:<14}  {:<24} {:<15} {:<16} {:<14} {bundle}",
             f.bin,
             format!("{:.1} / {:.1}", f.median_ms, f.max_ms),
             format!("{:.1}", f.floor_ms),
+            format!("{:.1}", f.answer_ms),
             kib(f.binary_bytes),
         );
     }
     println!(
         "  start floor: spawn to exit when the config is refused before any client is built \
-         (process and runtime start, no I/O)"
+         (process and runtime start, no I/O); first answer: spawn to the answer to an empty \
+         batch of its trigger, handed on its first `invocation/next` (init, then what the first \
+         invocation waits for of the start begun in init: the clients, the table check)"
     );
     let s = &figures.steps;
     println!(
         "  the same steps in this process, fresh clients (median): AWS config and client \
-         {:.1} ms, DescribeTable {:.1} ms (checked alongside init, awaited by the first \
-         invocation), Kafka producer and metadata {:.1} ms \
-         (warmed alongside init, not awaited: librdkafka settles its broker connections after \
-         the metadata answer), log subscriber and ready line {:.3} ms, {:.3} ms with the tracer \
-         provider and its layer as init builds them now (awaited in init)",
+         {:.1} ms (built in the background from init on, awaited by the first invocation; this \
+         process loaded its TLS roots once already), DescribeTable {:.1} ms (the same), Kafka \
+         producer and metadata {:.1} ms (warmed in the background, awaited by no invocation: \
+         librdkafka settles its broker connections after the metadata answer), log subscriber \
+         and ready line {:.3} ms, {:.3} ms with the tracer provider and its layer as init builds \
+         them now (awaited in init)",
         s.aws_config_ms, s.describe_table_ms, s.kafka_warm_ms, s.logging_ms, s.traced_logging_ms
     );
     if host_zipped {
@@ -653,6 +796,83 @@ mod tests {
             "GET /2018-06-01/runtime/invocation/next"
         ));
         assert!(!is_next_invocation(""));
+    }
+
+    #[test]
+    fn only_a_post_for_the_handed_invocation_is_its_answer() {
+        let id = REQUEST_ID;
+        assert_eq!(
+            answer_of(&format!(
+                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1"
+            )),
+            Some(Answer::Response)
+        );
+        assert_eq!(
+            answer_of(&format!(
+                "POST /2018-06-01/runtime/invocation/{id}/error HTTP/1.1"
+            )),
+            Some(Answer::Error)
+        );
+        assert_eq!(
+            answer_of("POST /2018-06-01/runtime/init/error HTTP/1.1"),
+            Some(Answer::Error)
+        );
+        assert_eq!(
+            answer_of("POST /2018-06-01/runtime/invocation/other/response HTTP/1.1"),
+            None
+        );
+        assert_eq!(
+            answer_of("GET /2018-06-01/runtime/invocation/next HTTP/1.1"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_emulator_hands_the_event_once_and_reads_requests_in_turn_on_a_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (lines, mut requests) = mpsc::unbounded_channel();
+        let invocation = Arc::new(Invocation {
+            body: "{}",
+            handed: AtomicBool::new(false),
+        });
+        let acceptor = tokio::spawn(serve(listener, lines, invocation));
+        let mut client = TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut handed = vec![0u8; 1024];
+        let read = client.read(&mut handed).await.unwrap();
+        let handed = String::from_utf8_lossy(&handed[..read]).into_owned();
+        assert!(handed.starts_with("HTTP/1.1 200 OK"), "{handed}");
+        assert!(
+            handed.contains(REQUEST_ID) && handed.ends_with("\r\n\r\n{}"),
+            "{handed}"
+        );
+        let post = format!(
+            "POST /2018-06-01/runtime/invocation/{REQUEST_ID}/response HTTP/1.1\r\n\
+             Content-Length: 2\r\n\r\n{{}}GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n"
+        );
+        client.write_all(post.as_bytes()).await.unwrap();
+        let lines: Vec<String> = [
+            requests.recv().await,
+            requests.recv().await,
+            requests.recv().await,
+        ]
+        .into_iter()
+        .map(|r| r.unwrap().1)
+        .collect();
+        assert!(is_next_invocation(&lines[0]));
+        assert_eq!(answer_of(&lines[1]), Some(Answer::Response));
+        assert!(
+            is_next_invocation(&lines[2]),
+            "the body was skipped, not read as a head"
+        );
+        let mut accepted = vec![0u8; 256];
+        let read = client.read(&mut accepted).await.unwrap();
+        assert!(String::from_utf8_lossy(&accepted[..read]).starts_with("HTTP/1.1 202"));
+        acceptor.abort();
     }
 
     #[test]
