@@ -29,7 +29,7 @@ const SKUS: [(&str, i64); 5] = [
 ];
 
 /// What the run measured, per order where it says so.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EndToEndFigures {
     /// Orders placed (all reached a terminal state, or the section fails).
     pub orders: usize,
