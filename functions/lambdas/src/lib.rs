@@ -158,6 +158,18 @@ where
     })
 }
 
+/// Under provisioned concurrency, waits in init for the start and the table check to end,
+/// well or not (see [`starting::awaits_start_in_init`]; a failure is logged, and the first
+/// invocation starts again); on demand, returns at once.
+pub async fn settle_if_provisioned<H>(function: &StartingFunction<H>)
+where
+    H: Send + Sync + 'static,
+{
+    if starting::awaits_start_in_init(|name| std::env::var(name).ok()) {
+        let _ = started(function).await;
+    }
+}
+
 /// The function's handler once it is built and its tables are known to be there: the first
 /// invocation waits for both; a start or a table check that fails fails that invocation with
 /// its error (its work never runs), and the next invocation tries again.
@@ -177,6 +189,7 @@ pub async fn run_service(service: &'static str) -> Result<(), Error> {
     let function = start_function(settings, false, move |context| {
         context.service_function(service)
     });
+    settle_if_provisioned(&function).await;
     let handler = service_fn(|event| async { kafka_batch(started(&function).await?, event).await });
     serve(
         Runtime::new(handler),
@@ -191,6 +204,7 @@ pub async fn run_orchestrator() -> Result<(), Error> {
     let tracing = logging::init("orchestrator");
     let settings = FunctionSettings::from_env()?;
     let function = start_function(settings, false, FunctionContext::orchestrator_function);
+    settle_if_provisioned(&function).await;
     let handler = service_fn(|event| async { kafka_batch(started(&function).await?, event).await });
     serve(
         Runtime::new(handler),
@@ -205,6 +219,7 @@ pub async fn run_analytics() -> Result<(), Error> {
     let tracing = logging::init("analytics");
     let settings = FunctionSettings::from_env()?;
     let function = start_function(settings, true, FunctionContext::analytics_function);
+    settle_if_provisioned(&function).await;
     let handler =
         service_fn(|event| async { analytics_invocation(started(&function).await?, event).await });
     serve(
@@ -226,6 +241,7 @@ pub async fn run_deadline() -> Result<(), Error> {
             Ok(Started { tables, handler })
         }
     });
+    settle_if_provisioned(&function).await;
     let handler =
         service_fn(|event| async { scheduled_tick(started(&function).await?, event).await });
     // Boxed: the timer's tick nests deep enough to pass the compiler's layout depth otherwise.
@@ -248,6 +264,7 @@ pub async fn run_relay() -> Result<(), Error> {
             dead_letters: context.dead_letters.clone(),
         })
     });
+    settle_if_provisioned(&function).await;
     let handler =
         service_fn(|event| async { stream_batch(started(&function).await?, event).await });
     serve(

@@ -4,6 +4,11 @@
 //! invocation waits for what is still being built, and a start that fails fails that
 //! invocation with its error (its batch is retried, nothing is lost); the next invocation
 //! starts again, so repairing the cause is the whole repair.
+//!
+//! Under provisioned concurrency init awaits the start ([`awaits_start_in_init`]): nobody
+//! waits for that init, and Lambda may freeze the sandbox as soon as init ends, leaving a
+//! start in the background half done (a request cut short, a connection gone stale) until
+//! the first invocation thaws it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -90,6 +95,16 @@ where
     }
 }
 
+/// The variable Lambda sets to how it initialized the sandbox: `on-demand`, or
+/// `provisioned-concurrency` for a sandbox prepared before any request.
+pub const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+
+/// Whether init should await the start, from the environment `lookup` reads: only for a
+/// sandbox prepared ahead of its requests, which may be frozen the moment init ends.
+pub fn awaits_start_in_init(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    lookup(INITIALIZATION_TYPE_VAR).is_some_and(|kind| kind.trim() == "provisioned-concurrency")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +154,17 @@ mod tests {
             .await
             .expect("the build ran without a call to ready");
         assert_eq!(*starting.ready().await.unwrap(), "built");
+    }
+
+    #[test]
+    fn only_a_provisioned_sandbox_awaits_its_start_in_init() {
+        let kind = |value: &'static str| {
+            move |name: &str| (name == INITIALIZATION_TYPE_VAR).then(|| value.to_string())
+        };
+        assert!(awaits_start_in_init(kind("provisioned-concurrency")));
+        assert!(!awaits_start_in_init(kind("on-demand")));
+        assert!(!awaits_start_in_init(kind("snap-start")));
+        assert!(!awaits_start_in_init(|_| None), "outside Lambda, or unset");
     }
 
     #[tokio::test]
