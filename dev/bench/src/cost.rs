@@ -130,6 +130,13 @@ pub fn print(requests: &RequestFigures, e2e: &EndToEndFigures) {
             "$"
         )
     );
+    if total * million > COST_PER_MILLION_TARGET && dynamodb > 0.0 {
+        println!(
+            "  why: DynamoDB is {:.0}% of it, and {:.0}% of DynamoDB's share is the write units above",
+            100.0 * dynamodb / total,
+            100.0 * (e2e.write_units_per_order * DYNAMODB_PER_MILLION_WRITES / million) / dynamodb
+        );
+    }
     println!(
         "  event store floor: {:.2} requests per command one by one, {:.2} when a batch holds several for one aggregate",
         requests.one_by_one_per_command, requests.batched_per_command
