@@ -75,12 +75,13 @@ where
         if let Some(value) = self.ready.get() {
             return Ok(value);
         }
-        let attempt = running
-            .take()
-            .unwrap_or_else(|| tokio::spawn((self.build)()));
+        // The attempt stays in `running` until it ends, so a caller dropped while waiting
+        // leaves it to the next caller instead of starting a second one.
+        let attempt = running.get_or_insert_with(|| tokio::spawn((self.build)()));
         let outcome = attempt
             .await
             .unwrap_or_else(|e| Err(StartAborted(e.to_string()).into()));
+        *running = None;
         match outcome {
             Ok(value) => Ok(self.ready.get_or_init(|| async move { value }).await),
             Err(error) => {
@@ -109,6 +110,7 @@ pub fn awaits_start_in_init(lookup: impl Fn(&str) -> Option<String>) -> bool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     #[derive(Debug, thiserror::Error)]
     enum Refused {
@@ -165,6 +167,34 @@ mod tests {
         assert!(!awaits_start_in_init(kind("on-demand")));
         assert!(!awaits_start_in_init(kind("snap-start")));
         assert!(!awaits_start_in_init(|_| None), "outside Lambda, or unset");
+    }
+
+    #[tokio::test]
+    async fn a_caller_dropped_while_waiting_leaves_the_attempt_to_the_next() {
+        let attempts = Arc::new(AtomicU32::new(0));
+        let counted = attempts.clone();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let starting = Starting::start("test", move || {
+            let attempt = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|go| *go).await;
+                Ok::<_, Refused>(attempt)
+            }
+        });
+        let dropped = tokio::time::timeout(Duration::from_millis(20), starting.ready()).await;
+        assert!(dropped.is_err(), "still building");
+        release.send(true).unwrap();
+        assert_eq!(
+            *starting.ready().await.unwrap(),
+            1,
+            "the first attempt's value"
+        );
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "no second attempt was started"
+        );
     }
 
     #[tokio::test]
