@@ -44,8 +44,12 @@ test-chaos: ## a short seeded chaos run (100 orders, every fault on, one DynamoD
 	@$(call with_servers,$(CARGO) run --quiet -p sagaflow-chaos -- --orders 100 --seed 11 --silent 0.06 --outages 1 --outage-secs 5 --step-timeout-ms 10000)
 
 # The bench measures release builds: its own binary and every function's bootstrap (for init).
+# The functions are built on their own, as `make package` builds them: built with the bench,
+# cargo would unify their dependencies' features with the bench's (dynamo-es, cqrs-es) and
+# measure bigger binaries than the ones deployed.
 bench: ## sagaflow beside cqrs-es and dynamo-es, a Kafka batch, function init, end to end, cost per order; see BENCHMARKS.md (quick: make bench ARGS=--quick)
-	@$(CARGO) build --release --quiet -p sagaflow-bench -p sagaflow-lambdas
+	@$(CARGO) build --release --quiet -p sagaflow-lambdas
+	@$(CARGO) build --release --quiet -p sagaflow-bench
 	@$(call with_servers,target/release/sagaflow-bench $(ARGS))
 
 FUZZ_SECS ?= 120
