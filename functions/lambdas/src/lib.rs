@@ -135,7 +135,7 @@ pub struct Started<H> {
 pub type StartingFunction<H> = Starting<Started<H>, InitError>;
 
 /// Builds the clients of `settings` in the background and `handler_of` over them: init awaits
-/// none of it, and the first invocation waits for what is left ([`when_started`]).
+/// none of it, and the first invocation waits for what is left ([`started`]).
 pub fn start_function<H, F>(
     settings: FunctionSettings,
     analytics: bool,

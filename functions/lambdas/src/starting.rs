@@ -120,18 +120,28 @@ mod tests {
         Aborted(#[from] StartAborted),
     }
 
-    #[tokio::test]
-    async fn a_failed_start_fails_one_call_and_the_next_starts_again() {
+    /// A start whose every attempt runs `attempt` with its number (from 1), and the count of
+    /// attempts begun.
+    fn counted_start<F, Fut>(attempt: F) -> (Starting<u32, Refused>, Arc<AtomicU32>)
+    where
+        F: Fn(u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<u32, Refused>> + Send + 'static,
+    {
         let attempts = Arc::new(AtomicU32::new(0));
         let counted = attempts.clone();
         let starting = Starting::start("test", move || {
-            let attempt = counted.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                if attempt == 1 {
-                    Err(Refused::Attempt(attempt))
-                } else {
-                    Ok(attempt)
-                }
+            attempt(counted.fetch_add(1, Ordering::SeqCst) + 1)
+        });
+        (starting, attempts)
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_fails_one_call_and_the_next_starts_again() {
+        let (starting, attempts) = counted_start(|attempt| async move {
+            if attempt == 1 {
+                Err(Refused::Attempt(attempt))
+            } else {
+                Ok(attempt)
             }
         });
         let refused = starting.ready().await.unwrap_err();
@@ -171,15 +181,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_dropped_while_waiting_leaves_the_attempt_to_the_next() {
-        let attempts = Arc::new(AtomicU32::new(0));
-        let counted = attempts.clone();
         let (release, released) = tokio::sync::watch::channel(false);
-        let starting = Starting::start("test", move || {
-            let attempt = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        let (starting, attempts) = counted_start(move |attempt| {
             let mut released = released.clone();
             async move {
                 let _ = released.wait_for(|go| *go).await;
-                Ok::<_, Refused>(attempt)
+                Ok(attempt)
             }
         });
         let dropped = tokio::time::timeout(Duration::from_millis(20), starting.ready()).await;
@@ -199,14 +206,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_build_that_panics_is_reported_and_started_again() {
-        let attempts = Arc::new(AtomicU32::new(0));
-        let counted = attempts.clone();
-        let starting = Starting::start("test", move || {
-            let attempt = counted.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                assert!(attempt > 1, "the first attempt panics");
-                Ok::<_, Refused>(attempt)
-            }
+        let (starting, _) = counted_start(|attempt| async move {
+            assert!(attempt > 1, "the first attempt panics");
+            Ok(attempt)
         });
         let refused = starting.ready().await.unwrap_err();
         assert!(matches!(refused, Refused::Aborted(_)), "{refused}");
